@@ -1,0 +1,54 @@
+"""The configuration matrix every conformance test runs over.
+
+Each cell is a list of tier specs: every tier alone, L1 + L3, L1 + L2 on
+fakeredis, and L1 + L2 + L3 on a real redis-server started by the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+L1 = {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"}
+
+
+def fake_l2() -> dict[str, Any]:
+    import fakeredis
+
+    return {
+        "NAME": "l2",
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6399/0",
+        "OPTIONS": {"CONNECTION_POOL_KWARGS": {"connection_class": fakeredis.FakeConnection}},
+    }
+
+
+def real_l2(url: str) -> dict[str, Any]:
+    return {"NAME": "l2", "BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}
+
+
+def l3(directory: str) -> dict[str, Any]:
+    return {"NAME": "l3", "BACKEND": "diskcache.DjangoCache", "LOCATION": directory}
+
+
+CELLS = ["l1", "l2-fake", "l3", "l1+l3", "l1+l2-fake", "l1+l2+l3-real"]
+
+
+def tiers_for(cell: str, request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Return the tier specs of ``cell``, starting real servers when needed."""
+    disk = str(request.getfixturevalue("l3_dir"))
+    if cell == "l1":
+        return [L1]
+    if cell == "l2-fake":
+        return [fake_l2()]
+    if cell == "l3":
+        return [l3(disk)]
+    if cell == "l1+l3":
+        return [L1, l3(disk)]
+    if cell == "l1+l2-fake":
+        return [L1, fake_l2()]
+    if cell == "l1+l2+l3-real":
+        url = request.getfixturevalue("redis_server").url(1)
+        return [L1, real_l2(url), l3(disk)]
+    raise ValueError(cell)

@@ -1,0 +1,183 @@
+"""System checks ``tiered_cache.E0xx`` / ``W0xx``: misconfiguration, with hints.
+
+They read settings only: no connection is opened, so ``manage.py check`` works
+with Redis down.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.core.cache.backends.base import get_key_func
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import BASECACHE_OPTIONS, parse_options
+from .keys import clear_namespace
+
+__all__ = ["check_tiered_caches"]
+
+E001 = "tiered_cache.E001"  # OPTIONS rejected (wrong type or shape)
+E002 = "tiered_cache.E002"  # unknown OPTIONS key
+E003 = "tiered_cache.E003"  # a tier BACKEND that is not a tier / does not import
+E004 = "tiered_cache.E004"  # unknown key in a tier spec
+W001 = "tiered_cache.W001"  # tier KEY_PREFIX/VERSION/KEY_FUNCTION/TIMEOUT ignored
+W002 = "tiered_cache.W002"  # L3 directory is relative
+W003 = "tiered_cache.W003"  # L3 directory is under the temp dir
+W004 = "tiered_cache.W004"  # top-level MAX_ENTRIES/CULL_FREQUENCY have no effect
+W005 = "tiered_cache.W005"  # INVALIDATION set but not implemented in this version
+W006 = "tiered_cache.W006"  # keys have no fixed start: clear() cannot isolate them
+W007 = "tiered_cache.W007"  # LOCATION of the TieredCache entry is unused
+W008 = "tiered_cache.W008"  # the memory tier is not first
+
+
+def _entries() -> list[tuple[str, Mapping[str, Any]]]:
+    caches = getattr(settings, "CACHES", {}) or {}
+    return [
+        (alias, conf)
+        for alias, conf in caches.items()
+        if isinstance(conf, Mapping)
+        and conf.get("BACKEND")
+        in ("tiered_cache.TieredCache", "tiered_cache.backend.TieredCache")
+    ]
+
+
+@checks.register(checks.Tags.caches)
+def check_tiered_caches(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Check every CACHES entry whose BACKEND is TieredCache."""
+    messages: list[checks.CheckMessage] = []
+    for alias, conf in _entries():
+        messages.extend(_check_entry(alias, conf))
+    return messages
+
+
+def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessage]:
+    where = f"CACHES[{alias!r}]"
+    try:
+        options = parse_options(conf.get("OPTIONS"))
+    except ImproperlyConfigured as exc:
+        is_backend = "BACKEND" in str(exc) and "tier" in str(exc)
+        return [
+            checks.Error(
+                f"{where}: {exc}",
+                hint=(
+                    "Name a tier adapter (tiered_cache.tiers.MemoryTier, "
+                    "django_redis.cache.RedisCache, tiered_cache.tiers.RedisClusterTier, "
+                    "diskcache.DjangoCache) and install its extra, e.g. "
+                    "pip install 'django-tiered-cache[redis]'."
+                    if is_backend
+                    else "See docs/configuration.rst for every option and its type."
+                ),
+                id=E003 if is_backend else E001,
+            )
+        ]
+    messages: list[checks.CheckMessage] = []
+    for key in options.unknown:
+        messages.append(
+            checks.Error(
+                f"{where}: unknown OPTIONS key {key!r}.",
+                hint="Known keys: TIERS, FAIL_OPEN, L1_MAX_STALENESS, BREAKER, CLOCK, "
+                "INVALIDATION. Tier settings go in that tier's own OPTIONS.",
+                id=E002,
+            )
+        )
+    raw_options = conf.get("OPTIONS") or {}
+    for key in sorted(BASECACHE_OPTIONS & set(raw_options)):
+        messages.append(
+            checks.Warning(
+                f"{where}: OPTIONS[{key!r}] has no effect on a TieredCache.",
+                hint="Bound the memory tier instead: its OPTIONS take MAX_ENTRIES "
+                "and MAX_BYTES.",
+                id=W004,
+            )
+        )
+    if options.invalidation is not None:
+        messages.append(
+            checks.Warning(
+                f"{where}: INVALIDATION is not implemented in this version.",
+                hint="L1 copies are bounded by L1_MAX_STALENESS until the "
+                "invalidation bus lands.",
+                id=W005,
+            )
+        )
+    if conf.get("LOCATION"):
+        messages.append(
+            checks.Warning(
+                f"{where}: LOCATION is not used by TieredCache.",
+                hint="Give each tier its own LOCATION inside OPTIONS['TIERS'].",
+                id=W007,
+            )
+        )
+    key_func = get_key_func(conf.get("KEY_FUNCTION"))
+    if not clear_namespace(
+        key_func, conf.get("KEY_PREFIX", ""), conf.get("VERSION", 1)
+    ):
+        messages.append(
+            checks.Warning(
+                f"{where}: KEY_FUNCTION builds keys with no fixed start, so clear() "
+                "cannot tell this cache's keys from others' in shared tiers.",
+                hint="Make the key function start every key with the KEY_PREFIX.",
+                id=W006,
+            )
+        )
+    for index, tier in enumerate(options.tiers):
+        tier_where = f"{where} tier {tier.name!r}"
+        for key in tier.unknown_keys:
+            messages.append(
+                checks.Error(
+                    f"{tier_where}: unknown key {key!r} in the tier spec.",
+                    hint="A tier spec takes NAME, BACKEND, LOCATION and OPTIONS.",
+                    id=E004,
+                )
+            )
+        for key in tier.ignored_keys:
+            messages.append(
+                checks.Warning(
+                    f"{tier_where}: {key} is ignored in a tier spec.",
+                    hint=f"Set {key} on the TieredCache entry itself: the final key "
+                    "and timeout are decided once, for every tier.",
+                    id=W001,
+                )
+            )
+        if tier.cls.__name__ == "MemoryTier" and index != 0:
+            messages.append(
+                checks.Warning(
+                    f"{tier_where}: the memory tier is not the first tier.",
+                    hint="Put the memory tier first: tiers are read in list order.",
+                    id=W008,
+                )
+            )
+        if tier.cls.__name__ == "DiskTier":
+            messages.extend(_check_disk_location(tier_where, tier.spec.get("LOCATION")))
+    return messages
+
+
+def _check_disk_location(where: str, location: Any) -> list[checks.CheckMessage]:
+    location = str(location or "")
+    if not os.path.isabs(location):
+        return [
+            checks.Warning(
+                f"{where}: directory {location!r} is relative, so it depends on "
+                "the working directory of each process.",
+                hint="Use an absolute path on local SSD, e.g. /var/cache/<project>.",
+                id=W002,
+            )
+        ]
+    temp = os.path.realpath(tempfile.gettempdir())
+    real = os.path.realpath(location)
+    if real == temp or real.startswith(temp + os.sep):
+        return [
+            checks.Warning(
+                f"{where}: directory {location!r} is under the temporary directory, "
+                "which the system may clean while processes use it.",
+                hint="Use a persistent path on local SSD, e.g. /var/cache/<project>.",
+                id=W003,
+            )
+        ]
+    return []

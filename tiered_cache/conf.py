@@ -1,0 +1,253 @@
+"""``OPTIONS`` of a TieredCache entry -> a frozen, validated options object.
+
+Every key and its default is listed here and in ``docs/configuration.rst``.
+Wrong *types* raise ``ImproperlyConfigured`` when the backend is built; unknown
+keys are kept in ``unknown`` so the system check can name them with a hint
+(raising would hide every other problem behind the first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+__all__ = [
+    "DEFAULTS",
+    "BreakerOptions",
+    "TierSpec",
+    "TieredOptions",
+    "default_l3_directory",
+    "parse_options",
+]
+
+DEFAULTS: dict[str, Any] = {
+    "TIERS": None,  # None: the embedded default, L1 + L3 in a per-project folder
+    "FAIL_OPEN": True,
+    "L1_MAX_STALENESS": 60.0,
+    "BREAKER": {},
+    "CLOCK": None,  # None: time.time
+    "INVALIDATION": None,  # reserved for the invalidation bus
+}
+#: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
+BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
+
+BREAKER_DEFAULTS: dict[str, Any] = {
+    "FAILURE_THRESHOLD": 5,
+    "FAILURE_RATE": 0.5,
+    "MIN_CALLS": 20,
+    "WINDOW": 10.0,
+    "OPEN_SECONDS": 5.0,
+}
+
+#: Tier spec keys. TIMEOUT, KEY_PREFIX, VERSION and KEY_FUNCTION are ignored
+#: (the backend builds the final key once); the system check says so.
+TIER_KEYS = frozenset({"NAME", "BACKEND", "LOCATION", "OPTIONS"})
+IGNORED_TIER_KEYS = frozenset({"TIMEOUT", "KEY_PREFIX", "VERSION", "KEY_FUNCTION"})
+
+_DEFAULT_NAMES = {
+    "MemoryTier": "l1",
+    "RedisTier": "l2",
+    "RedisClusterTier": "l2",
+    "DiskTier": "l3",
+}
+
+
+@dataclass(frozen=True)
+class BreakerOptions:
+    """Circuit breaker settings shared by every remote tier of a cache."""
+
+    failure_threshold: int = 5
+    failure_rate: float = 0.5
+    min_calls: int = 20
+    window: float = 10.0
+    open_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """One entry of ``TIERS``, with its resolved name and adapter class."""
+
+    name: str
+    backend: str
+    spec: Mapping[str, Any]
+    cls: type
+    ignored_keys: tuple[str, ...] = ()
+    unknown_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TieredOptions:
+    """Validated OPTIONS of one TieredCache entry."""
+
+    tiers: tuple[TierSpec, ...]
+    fail_open: bool = True
+    l1_max_staleness: float | None = 60.0
+    breaker: BreakerOptions = field(default_factory=BreakerOptions)
+    clock: Callable[[], float] = time.time
+    invalidation: Any = None
+    embedded_default: bool = False
+    unknown: tuple[str, ...] = ()
+    #: Identity of what the tiers share: equal keys share one chain per process.
+    share_key: str = ""
+
+
+def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
+    """Validate ``OPTIONS`` and return a ``TieredOptions``."""
+    from .tiers import tier_class  # tiers import Django pieces; keep conf light
+
+    options = dict(options or {})
+    unknown = tuple(
+        sorted(k for k in options if k not in DEFAULTS and k not in BASECACHE_OPTIONS)
+    )
+    fail_open = options.get("FAIL_OPEN", True)
+    if not isinstance(fail_open, bool):
+        raise ImproperlyConfigured(
+            f"FAIL_OPEN must be True or False, not {fail_open!r}"
+        )
+    staleness = options.get("L1_MAX_STALENESS", DEFAULTS["L1_MAX_STALENESS"])
+    if staleness is not None and (
+        isinstance(staleness, bool)
+        or not isinstance(staleness, (int, float))
+        or not staleness > 0
+    ):
+        raise ImproperlyConfigured(
+            f"L1_MAX_STALENESS must be a positive number of seconds or None, "
+            f"not {staleness!r}"
+        )
+    clock = _load_clock(options.get("CLOCK"))
+    breaker = _parse_breaker(options.get("BREAKER") or {})
+
+    raw_tiers = options.get("TIERS")
+    embedded = raw_tiers is None
+    if embedded:
+        raw_tiers = embedded_default_tiers()
+    if not isinstance(raw_tiers, (list, tuple)) or not raw_tiers:
+        raise ImproperlyConfigured("TIERS must be a non-empty list of tier specs")
+    tiers = []
+    for index, raw in enumerate(raw_tiers):
+        if not isinstance(raw, Mapping) or "BACKEND" not in raw:
+            raise ImproperlyConfigured(
+                f"TIERS[{index}] must be a dict with a BACKEND, like a CACHES entry"
+            )
+        if raw.get("OPTIONS") is not None and not isinstance(raw["OPTIONS"], Mapping):
+            raise ImproperlyConfigured(f"TIERS[{index}]['OPTIONS'] must be a dict")
+        cls = tier_class(raw["BACKEND"])
+        name = raw.get("NAME") or _DEFAULT_NAMES.get(cls.__name__, f"t{index + 1}")
+        if not isinstance(name, str) or name != name.lower():
+            raise ImproperlyConfigured(
+                f"tier NAME must be a lower-case string, not {name!r}"
+            )
+        tiers.append(
+            TierSpec(
+                name=name,
+                backend=raw["BACKEND"],
+                spec=raw,
+                cls=cls,
+                ignored_keys=tuple(sorted(set(raw) & IGNORED_TIER_KEYS)),
+                unknown_keys=tuple(sorted(set(raw) - TIER_KEYS - IGNORED_TIER_KEYS)),
+            )
+        )
+    names = [t.name for t in tiers]
+    if len(set(names)) != len(names):
+        raise ImproperlyConfigured(f"tier names must be unique, got {names}")
+
+    share_key = _identity(
+        {
+            "tiers": [dict(t.spec, NAME=t.name) for t in tiers],
+            "clock": clock,
+            "staleness": staleness,
+            "breaker": dataclasses.asdict(breaker),
+        }
+    )
+    return TieredOptions(
+        tiers=tuple(tiers),
+        fail_open=fail_open,
+        l1_max_staleness=None if staleness is None else float(staleness),
+        breaker=breaker,
+        clock=clock,
+        invalidation=options.get("INVALIDATION"),
+        embedded_default=embedded,
+        unknown=unknown,
+        share_key=share_key,
+    )
+
+
+def embedded_default_tiers() -> list[dict[str, Any]]:
+    """Return the tiers used when OPTIONS has no TIERS: L1 + L3 on local disk."""
+    return [
+        {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"},
+        {
+            "NAME": "l3",
+            "BACKEND": "diskcache.DjangoCache",
+            "LOCATION": str(default_l3_directory()),
+        },
+    ]
+
+
+def default_l3_directory() -> Path:
+    """Return the per-project folder of the embedded default's L3.
+
+    ``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/tiered_cache/<project>-<hash>``,
+    where the project is ``settings.BASE_DIR`` when defined, else the current
+    directory: stable across restarts, distinct per project, never a temp dir.
+    """
+    from django.conf import settings
+
+    project = Path(getattr(settings, "BASE_DIR", None) or os.getcwd()).resolve()
+    digest = hashlib.sha1(str(project).encode()).hexdigest()[:10]
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "tiered_cache" / f"{project.name or 'root'}-{digest}"
+
+
+def _load_clock(clock: Any) -> Callable[[], float]:
+    if clock is None:
+        return time.time
+    if isinstance(clock, str):
+        try:
+            clock = import_string(clock)
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f"CLOCK {clock!r} does not import: {exc}"
+            ) from exc
+    if not callable(clock):
+        raise ImproperlyConfigured(f"CLOCK must be callable, not {clock!r}")
+    return clock
+
+
+def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured("BREAKER must be a dict")
+    unknown = set(raw) - set(BREAKER_DEFAULTS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"unknown BREAKER keys {sorted(unknown)}; known: {sorted(BREAKER_DEFAULTS)}"
+        )
+    merged = {**BREAKER_DEFAULTS, **raw}
+    for key, value in merged.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value > 0
+        ):
+            raise ImproperlyConfigured(f"BREAKER[{key!r}] must be a positive number")
+        if not math.isfinite(value):
+            raise ImproperlyConfigured(f"BREAKER[{key!r}] must be finite")
+    return BreakerOptions(**{k.lower(): v for k, v in merged.items()})
+
+
+def _identity(obj: Any) -> str:
+    """Return a stable string for a configuration (sorted keys, objects by id)."""
+    return json.dumps(
+        obj, sort_keys=True, default=lambda o: f"{type(o).__qualname__}@{id(o):x}"
+    )

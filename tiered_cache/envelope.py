@@ -1,0 +1,199 @@
+"""What a shared tier stores: format version, absolute expiry, stamp, payload.
+
+Layout (version 1), big-endian::
+
+    magic "\\xa7TC" | version u8 | flags u8 | expires_at f64 | stamp u64 | payload
+
+* ``expires_at`` is absolute (seconds on the backend's clock, ``inf`` = never),
+  so a lower tier's hit can be promoted with its *remaining* lifetime and
+  ``touch`` is exact.
+* ``stamp`` orders writes of one key (hybrid clock: wall nanoseconds, bumped to
+  stay monotonic in this process); the invalidation bus will compare it.
+* ``flags`` say how the payload is compressed.
+* The payload is the value pickled once by the backend.
+
+Integers of exact type ``int`` are the one exception: shared tiers keep them
+raw (Redis as a decimal string, diskcache as an SQLite integer) so ``incr`` is
+atomic where they live (INCRBY, diskcache's transaction). A raw integer is not
+executable, so it needs no authentication when signing lands.
+
+Bytes that do not parse are an ``EnvelopeError``: the read path turns that into
+a logged miss, never into an exception or an unpickle of unknown data.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import struct
+import threading
+import time
+import zlib
+from typing import Any
+
+from .exceptions import EnvelopeError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "Record",
+    "decode",
+    "encode",
+    "loads",
+    "new_stamp",
+]
+
+MAGIC = b"\xa7TC"
+FORMAT_VERSION = 1
+PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+_HEADER = struct.Struct(">3sBBdQ")
+HEADER_SIZE = _HEADER.size
+_FLAG_ZLIB = 0x01
+_FLAG_ZSTD = 0x02
+_COMPRESSION_FLAGS = _FLAG_ZLIB | _FLAG_ZSTD
+
+loads = pickle.loads
+
+
+class Record:
+    """One value on its way into or out of a tier.
+
+    ``payload`` is the pickled value, or ``None`` for a raw ``int``. ``value``
+    is the live object when known (it is returned to callers and may be kept
+    as-is by L1 when immutable).
+    """
+
+    __slots__ = ("value", "payload", "expires_at", "stamp")
+
+    def __init__(
+        self, value: Any, payload: bytes | None, expires_at: float | None, stamp: int
+    ) -> None:
+        self.value = value
+        self.payload = payload
+        self.expires_at = expires_at
+        self.stamp = stamp
+
+    @classmethod
+    def for_value(cls, value: Any, expires_at: float | None) -> Record:
+        """Pickle ``value`` once for every tier (raises if it cannot be pickled)."""
+        payload = None if type(value) is int else pickle.dumps(value, PICKLE_PROTOCOL)
+        return cls(value, payload, expires_at, new_stamp())
+
+    @property
+    def size(self) -> int:
+        """Return the payload size in bytes (what placement limits compare)."""
+        return 8 if self.payload is None else len(self.payload)
+
+    def remaining(self, now: float) -> float | None:
+        """Return seconds left to live at ``now`` (``None`` = forever)."""
+        return None if self.expires_at is None else self.expires_at - now
+
+    def __repr__(self) -> str:
+        return (
+            f"Record(size={self.size}, expires_at={self.expires_at}, "
+            f"stamp={self.stamp})"
+        )
+
+
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def new_stamp() -> int:
+    """Return a stamp larger than any this process handed out before."""
+    global _last_stamp
+    now = time.time_ns()
+    with _stamp_lock:
+        if now <= _last_stamp:
+            now = _last_stamp + 1
+        _last_stamp = now
+    return now
+
+
+def encode(
+    record: Record,
+    *,
+    compress_min_bytes: int | None = None,
+    compressor: str = "zlib",
+    compress_level: int | None = None,
+) -> bytes | int:
+    """Return what a shared tier stores for ``record``.
+
+    A raw ``int`` is returned for integer records. Payloads at least
+    ``compress_min_bytes`` long are compressed when that shrinks them.
+    """
+    payload = record.payload
+    if payload is None:
+        return record.value
+    flags = 0
+    if compress_min_bytes is not None and len(payload) >= compress_min_bytes:
+        packed, flag = _compress(payload, compressor, compress_level)
+        if len(packed) < len(payload):
+            payload, flags = packed, flag
+    expires_at = math.inf if record.expires_at is None else record.expires_at
+    return (
+        _HEADER.pack(MAGIC, FORMAT_VERSION, flags, expires_at, record.stamp) + payload
+    )
+
+
+def decode(data: bytes | bytearray | memoryview) -> Record:
+    """Parse stored bytes into a ``Record`` whose ``value`` is not unpickled yet.
+
+    Raises ``EnvelopeError`` for anything that is not an envelope of a known
+    version; the caller counts it and treats it as a miss.
+    """
+    if len(data) < HEADER_SIZE:
+        raise EnvelopeError("stored value is shorter than an envelope header")
+    magic, version, flags, expires_at, stamp = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise EnvelopeError("stored value is not a tiered_cache envelope")
+    if version != FORMAT_VERSION:
+        raise EnvelopeError(f"unknown envelope format version {version}")
+    payload = bytes(data[HEADER_SIZE:])
+    if flags & _COMPRESSION_FLAGS:
+        payload = _decompress(payload, flags)
+    return Record(
+        MISSING_VALUE, payload, None if expires_at == math.inf else expires_at, stamp
+    )
+
+
+def materialize(record: Record) -> Any:
+    """Return the record's value, unpickling the payload on first use."""
+    value = record.value
+    if value is MISSING_VALUE:
+        try:
+            value = pickle.loads(record.payload)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise EnvelopeError(f"payload does not unpickle: {exc!r}") from exc
+        record.value = value
+    return value
+
+
+class _MissingValue:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<value not unpickled yet>"
+
+
+MISSING_VALUE = _MissingValue()
+
+
+def _compress(payload: bytes, compressor: str, level: int | None) -> tuple[bytes, int]:
+    if compressor == "zstd":
+        import zstandard  # optional: the [zstd] extra
+
+        return zstandard.ZstdCompressor(level=level or 3).compress(payload), _FLAG_ZSTD
+    return zlib.compress(payload, 6 if level is None else level), _FLAG_ZLIB
+
+
+def _decompress(payload: bytes, flags: int) -> bytes:
+    try:
+        if flags & _FLAG_ZSTD:
+            import zstandard
+
+            return zstandard.ZstdDecompressor().decompress(payload)
+        return zlib.decompress(payload)
+    except Exception as exc:  # ImportError too: zstd payload, no zstandard
+        raise EnvelopeError(f"payload does not decompress: {exc!r}") from exc

@@ -1,0 +1,164 @@
+"""Circuit breaker: skip a dead tier without paying its timeout on every call.
+
+States (RELIABILITY.md defaults): CLOSED counts failures; it opens after
+``failure_threshold`` consecutive failures, or when at least ``min_calls`` calls
+in the last ``window`` seconds failed at ``failure_rate`` or more. OPEN refuses
+calls for ``open_seconds``; then one caller is let through as a HALF_OPEN probe:
+its success closes the breaker, its failure opens it again.
+
+Transitions are logged once each (never one line per failed call) and counted.
+The breaker is shared by every backend instance that shares the tier, so one
+thread's discovery protects all others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker"]
+
+logger = logging.getLogger(__name__)
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Closed / open / half-open breaker for one tier."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        failure_rate: float = 0.5,
+        min_calls: int = 20,
+        window: float = 10.0,
+        open_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_open: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.failure_threshold = failure_threshold
+        self.failure_rate = failure_rate
+        self.min_calls = min_calls
+        self.window = window
+        self.open_seconds = open_seconds
+        self._clock = clock
+        self._on_open = on_open
+        self._lock = threading.Lock()
+        self.state = CLOSED
+        self._consecutive = 0
+        self._opened_at = 0.0
+        self._probing = False
+        self._probe_started = 0.0
+        self._calls: deque[tuple[float, bool]] = deque()
+
+    def allow(self) -> bool:
+        """Return whether a call may be attempted now."""
+        if self.state == CLOSED:
+            return True
+        with self._lock:
+            if self.state == OPEN:
+                if self._clock() - self._opened_at < self.open_seconds:
+                    return False
+                self._transition(HALF_OPEN)
+            now = self._clock()
+            if self._probing and now - self._probe_started < self.open_seconds:
+                return False  # one probe at a time (a lost probe expires)
+            self._probing = True
+            self._probe_started = now
+            return True
+
+    def record_success(self) -> None:
+        """Note a call that worked."""
+        if self.state == CLOSED and not self._consecutive and not self._calls:
+            return  # the common case costs nothing
+        with self._lock:
+            self._consecutive = 0
+            self._note(False)
+            if self.state != CLOSED:
+                self._probing = False
+                self._calls.clear()
+                self._transition(CLOSED)
+
+    def record_failure(self) -> None:
+        """Note a call that failed; may open the breaker."""
+        with self._lock:
+            self._consecutive += 1
+            self._note(True)
+            if self.state == HALF_OPEN:
+                self._probing = False
+                self._open()
+            elif self.state == CLOSED and self._should_open():
+                self._open()
+
+    def reset(self) -> None:
+        """Close the breaker and forget history (tests, admin actions)."""
+        with self._lock:
+            self._consecutive = 0
+            self._calls.clear()
+            self._probing = False
+            if self.state != CLOSED:
+                self._transition(CLOSED)
+
+    def _note(self, failed: bool) -> None:
+        now = self._clock()
+        calls = self._calls
+        calls.append((now, failed))
+        horizon = now - self.window
+        while calls and calls[0][0] < horizon:
+            calls.popleft()
+
+    def _should_open(self) -> bool:
+        if self._consecutive >= self.failure_threshold:
+            return True
+        calls = self._calls
+        if len(calls) < self.min_calls:
+            return False
+        failures = sum(1 for _, failed in calls if failed)
+        return failures / len(calls) >= self.failure_rate
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
+        self._transition(OPEN)
+        if self._on_open is not None:
+            self._on_open()
+
+    def _transition(self, state: str) -> None:
+        if state == self.state:
+            return
+        level = logging.WARNING if state == OPEN else logging.INFO
+        logger.log(
+            level, "tier %s circuit breaker %s -> %s", self.name, self.state, state
+        )
+        self.state = state
+
+
+class LogThrottle:
+    """Let one log line per kind through every ``interval`` seconds.
+
+    A dead tier fails every call; one line per call would bury the log
+    (RELIABILITY.md I5: at most one line per kind per 10 s per process).
+    """
+
+    def __init__(
+        self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ):
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def allow(self, kind: str) -> bool:
+        """Return whether a line of ``kind`` may be logged now."""
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[kind] = now
+        return True

@@ -1,0 +1,1 @@
+"""Dashboard pages for tiered_cache in the Django admin."""
