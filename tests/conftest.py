@@ -49,6 +49,10 @@ def make_cache(clock: FakeClock) -> Iterator[Callable[..., Any]]:
         if tiers is not None:
             params["OPTIONS"]["TIERS"] = tiers
         cache = TieredCache("", params)
+        for slot in cache._slots:  # tiers are shared by configuration: start clean
+            slot.tier.stats.reset()
+            slot.breaker.reset()
+        cache._chain.log_throttle.reset()
         built.append(cache)
         return cache
 

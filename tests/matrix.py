@@ -20,7 +20,9 @@ def fake_l2() -> dict[str, Any]:
         "NAME": "l2",
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:6399/0",
-        "OPTIONS": {"CONNECTION_POOL_KWARGS": {"connection_class": fakeredis.FakeConnection}},
+        "OPTIONS": {
+            "CONNECTION_POOL_KWARGS": {"connection_class": fakeredis.FakeConnection}
+        },
     }
 
 

@@ -126,7 +126,9 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
             f"not {staleness!r}"
         )
     clock = _load_clock(options.get("CLOCK"))
-    breaker = _parse_breaker(options.get("BREAKER") or {})
+    breaker = _parse_breaker(
+        options.get("BREAKER") if options.get("BREAKER") is not None else {}
+    )
 
     raw_tiers = options.get("TIERS")
     embedded = raw_tiers is None

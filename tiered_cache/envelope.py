@@ -59,18 +59,19 @@ loads = pickle.loads
 class Record:
     """One value on its way into or out of a tier.
 
-    ``payload`` is the pickled value, or ``None`` for a raw ``int``. ``value``
-    is the live object when known (it is returned to callers and may be kept
-    as-is by L1 when immutable).
+    ``payload`` is the pickled value, or ``None`` for a raw ``int``; it is
+    pickled on first use when a tier handed over only a live immutable value.
+    ``value`` is the live object when known (it is returned to callers and may
+    be kept as-is by L1 when immutable).
     """
 
-    __slots__ = ("value", "payload", "expires_at", "stamp")
+    __slots__ = ("value", "_payload", "expires_at", "stamp")
 
     def __init__(
         self, value: Any, payload: bytes | None, expires_at: float | None, stamp: int
     ) -> None:
         self.value = value
-        self.payload = payload
+        self._payload = payload
         self.expires_at = expires_at
         self.stamp = stamp
 
@@ -81,9 +82,18 @@ class Record:
         return cls(value, payload, expires_at, new_stamp())
 
     @property
+    def payload(self) -> bytes | None:
+        """Return the pickled value; ``None`` only for a raw ``int``."""
+        payload = self._payload
+        if payload is None and type(self.value) is not int:
+            payload = self._payload = pickle.dumps(self.value, PICKLE_PROTOCOL)
+        return payload
+
+    @property
     def size(self) -> int:
         """Return the payload size in bytes (what placement limits compare)."""
-        return 8 if self.payload is None else len(self.payload)
+        payload = self.payload
+        return 8 if payload is None else len(payload)
 
     def remaining(self, now: float) -> float | None:
         """Return seconds left to live at ``now`` (``None`` = forever)."""

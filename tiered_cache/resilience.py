@@ -162,3 +162,7 @@ class LogThrottle:
             return False
         self._last[kind] = now
         return True
+
+    def reset(self) -> None:
+        """Forget what was logged (tests, admin actions)."""
+        self._last.clear()

@@ -20,6 +20,7 @@ COUNTERS = (
     "errors",
     "rejected",
     "skipped",
+    "refused",
     "breaker_opened",
 )
 

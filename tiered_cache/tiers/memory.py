@@ -293,10 +293,10 @@ class MemoryTier(BaseTier):
             self._remove(key)
         size = entry[_SIZE]
         if self.max_bytes is not None and size > self.max_bytes:
-            self.stats.skipped += 1
+            self.stats.refused += 1
             return False
         if self._full(size) and not self.policy.admit(key, size):
-            self.stats.skipped += 1
+            self.stats.refused += 1
             return False
         while self._full(size):
             victim = self.policy.victim()

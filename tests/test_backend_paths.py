@@ -1,0 +1,148 @@
+"""Read/write paths across tiers: promotion, placement, staleness, authority."""
+
+from __future__ import annotations
+
+import pytest
+
+from tiered_cache.envelope import Record
+from tiered_cache.sentinels import MISSING
+
+L1 = {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"}
+L2 = {"NAME": "l2", "BACKEND": "tests.doubles.RecordingTier"}
+
+
+def l1_small(limit: int) -> dict:
+    return {**L1, "OPTIONS": {"MAX_VALUE_BYTES": limit}}
+
+
+@pytest.fixture
+def two(make_cache):
+    return make_cache([L1, L2])
+
+
+def test_lower_hit_is_promoted_with_remaining_lifetime(two, clock):
+    two.set("k", {"v": 1}, timeout=100)
+    final = two.make_key("k")
+    expires = two.tier("l2").get(final).expires_at
+    two.tier("l1").delete(final)
+    clock.advance(40)
+    assert two.get("k") == {"v": 1}
+    promoted = two.tier("l1").get(final)
+    assert promoted is not MISSING
+    assert promoted.expires_at == expires  # remaining lifetime, never extended
+    assert two.tier("l1").stats.promotions == 1
+    clock.advance(61)
+    assert two.get("k") is None
+
+
+def test_get_many_promotes(two):
+    two.set_many({"a": 1, "b": 2})
+    for key in ("a", "b"):
+        two.tier("l1").delete(two.make_key(key))
+    assert two.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
+    assert two.tier("l1").has_key(two.make_key("a"))
+    assert two.tier("l1").stats.promotions == 2
+
+
+def test_promotion_never_replaces_a_newer_write(two):
+    final = two.make_key("k")
+    old = Record.for_value("old", None)
+    two.set("k", "new")
+    two.tier("l1").set(final, old)  # a promotion that lost the race
+    assert two.get("k") == "new"
+
+
+def test_expired_record_is_not_promoted(two, clock):
+    final = two.make_key("k")
+    two.set("k", "v", timeout=10)
+    two.tier("l1").delete(final)
+    clock.advance(11)
+    assert two.get("k") is None
+    assert not two.tier("l1").has_key(final)
+
+
+def test_big_values_skip_l1_and_drop_its_old_copy(make_cache):
+    cache = make_cache([l1_small(100), L2])
+    final = cache.make_key("k")
+    cache.set("k", "small")
+    assert cache.tier("l1").has_key(final)
+    cache.set("k", "x" * 1000)
+    assert not cache.tier("l1").has_key(final)
+    assert cache.get("k") == "x" * 1000
+    assert not cache.tier("l1").has_key(final)  # not promoted either
+    cache.set_many({"k": "y" * 1000, "s": "small"})
+    assert cache.get_many(["k", "s"]) == {"k": "y" * 1000, "s": "small"}
+
+
+def test_value_too_big_for_every_tier_is_reported(make_cache):
+    tiny_l2 = {**L2, "OPTIONS": {"MAX_VALUE_BYTES": 10}}
+    cache = make_cache([l1_small(10), tiny_l2])
+    cache.set("k", "x" * 100)
+    assert cache.get("k") is None
+    assert cache.set_many({"k": "x" * 100, "ok": 1}) == ["k"]
+    assert cache.add("k", "x" * 100) is False
+
+
+def test_l1_copy_trusted_at_most_max_staleness(make_cache, clock):
+    cache = make_cache([L1, L2], L1_MAX_STALENESS=5)
+    final = cache.make_key("k")
+    cache.set("k", "v1", timeout=None)
+    # Another process writes the authority directly.
+    cache.tier("l2").set(final, Record.for_value("v2", None))
+    assert cache.get("k") == "v1"  # L1 still trusted
+    clock.advance(5)
+    assert cache.get("k") == "v2"  # re-read from the authority
+
+
+def test_l1_alone_is_not_capped_by_staleness(make_cache, clock):
+    cache = make_cache([L1], L1_MAX_STALENESS=5)
+    cache.set("k", "v", timeout=None)
+    clock.advance(3600)
+    assert cache.get("k") == "v"
+
+
+def test_set_writes_the_authority_first(two):
+    two.set("k", "v")
+    assert two.tier("l2").written[-1][0] == two.make_key("k")
+
+
+def test_incr_is_done_at_the_authority_and_drops_local_copies(two):
+    two.set("n", 1)
+    final = two.make_key("n")
+    assert two.tier("l1").has_key(final)
+    assert two.incr("n", 5) == 6
+    assert not two.tier("l1").has_key(final)
+    assert two.get("n") == 6
+
+
+def test_add_copies_into_other_tiers(two):
+    assert two.add("k", "v") is True
+    assert two.tier("l1").has_key(two.make_key("k"))
+
+
+def test_unreadable_lower_entry_is_a_logged_miss(two, caplog):
+    final = two.make_key("k")
+    broken = Record(MISSING_VALUE(), b"not a pickle", None, 1)
+    two.tier("l2").set(final, broken)
+    assert two.get("k", "dflt") == "dflt"
+    assert two.tier("l2").stats.rejected == 1
+    assert not two.tier("l2").has_key(final)  # dropped
+    assert "ignoring unreadable entry" in caplog.text
+
+
+def MISSING_VALUE():
+    from tiered_cache.envelope import MISSING_VALUE as value
+
+    return value
+
+
+def test_tier_lookup_and_stats(two):
+    with pytest.raises(KeyError):
+        two.tier("l9")
+    assert [t.name for t in two.tiers] == ["l1", "l2"]
+    two.get("nothing")
+    stats = two.stats()
+    assert stats["l1"]["misses"] == 1
+    assert stats["l2"]["misses"] == 1
+    assert stats["l2"]["breaker"] == "closed"
+    assert two.tier("l1").describe()["policy"] == "lru"

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import math
+import pickle
+import struct
+
+import pytest
+
+from tiered_cache import envelope
+from tiered_cache.envelope import Record, decode, encode, materialize, new_stamp
+from tiered_cache.exceptions import EnvelopeError
+
+
+def test_round_trip_keeps_expiry_and_stamp():
+    record = Record.for_value({"a": 1}, 1234.5)
+    decoded = decode(encode(record))
+    assert decoded.expires_at == 1234.5
+    assert decoded.stamp == record.stamp
+    assert materialize(decoded) == {"a": 1}
+
+
+def test_never_expiring_round_trip():
+    assert decode(encode(Record.for_value("v", None))).expires_at is None
+
+
+def test_raw_ints_stay_raw():
+    record = Record.for_value(42, None)
+    assert record.payload is None
+    assert encode(record) == 42
+    assert Record.for_value(True, None).payload is not None  # bool is not an int here
+
+
+@pytest.mark.parametrize("compressor", ["zlib", "zstd"])
+def test_compression_above_threshold(compressor):
+    pytest.importorskip("zstandard") if compressor == "zstd" else None
+    value = "x" * 5000
+    record = Record.for_value(value, None)
+    packed = encode(record, compress_min_bytes=100, compressor=compressor)
+    assert len(packed) < len(record.payload)
+    assert materialize(decode(packed)) == value
+    small = encode(record, compress_min_bytes=10**6, compressor=compressor)
+    assert len(small) > len(record.payload)
+
+
+def test_incompressible_payload_is_stored_plain():
+    import os
+
+    record = Record.for_value(os.urandom(2000), None)
+    packed = encode(record, compress_min_bytes=10)
+    assert packed[4] == 0  # no compression flag
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"short",
+        pickle.dumps({"raw": "pickle"}) * 3,
+        envelope.MAGIC + bytes([99, 0]) + struct.pack(">dQ", 0.0, 0) + b"x",
+        envelope.MAGIC + bytes([1, 1]) + struct.pack(">dQ", math.inf, 0) + b"not zlib",
+    ],
+)
+def test_bad_bytes_are_envelope_errors(data):
+    with pytest.raises(EnvelopeError):
+        decode(data)
+
+
+def test_bad_payload_is_an_envelope_error_on_materialize():
+    record = decode(encode(Record(None, b"\x80\x05garbage", None, 1)))
+    with pytest.raises(EnvelopeError):
+        materialize(record)
+
+
+def test_stamps_are_strictly_increasing():
+    stamps = [new_stamp() for _ in range(1000)]
+    assert stamps == sorted(set(stamps))
+
+
+def test_record_helpers():
+    record = Record.for_value("v", 100.0)
+    assert record.remaining(40.0) == 60.0
+    assert Record.for_value("v", None).remaining(1.0) is None
+    assert "size=" in repr(record)
+    assert repr(envelope.MISSING_VALUE) == "<value not unpickled yet>"
+    lazy = Record("immutable", None, None, 0)
+    assert pickle.loads(lazy.payload) == "immutable"
+    assert lazy.size == len(lazy.payload)

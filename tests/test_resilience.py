@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import logging
+
+from tiered_cache.resilience import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, LogThrottle
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def breaker(**kwargs):
+    clock = Clock()
+    return CircuitBreaker("l2", clock=clock, **kwargs), clock
+
+
+def test_opens_after_consecutive_failures():
+    b, _ = breaker(failure_threshold=3)
+    for _ in range(2):
+        b.record_failure()
+    assert b.state == CLOSED and b.allow()
+    b.record_failure()
+    assert b.state == OPEN and not b.allow()
+
+
+def test_success_resets_the_consecutive_count():
+    b, _ = breaker(failure_threshold=3, min_calls=1000)
+    for _ in range(10):
+        b.record_failure()
+        b.record_failure()
+        b.record_success()
+    assert b.state == CLOSED
+
+
+def test_opens_on_failure_rate_over_the_window():
+    b, clock = breaker(failure_threshold=100, failure_rate=0.5, min_calls=10, window=10)
+    b.record_failure()
+    for _ in range(4):
+        b.record_success()
+        b.record_failure()
+        clock.now += 0.1
+    assert b.state == CLOSED  # 9 calls: below min_calls
+    b.record_success()
+    b.record_failure()
+    assert b.state == OPEN
+
+
+def test_old_calls_leave_the_window():
+    b, clock = breaker(failure_threshold=100, min_calls=4, window=1)
+    b.record_failure()
+    b.record_failure()
+    clock.now += 5
+    b.record_success()
+    b.record_success()
+    b.record_failure()
+    assert b.state == CLOSED
+
+
+def test_half_open_lets_one_probe_through():
+    opened = []
+    b, clock = breaker(
+        failure_threshold=1, open_seconds=5, on_open=lambda: opened.append(1)
+    )
+    b.record_failure()
+    clock.now += 4.9
+    assert not b.allow()
+    clock.now += 0.2
+    assert b.allow()
+    assert b.state == HALF_OPEN
+    assert not b.allow()  # only one probe at a time
+    b.record_failure()
+    assert b.state == OPEN
+    assert opened == [1, 1]
+    clock.now += 5.1
+    assert b.allow()
+    b.record_success()
+    assert b.state == CLOSED and b.allow()
+
+
+def test_lost_probe_expires():
+    b, clock = breaker(failure_threshold=1, open_seconds=5)
+    b.record_failure()
+    clock.now += 5.1
+    assert b.allow()
+    clock.now += 5.1
+    assert b.allow()
+
+
+def test_reset_and_transition_logging(caplog):
+    b, _ = breaker(failure_threshold=1)
+    with caplog.at_level(logging.INFO):
+        b.record_failure()
+        b.reset()
+    assert b.state == CLOSED
+    assert [r.getMessage() for r in caplog.records] == [
+        "tier l2 circuit breaker closed -> open",
+        "tier l2 circuit breaker open -> closed",
+    ]
+
+
+def test_log_throttle():
+    clock = Clock()
+    throttle = LogThrottle(10, clock=clock)
+    assert throttle.allow("a")
+    assert not throttle.allow("a")
+    assert throttle.allow("b")
+    clock.now += 10
+    assert throttle.allow("a")
+    throttle.reset()
+    assert throttle.allow("a")
