@@ -85,3 +85,30 @@ def test_record_helpers():
     lazy = Record("immutable", None, None, 0)
     assert pickle.loads(lazy.payload) == "immutable"
     assert lazy.size == len(lazy.payload)
+
+
+def test_peek_and_retime_leave_the_payload_alone():
+    from tiered_cache.envelope import peek, retime
+
+    record = Record.for_value("x" * 3000, 100.0)
+    packed = encode(record, compress_min_bytes=10)
+    assert peek(packed) == (100.0, record.stamp)
+    moved = retime(packed, None)
+    assert peek(moved) == (None, record.stamp)
+    assert moved[envelope.HEADER_SIZE :] == packed[envelope.HEADER_SIZE :]
+    assert materialize(decode(moved)) == "x" * 3000
+    for bad in (b"xx", b"y" * 40):
+        with pytest.raises(EnvelopeError):
+            peek(bad)
+    with pytest.raises(EnvelopeError):
+        retime(b"y" * 40, 1.0)
+
+
+def test_only_64_bit_ints_stay_raw():
+    from tiered_cache.envelope import is_raw_int
+
+    assert is_raw_int(2**63 - 1) and is_raw_int(-(2**63))
+    assert not is_raw_int(2**63)
+    big = Record.for_value(2**70, None)
+    assert big.payload is not None
+    assert materialize(decode(encode(big))) == 2**70

@@ -40,7 +40,11 @@ __all__ = [
     "decode",
     "encode",
     "loads",
+    "is_raw_int",
+    "materialize",
     "new_stamp",
+    "peek",
+    "retime",
 ]
 
 MAGIC = b"\xa7TC"
@@ -78,14 +82,14 @@ class Record:
     @classmethod
     def for_value(cls, value: Any, expires_at: float | None) -> Record:
         """Pickle ``value`` once for every tier (raises if it cannot be pickled)."""
-        payload = None if type(value) is int else pickle.dumps(value, PICKLE_PROTOCOL)
+        payload = None if is_raw_int(value) else pickle.dumps(value, PICKLE_PROTOCOL)
         return cls(value, payload, expires_at, new_stamp())
 
     @property
     def payload(self) -> bytes | None:
         """Return the pickled value; ``None`` only for a raw ``int``."""
         payload = self._payload
-        if payload is None and type(self.value) is not int:
+        if payload is None and not is_raw_int(self.value):
             payload = self._payload = pickle.dumps(self.value, PICKLE_PROTOCOL)
         return payload
 
@@ -105,6 +109,14 @@ class Record:
             f"stamp={self.stamp})"
         )
 
+
+def is_raw_int(value: Any) -> bool:
+    """Return whether ``value`` is kept raw in shared tiers (exact 64-bit int)."""
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 
 _stamp_lock = threading.Lock()
 _last_stamp = 0
@@ -166,6 +178,28 @@ def decode(data: bytes | bytearray | memoryview) -> Record:
     return Record(
         MISSING_VALUE, payload, None if expires_at == math.inf else expires_at, stamp
     )
+
+
+def peek(data: bytes | bytearray | memoryview) -> tuple[float | None, int]:
+    """Return ``(expires_at, stamp)`` from an envelope's header alone.
+
+    Raises ``EnvelopeError`` like ``decode``; the payload is not touched.
+    """
+    if len(data) < HEADER_SIZE:
+        raise EnvelopeError("stored value is shorter than an envelope header")
+    magic, version, _flags, expires_at, stamp = _HEADER.unpack_from(data)
+    if magic != MAGIC or version != FORMAT_VERSION:
+        raise EnvelopeError("stored value is not a known tiered_cache envelope")
+    return (None if expires_at == math.inf else expires_at), stamp
+
+
+def retime(data: bytes, expires_at: float | None) -> bytes:
+    """Return ``data`` with a new absolute expiry (``touch``), payload untouched."""
+    magic, version, flags, _old, stamp = _HEADER.unpack_from(data)
+    if magic != MAGIC or version != FORMAT_VERSION:
+        raise EnvelopeError("stored value is not a known tiered_cache envelope")
+    expiry = math.inf if expires_at is None else expires_at
+    return _HEADER.pack(magic, version, flags, expiry, stamp) + data[HEADER_SIZE:]
 
 
 def materialize(record: Record) -> Any:

@@ -190,3 +190,12 @@ def test_entry_size_accounts_key_and_overhead():
     t = tier()
     t.set("key", rec(b"x" * 100))
     assert t.size_bytes >= 100 + 3 + ENTRY_OVERHEAD
+
+
+def test_template_fragments_are_kept_without_pickling():
+    from django.utils.safestring import mark_safe
+
+    t = tier()
+    fragment = mark_safe("<b>fragment</b>")
+    t.set("frag", rec(fragment))
+    assert t.get_value("frag", None) is fragment

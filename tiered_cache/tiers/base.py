@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..envelope import Record, materialize
+from ..exceptions import EnvelopeError
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from ..stats import TierStats
@@ -88,7 +89,12 @@ class BaseTier:
         record = self.get(key)
         if record is MISSING:
             return default
-        return materialize(record)
+        try:
+            return materialize(record)
+        except EnvelopeError as exc:
+            self.reject(key, exc)
+            self.delete(key)
+            return default
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """Return ``{key: Record}`` for the keys present; absent keys are left out."""

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.safestring import SafeString
 
 from ..envelope import MISSING_VALUE, Record
 from ..policy import load_policy
@@ -39,9 +40,12 @@ __all__ = ["MemoryTier"]
 
 # Exact types whose instances cannot be mutated by a caller: stored without
 # pickling. Containers (even tuples, which may hold lists) are pickled.
+# SafeString (slots, no __dict__) is what {% cache %} stores: keeping it as-is
+# makes a fragment hit a dict lookup.
 _IMMUTABLE = frozenset(
     {
         str,
+        SafeString,
         bytes,
         int,
         float,
