@@ -145,4 +145,11 @@ def test_tier_lookup_and_stats(two):
     assert stats["l1"]["misses"] == 1
     assert stats["l2"]["misses"] == 1
     assert stats["l2"]["breaker"] == "closed"
+    two.set("a", 1)
+    two.set_many({"b": 2, "c": 3})
+    two.delete("a")
+    two.delete("a")  # nothing left to delete: not counted
+    stats = two.stats()
+    assert (stats["l1"]["sets"], stats["l2"]["sets"]) == (3, 3)
+    assert (stats["l1"]["deletes"], stats["l2"]["deletes"]) == (1, 1)
     assert two.tier("l1").describe()["policy"] == "lru"

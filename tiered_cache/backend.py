@@ -81,6 +81,15 @@ __all__ = ["TieredCache"]
 logger = logging.getLogger(__name__)
 
 _MAX_KEY_LENGTH = 250
+# Operations whose success the backend counts for every tier (reads are
+# counted where the hit or miss is known).
+_COUNTED = {
+    "set": "sets",
+    "set_many": "sets",
+    "add": "sets",
+    "delete": "deletes",
+    "delete_many": "deletes",
+}
 _EXPIRED = -math.inf  # a timeout <= 0: "do not store", Django semantics
 
 
@@ -247,6 +256,11 @@ class TieredCache(BaseCache):
                 return UNAVAILABLE
             raise
         breaker.record_success()
+        counter = _COUNTED.get(op)
+        if counter is not None and result is not False:
+            stats = slot.tier.stats
+            n = len(args[0]) if op.endswith("_many") else 1
+            setattr(stats, counter, getattr(stats, counter) + n)
         return result
 
     def _materialize(self, slot: _Slot, key: str, record: Record) -> Any:

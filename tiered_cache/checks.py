@@ -68,7 +68,8 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
                 f"{where}: {exc}",
                 hint=(
                     "Name a tier adapter (tiered_cache.tiers.MemoryTier, "
-                    "django_redis.cache.RedisCache, tiered_cache.tiers.RedisClusterTier, "
+                    "django_redis.cache.RedisCache, "
+                    "tiered_cache.tiers.RedisClusterTier, "
                     "diskcache.DjangoCache) and install its extra, e.g. "
                     "pip install 'django-tiered-cache[redis]'."
                     if is_backend

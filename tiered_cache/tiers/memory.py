@@ -166,14 +166,12 @@ class MemoryTier(BaseTier):
             entry = self._remove(key)
         if entry is None:
             return False
-        self.stats.deletes += 1
         return not _expired(entry, now)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         with self._lock:
             for key in keys:
-                if self._remove(key) is not None:
-                    self.stats.deletes += 1
+                self._remove(key)
 
     def touch(self, key: str, expires_at: float | None) -> bool:
         now = self.clock()
@@ -313,7 +311,6 @@ class MemoryTier(BaseTier):
         data[key] = entry
         self._bytes += size
         self.policy.on_insert(key, size, entry[_EXPIRES])
-        self.stats.sets += 1
         return True
 
     def _full(self, incoming: int) -> bool:
