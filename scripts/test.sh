@@ -28,9 +28,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 
 ruff check .
-# Not yet: tiered_cache/ is not ruff-formatted everywhere. Enable once
-# `ruff format --check .` passes.
-# ruff format --check .
+ruff format --check .
 lint-imports
 python -m pytest --cov=tiered_cache --cov-report=term
 python -m sphinx -W -b html docs docs/_build/html -q
