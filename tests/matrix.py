@@ -21,7 +21,9 @@ def fake_l2() -> dict[str, Any]:
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:6399/0",
         "OPTIONS": {
-            "CONNECTION_POOL_KWARGS": {"connection_class": fakeredis.FakeConnection}
+            "CONNECTION_POOL_KWARGS": {
+                "connection_class": fakeredis.FakeRedisConnection
+            }
         },
     }
 

@@ -4,8 +4,15 @@ django-redis parses LOCATION, picks the primary or a replica and builds the
 (Sentinel) pools; we take only the raw ``redis.Redis`` objects its client hands
 out and issue redis-py commands ourselves. What we store is the envelope from
 ``tiered_cache.envelope`` under the exact final key, so django-redis'
-serializer, compressor and ``make_key`` are never used. Integers are stored as
-decimal strings so that ``incr`` is a server-side ``INCRBY``.
+serializer, compressor and ``make_key`` are never used.
+
+Expiry: an envelope carries its absolute expiry, so Redis gets a relative
+``PX`` (immune to clock skew between hosts) only to collect garbage, and reads
+judge the envelope on the backend's clock. Integers are stored as decimal
+strings so that ``incr`` is a server-side ``INCRBY``; they have no envelope, so
+Redis itself must hold their absolute expiry: ``PXAT`` on write,
+``PEXPIRETIME`` on read (Redis >= 7.0), which keeps them exact under an
+injected clock too, as long as that clock is wall-clock time.
 
 Everything a connection, a server or a cluster does wrong becomes
 ``TierUnavailable``; the list of those exceptions lives in ``TRANSPORT_ERRORS``,
@@ -33,8 +40,7 @@ from django_redis.pool import ConnectionFactory, SentinelConnectionFactory
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .. import envelope
-from ..envelope import HEADER_SIZE, MAGIC, Record, decode, encode
+from ..envelope import HEADER_SIZE, MAGIC, Record, decode, encode, peek, retime
 from ..exceptions import EnvelopeError, TierUnavailable
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
@@ -47,6 +53,9 @@ __all__ = [
     "TieredConnectionFactory",
     "TieredSentinelConnectionFactory",
     "error_kind",
+    "glob_escape",
+    "redact_url",
+    "redis_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -94,7 +103,7 @@ _CLEAR_BATCH = 500
 #: times that overflow, and the envelope still carries the exact expiry.
 _MAX_PX = 10**15
 _CLUSTER_REFRESH_INTERVAL = 1.0
-#: What INCRBY accepts (no sign, spaces or leading zeros).
+#: What INCRBY accepts as an integer (no "+", spaces or leading zeros).
 _INT = re.compile(rb"-?(?:0|[1-9][0-9]*)")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -157,14 +166,14 @@ def _transport(op: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(method)
-        def wrapper(self: RedisTier, *args: Any) -> Any:
+        def wrapper(self: RedisTier, *args: Any, **kwargs: Any) -> Any:
             try:
-                return method(self, *args)
+                return method(self, *args, **kwargs)
             except TRANSPORT_ERRORS as exc:
                 if not self._recover(exc):
                     raise self._unavailable(op, exc) from exc
             try:
-                return method(self, *args)
+                return method(self, *args, **kwargs)
             except TRANSPORT_ERRORS as exc:
                 self._recover(exc)
                 raise self._unavailable(op, exc) from exc
@@ -206,12 +215,15 @@ class RedisTier(BaseTier):
     Our own OPTIONS: ``COMPRESS_MIN_BYTES`` (None = never), ``COMPRESSOR``
     (``"zlib"`` or ``"zstd"``), ``COMPRESS_LEVEL``; they are not passed on.
 
+    Needs Redis >= 7.0 (``PEXPIRETIME`` for integers, see the module docstring).
+
     Deviations from ``BaseTier``: ``clear("")`` raises ``ValueError`` (it would
     match every key of the database); ``touch`` that loses three optimistic
     races to concurrent writers returns True without touching (the newer
     writes carry their own expiry); a stored value that is neither an envelope
     nor an integer (or not a string at all) is a rejected miss, and ``add``
-    overwrites it.
+    overwrites it. A refused ``add`` costs a second round trip to check that
+    the entry is live on our clock (it may only look live to Redis).
     """
 
     mode = "single"
@@ -404,7 +416,7 @@ class RedisTier(BaseTier):
                         pipe.delete(key)
                     else:
                         if envelope_head:  # the payload is not sent back and forth
-                            pipe.setrange(key, 0, _with_expiry(head, expires_at))
+                            pipe.setrange(key, 0, retime(head, expires_at))
                         if ms is None or ms > _MAX_PX:
                             pipe.persist(key)
                         elif envelope_head:
@@ -618,7 +630,7 @@ class RedisTier(BaseTier):
             return _ABSENT
         if head.startswith(MAGIC):
             try:
-                expires_at = _peek_expiry(head)
+                expires_at = peek(head)[0]
             except EnvelopeError:
                 return _BAD
             return _LIVE if expires_at is None or expires_at > self.clock() else _DEAD
@@ -961,24 +973,6 @@ def _is_sentinel(options: Mapping[str, Any]) -> bool:
 
 def _is_wrongtype(exc: Exception) -> bool:
     return str(exc).startswith("WRONGTYPE")
-
-
-def _peek_expiry(head: bytes) -> float | None:
-    """Return the absolute expiry from an envelope's header alone."""
-    if len(head) < HEADER_SIZE:
-        raise EnvelopeError("stored value is shorter than an envelope header")
-    # envelope has no public header reader yet; its struct is the layout.
-    _, version, _, expires_at, _ = envelope._HEADER.unpack_from(head)
-    if version != envelope.FORMAT_VERSION:
-        raise EnvelopeError(f"unknown envelope format version {version}")
-    return None if expires_at == math.inf else expires_at
-
-
-def _with_expiry(head: bytes, expires_at: float | None) -> bytes:
-    """Return the envelope header ``head`` carrying a new absolute expiry."""
-    magic, version, flags, _, stamp = envelope._HEADER.unpack_from(head)
-    new = math.inf if expires_at is None else expires_at
-    return envelope._HEADER.pack(magic, version, flags, new, stamp)
 
 
 def _freeze(value: Any) -> Any:
