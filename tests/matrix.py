@@ -13,18 +13,19 @@ import pytest
 L1 = {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"}
 
 
-def fake_l2() -> dict[str, Any]:
+def _fake_connection() -> type:
     import fakeredis
 
+    # FakeRedisConnection replaced FakeConnection (deprecated in 2.40).
+    return getattr(fakeredis, "FakeRedisConnection", None) or fakeredis.FakeConnection
+
+
+def fake_l2() -> dict[str, Any]:
     return {
         "NAME": "l2",
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:6399/0",
-        "OPTIONS": {
-            "CONNECTION_POOL_KWARGS": {
-                "connection_class": fakeredis.FakeRedisConnection
-            }
-        },
+        "OPTIONS": {"CONNECTION_POOL_KWARGS": {"connection_class": _fake_connection()}},
     }
 
 
