@@ -1,0 +1,111 @@
+"""Fail-open against a real redis-server that the test pauses, kills and restarts.
+
+RELIABILITY.md A1-A3: a dead or hung L2 costs at most its timeout per call until
+the breaker opens, then nothing; L1/L3 keep serving; the breaker closes by
+itself when Redis is back. Latency bounds here are sanity bounds (10x the
+budget), not benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.matrix import L1, l3, real_l2
+from tests.support.redis_servers import RedisServer, find_free_port
+from tiered_cache.exceptions import CircuitOpen, TierUnavailable
+
+pytestmark = pytest.mark.redis_server
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = RedisServer.start(tmp_path / "redis")
+    yield srv
+    srv.stop()
+
+
+def build(make_cache, server, tmp_path, **options):
+    return make_cache([L1, real_l2(server.url(0)), l3(str(tmp_path / "l3"))], **options)
+
+
+def timed(call):
+    start = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - start
+
+
+def test_hung_redis_costs_one_timeout_then_nothing(make_cache, server, tmp_path):
+    cache = build(make_cache, server, tmp_path)
+    cache.set("k", "v")
+    final = cache.make_key("k")
+    server.pause()
+    try:
+        worst = 0.0
+        for _ in range(5):
+            cache.tier("l1").delete(final)
+            value, took = timed(lambda: cache.get("k"))
+            assert value == "v"  # served by L3
+            worst = max(worst, took)
+        assert worst < 1.0  # one 0.1 s timeout per call, never redis-py's 5 s
+        assert cache.breaker_state("l2") == "open"
+        _, took = timed(lambda: cache.get("other"))
+        assert took < 0.05  # skipped without paying the timeout
+        assert cache.set_many({"a": 1}) == ["a"]  # L2 (the authority) was skipped
+        assert cache.get("a") == 1
+    finally:
+        server.resume()
+
+
+def test_killed_redis_is_skipped_and_recovers_by_itself(
+    make_cache, server, tmp_path, monkeypatch
+):
+    cache = build(make_cache, server, tmp_path)
+    breaker_time = [1000.0]  # moved by hand instead of waiting OPEN_SECONDS
+    monkeypatch.setattr(
+        cache._chain.by_name["l2"].breaker, "_clock", lambda: breaker_time[0]
+    )
+    cache.set("before", "v")
+    server.kill()
+    for i in range(10):
+        cache.set(f"during{i}", i)
+        assert cache.get(f"during{i}") == i
+    assert cache.breaker_state("l2") == "open"
+    assert cache.tier("l2").stats.errors == 5
+    server.restart()  # empty: no persistence
+    breaker_time[0] += 5.1  # OPEN_SECONDS later: one probe is let through
+    cache.set("after", "v2")
+    assert cache.breaker_state("l2") == "closed"
+    assert server.client(0).exists(cache.make_key("after")) == 1
+    assert cache.get("before") == "v"  # still in L1/L3 within its TTL
+
+
+def test_redis_down_at_start_does_not_break_the_first_request(make_cache, tmp_path):
+    port = find_free_port()  # nothing listens there
+    spec = real_l2(f"redis://127.0.0.1:{port}/0")
+    cache = make_cache([L1, spec, l3(str(tmp_path / "l3"))])
+    value, took = timed(lambda: cache.get("k", "default"))
+    assert value == "default"
+    assert took < 0.5  # a refused connection fails at once
+    cache.set("k", "v")
+    assert cache.get("k") == "v"
+
+
+def test_fail_open_off_raises_the_redis_error_as_cause(make_cache, server, tmp_path):
+    cache = build(make_cache, server, tmp_path, FAIL_OPEN=False)
+    cache.set("k", "v")
+    server.kill()
+    try:
+        with pytest.raises(TierUnavailable) as info:
+            cache.set("k", "v2")
+        assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+        for _ in range(4):
+            with pytest.raises(TierUnavailable):
+                cache.get_many(["k", "x"])
+        with pytest.raises(CircuitOpen):
+            cache.delete("k")
+    finally:
+        server.restart()
+        cache._chain.by_name["l2"].breaker.reset()
