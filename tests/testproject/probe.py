@@ -1,0 +1,45 @@
+"""Run inside a subprocess with the testproject's settings; prints JSON facts.
+
+The testproject has its own settings module, so the suite drives it in a fresh
+interpreter instead of overriding tests.settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "testproject"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.cache import cache  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+call_command("check", fail_level="WARNING")
+client = Client(HTTP_HOST="127.0.0.1")
+cache.clear()
+facts: dict = {"tiers": [t.name for t in cache.tiers], "pages": {}}
+for url in [
+    "/",
+    "/slow/7/",
+    "/slow/7/",
+    "/fragment/",
+    "/fragment/",
+    "/page/",
+    "/page/",
+]:
+    response = client.get(url)
+    facts["pages"].setdefault(url, []).append(
+        [response.status_code, response.content.decode()]
+    )
+facts["stats"] = cache.stats()
+cache.clear()
+print(json.dumps(facts))
