@@ -153,3 +153,35 @@ def test_tier_lookup_and_stats(two):
     assert (stats["l1"]["sets"], stats["l2"]["sets"]) == (3, 3)
     assert (stats["l1"]["deletes"], stats["l2"]["deletes"]) == (1, 1)
     assert two.tier("l1").describe()["policy"] == "lru"
+
+
+def test_remembered_keys_follow_key_settings(two):
+    two.set("k", "v")
+    assert two.make_and_validate_key("k") == f"{two.key_prefix}:1:k"
+    two.key_func = lambda key, prefix, version: f"other:{prefix}:{key}"
+    assert two.get("k") is None
+    two.set("k", "w")
+    assert two.get("k") == "w"
+    two.key_prefix = "fresh"
+    assert two.get("k") is None
+    two.version = 7
+    two.set("k", "x")
+    assert two.get("k") == "x"
+    assert two.get("k", version=7) == "x"
+
+
+def test_bad_keys_warn_on_every_call(two):
+    from django.core.cache.backends.base import CacheKeyWarning
+
+    for _ in range(2):
+        with pytest.warns(CacheKeyWarning):
+            two.get("bad key")
+
+
+def test_key_memo_is_bounded(two, monkeypatch):
+    from tiered_cache import backend
+
+    monkeypatch.setattr(backend, "_KEY_MEMO_SIZE", 10)
+    for i in range(25):
+        two.get(f"k{i}")
+    assert len(two._keys) <= 10
