@@ -328,3 +328,20 @@ def test_close_keeps_data(cache):
     cache.set("k", "v")
     cache.close()
     assert cache.get("k") == "v"
+
+
+def test_promotion_keeps_the_remaining_lifetime(cache, clock):
+    if len(cache.tiers) < 2:
+        pytest.skip("a single tier has nothing to promote into")
+    top = cache.tiers[0]
+    final = cache.make_key("k")
+    cache.set("k", {"v": 1}, timeout=100)
+    expires = cache.tiers[-1].get(final).expires_at
+    top.delete(final)
+    clock.advance(30)
+    assert cache.get("k") == {"v": 1}
+    promoted = top.get(final)
+    assert promoted is not MISSING
+    assert abs(promoted.expires_at - expires) < 1e-3  # never extended
+    clock.advance(71)
+    assert cache.get("k") is None

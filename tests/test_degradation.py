@@ -111,6 +111,7 @@ def test_fail_open_off_raises_chained_to_cause(make_cache):
             lambda: cache.add("k", 1),
             lambda: cache.incr("k"),
             lambda: cache.touch("k"),
+            lambda: cache.has_key("k"),
         ):
             with pytest.raises(TierUnavailable):
                 call()
