@@ -34,7 +34,6 @@ import errno
 import importlib.util
 import logging
 import os
-import pickle
 import sqlite3
 import threading
 import time
@@ -45,7 +44,14 @@ import diskcache
 from diskcache.core import DBNAME, DEFAULT_SETTINGS, MODE_BINARY, MODE_RAW, UNKNOWN
 from django.core.exceptions import ImproperlyConfigured
 
-from ..envelope import PICKLE_PROTOCOL, Record, decode, encode, materialize, new_stamp
+from ..envelope import (
+    Record,
+    decode,
+    encode,
+    is_raw_int,
+    materialize,
+    new_stamp,
+)
 from ..exceptions import EnvelopeError, TierUnavailable
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
@@ -60,7 +66,6 @@ _throttle = LogThrottle()
 #: in one place, ``DiskTier._unavailable``.
 _TRANSPORT_ERRORS = (diskcache.Timeout, sqlite3.DatabaseError, OSError)
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT = 3, 8, 11
 _SQLITE_CANTOPEN, _SQLITE_NOTADB = 14, 26
 _UNWRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
@@ -94,10 +99,7 @@ class _SafeDisk(diskcache.Disk):
         self._local = threading.local()
 
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple:
-        if not (
-            type(value) is bytes
-            or (type(value) is int and _INT64_MIN <= value <= _INT64_MAX)
-        ):
+        if not (type(value) is bytes or is_raw_int(value)):
             raise TypeError(f"DiskTier stores bytes or int64, not {type(value)}")
         self._local.path = None
         try:
@@ -476,18 +478,9 @@ class DiskTier(BaseTier):
             compress_level=self.compress_level,
         )
         expires_at = record.expires_at
-        tag = None
-        if type(data) is int:
-            if _INT64_MIN <= data <= _INT64_MAX:
-                tag = expires_at  # SQLite keeps it; diskcache incr keeps the tag
-            else:  # SQLite integers are 64-bit: keep a bigger one pickled
-                payload = pickle.dumps(data, PICKLE_PROTOCOL)
-                data = encode(
-                    Record(data, payload, expires_at, record.stamp),
-                    compress_min_bytes=self.compress_min_bytes,
-                    compressor=self.compressor,
-                    compress_level=self.compress_level,
-                )
+        # A raw int (64-bit, see envelope.is_raw_int) has no envelope: its
+        # absolute expiry goes in the tag column, which diskcache's incr keeps.
+        tag = expires_at if type(data) is int else None
         expire = None if expires_at is None else expires_at - self.clock()
         return data, expire, tag
 
