@@ -88,3 +88,18 @@ def test_staleness_none_disables_the_cap():
         parse_options({"TIERS": [L1], "L1_MAX_STALENESS": None}).l1_max_staleness
         is None
     )
+
+
+def test_embedded_default_backend_works_with_nothing_running(
+    settings, tmp_path, monkeypatch
+):
+    from tiered_cache.backend import TieredCache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    settings.BASE_DIR = tmp_path / "project"
+    cache = TieredCache("", {"KEY_PREFIX": "embedded"})
+    assert [t.name for t in cache.tiers] == ["l1", "l3"]
+    cache.set("k", {"v": 1})
+    cache.tier("l1").delete(cache.make_key("k"))
+    assert cache.get("k") == {"v": 1}  # from L3 on local disk
+    assert list((tmp_path / "tiered_cache").iterdir())[0].name.startswith("project-")
