@@ -345,3 +345,40 @@ def test_promotion_keeps_the_remaining_lifetime(cache, clock):
     assert abs(promoted.expires_at - expires) < 1e-3  # never extended
     clock.advance(71)
     assert cache.get("k") is None
+
+
+HOSTILE_KEYS = [
+    "",
+    "k" * 250,
+    "k" * 251,
+    "k" * 10_000,
+    "k" * 2**20,
+    "with spaces",
+    "line\r\nbreak",
+    "nul\x00byte",
+    "lone \ud800 surrogate",
+    "caf\u00e9",  # composed
+    "cafe\u0301",  # decomposed twin
+    "a*",
+    "a?",
+    "[ab]",
+    "back\\slash",
+    7,
+    b"bytes",
+]
+
+
+@pytest.mark.filterwarnings("ignore::django.core.cache.backends.base.CacheKeyWarning")
+def test_hostile_keys_map_consistently_without_collisions(cache, make_cache, tiers):
+    for index, key in enumerate(HOSTILE_KEYS):
+        cache.set(key, index)
+        cache.set(f"{key!r}-neighbour", "n")
+    for index, key in enumerate(HOSTILE_KEYS):
+        assert cache.get(key) == index, repr(key)[:40]
+    twin = make_cache(tiers, KEY_PREFIX=cache.key_prefix)  # fresh instance, no memo
+    assert twin.get_many(HOSTILE_KEYS) == {k: i for i, k in enumerate(HOSTILE_KEYS)}
+    assert cache.delete("a*") is True
+    assert cache.get("a?") == HOSTILE_KEYS.index("a?")  # no glob in our keys
+    assert cache.incr(7) == HOSTILE_KEYS.index(7) + 1
+    cache.clear()  # reaches hashed keys too: they stay under the namespace
+    assert twin.get_many(HOSTILE_KEYS) == {}

@@ -38,3 +38,23 @@ def test_namespace_of_custom_key_funcs():
     assert clear_namespace(custom, "p", 1) == "CUSTOM-p-"
     assert clear_namespace(key_first, "p", 1) == ""
     assert clear_namespace(arithmetic, "p", 1) == "p|2|"
+
+
+def test_storable_key_keeps_ordinary_keys():
+    from tiered_cache.keys import storable_key
+
+    assert storable_key("p:1:café", "p:") == "p:1:café"
+    assert storable_key("p:1:" + "k" * 1000, "p:") == "p:1:" + "k" * 1000
+
+
+def test_storable_key_digests_long_and_unencodable_keys():
+    from tiered_cache.keys import MAX_STORED_KEY_LENGTH, storable_key
+
+    long_key = "p:1:" + "k" * MAX_STORED_KEY_LENGTH
+    odd_key = "p:1:\ud800"
+    for key in (long_key, odd_key):
+        stored = storable_key(key, "p:")
+        assert stored.startswith("p:#sha256:")
+        assert len(stored) == len("p:#sha256:") + 64
+        assert stored == storable_key(key, "p:")  # deterministic
+    assert storable_key(long_key, "p:") != storable_key(long_key + "x", "p:")

@@ -70,7 +70,13 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from .conf import TieredOptions, parse_options
 from .envelope import Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
-from .keys import BAD_CHARS, clear_namespace, warn_key
+from .keys import (
+    BAD_CHARS,
+    MAX_STORED_KEY_LENGTH,
+    clear_namespace,
+    storable_key,
+    warn_key,
+)
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
 from .tiers import load_tier
@@ -237,19 +243,25 @@ class TieredCache(BaseCache):
             final = self._keys.get(key)
             if final is not None:
                 return final
-            final = self.make_key(key, None)
-            if len(final) > _MAX_KEY_LENGTH or BAD_CHARS.search(final):
-                warn_key(final)
-                return final
-            keys = self._keys
-            if len(keys) >= _KEY_MEMO_SIZE:
-                keys.clear()
-            keys[key] = final
+            final, clean = self._build_key(key, None)
+            if clean:
+                keys = self._keys
+                if len(keys) >= _KEY_MEMO_SIZE:
+                    keys.clear()
+                keys[key] = final
             return final
+        return self._build_key(key, version)[0]
+
+    def _build_key(self, key: Any, version: int | None) -> tuple[str, bool]:
+        """Return the key every tier stores, and whether it passed validation."""
         final = self.make_key(key, version)
+        clean = True
         if len(final) > _MAX_KEY_LENGTH or BAD_CHARS.search(final):
             warn_key(final)
-        return final
+            clean = False
+        if not final.isascii() or len(final) > MAX_STORED_KEY_LENGTH:
+            final = storable_key(final, self.namespace)
+        return final, clean
 
     def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
         return self._key(key, version)

@@ -8,6 +8,7 @@ messages, so code and tests written against Django's backends see no change.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections.abc import Callable
@@ -18,11 +19,22 @@ from django.core.cache.backends.base import (
     default_key_func,
 )
 
-__all__ = ["BAD_CHARS", "KeyFunc", "clear_namespace", "validate_key", "warn_key"]
+__all__ = [
+    "BAD_CHARS",
+    "MAX_STORED_KEY_LENGTH",
+    "KeyFunc",
+    "storable_key",
+    "clear_namespace",
+    "validate_key",
+    "warn_key",
+]
 
 KeyFunc = Callable[[str, str, int], str]
 
 BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")
+#: Longer final keys are stored as a digest (see ``storable_key``).
+MAX_STORED_KEY_LENGTH = 1024
+
 _KEY_MARK = "\x00tiered-cache-key\x00"
 _VERSION_MARK = "\x00tiered-cache-version\x00"
 
@@ -70,3 +82,23 @@ def clear_namespace(key_func: KeyFunc, key_prefix: str, version: int) -> str:
     probe = str(probe)
     cut = [i for i in (probe.find(_KEY_MARK), probe.find(_VERSION_MARK)) if i >= 0]
     return probe[: min(cut)] if cut else ""
+
+
+def storable_key(final: str, namespace: str) -> str:
+    """Return the form of ``final`` that every tier can store identically.
+
+    Redis and SQLite take keys as UTF-8: a key holding a lone surrogate cannot
+    be encoded, and a 1 MB key costs memory and bandwidth in every tier. Such
+    keys are stored as ``<namespace>#sha256:<digest>``: the same string in L1,
+    L2 and L3, and still under the namespace, so ``clear()`` finds it.
+    Everything else is returned unchanged.
+    """
+    if len(final) <= MAX_STORED_KEY_LENGTH:
+        try:
+            final.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return final
+    digest = hashlib.sha256(final.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{namespace}#sha256:{digest}"
