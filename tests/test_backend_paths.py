@@ -72,6 +72,8 @@ def test_big_values_skip_l1_and_drop_its_old_copy(make_cache):
     assert not cache.tier("l1").has_key(final)  # not promoted either
     cache.set_many({"k": "y" * 1000, "s": "small"})
     assert cache.get_many(["k", "s"]) == {"k": "y" * 1000, "s": "small"}
+    assert cache.add("big", "z" * 1000) is True
+    assert cache.tier("l1").stats.refused == 3  # set, set_many and add skipped L1
 
 
 def test_value_too_big_for_every_tier_is_reported(make_cache):

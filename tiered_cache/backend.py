@@ -460,6 +460,7 @@ class TieredCache(BaseCache):
         authority = None
         for slot in self._write_order(record):
             if not slot.tier.accepts(record):
+                slot.tier.stats.refused += 1
                 self._call(slot, "delete", key)
                 continue
             result = self._call(slot, "set", key, record)
@@ -505,6 +506,7 @@ class TieredCache(BaseCache):
             accepted = {k: r for k, r in records.items() if slot.tier.accepts(r)}
             refused = [k for k in records if k not in accepted]
             if refused:
+                slot.tier.stats.refused += len(refused)
                 self._call(slot, "delete_many", refused)
             if not accepted:
                 continue
@@ -538,6 +540,7 @@ class TieredCache(BaseCache):
                     if other.tier.accepts(record):
                         self._call(other, "set", key, record)
                     else:
+                        other.tier.stats.refused += 1
                         self._call(other, "delete", key)
             return bool(added)
         return False

@@ -298,6 +298,8 @@ def test_defaults_are_injected_without_overriding_the_user(clock: FakeClock):
     kwargs = pool.connection_kwargs
     assert kwargs["socket_timeout"] == 0.1 and kwargs["socket_connect_timeout"] == 0.1
     assert kwargs["retry"].get_retries() == 0
+    assert t.max_value_bytes == 8 * 2**20  # 50 MB would outlast the timeout
+    assert _fake_setup(clock, MAX_VALUE_BYTES=None).tier.max_value_bytes is None
 
     custom = _fake_setup(
         clock, SOCKET_TIMEOUT=0.5, CONNECTION_POOL_CLASS="redis.ConnectionPool"

@@ -84,6 +84,10 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 DEFAULT_SOCKET_TIMEOUT = 0.1
 DEFAULT_MAX_CONNECTIONS = 50
 DEFAULT_POOL_TIMEOUT = 0.1
+#: Larger values skip L2 (and land in L3 when there is one): sending 50 MB
+#: takes longer than the socket timeout, so it would fail and count against
+#: the breaker. ``MAX_VALUE_BYTES: None`` lifts the cap.
+DEFAULT_MAX_VALUE_BYTES = 8 * 2**20
 #: CONNECTION_FACTORY values we upgrade to our keyed-pool subclasses.
 _DJANGO_REDIS_FACTORIES = frozenset(
     {
@@ -212,6 +216,10 @@ class RedisTier(BaseTier):
         URL, so a second cache on that URL silently got the first one's pool
         options. A custom factory is left alone.
 
+    ``MAX_VALUE_BYTES`` = 8 MiB
+        Bigger values skip L2: their transfer would outlast the socket
+        timeout and count as failures against the breaker.
+
     Our own OPTIONS: ``COMPRESS_MIN_BYTES`` (None = never), ``COMPRESSOR``
     (``"zlib"`` or ``"zstd"``), ``COMPRESS_LEVEL``; they are not passed on.
 
@@ -238,6 +246,8 @@ class RedisTier(BaseTier):
     ) -> None:
         super().__init__(location, params, name=name, clock=clock)
         options = self.options
+        if "MAX_VALUE_BYTES" not in options:
+            self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
         self._compress_min_bytes: int | None = options.get("COMPRESS_MIN_BYTES")
         self._compressor: str = options.get("COMPRESSOR", "zlib")
         self._compress_level: int | None = options.get("COMPRESS_LEVEL")
