@@ -67,7 +67,7 @@ from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 
-from .conf import TieredOptions, parse_options
+from .conf import TieredOptions, config_identity, parse_options
 from .envelope import Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
 from .keys import (
@@ -179,8 +179,8 @@ def _options_for(params: Mapping[str, Any]) -> TieredOptions:
     """Parse OPTIONS once per distinct configuration (instances are per thread)."""
     raw = params.get("OPTIONS") or {}
     try:
-        cache_key = repr(sorted(raw.items(), key=lambda item: item[0]))
-    except Exception:  # unorderable or unrepresentable: just parse
+        cache_key = config_identity(raw)
+    except (TypeError, ValueError):  # e.g. non-string dict keys: just parse
         return parse_options(raw)
     options = _options_cache.get(cache_key)
     if options is None:

@@ -27,6 +27,7 @@ __all__ = [
     "BreakerOptions",
     "TierSpec",
     "TieredOptions",
+    "config_identity",
     "default_l3_directory",
     "parse_options",
 ]
@@ -164,7 +165,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     if len(set(names)) != len(names):
         raise ImproperlyConfigured(f"tier names must be unique, got {names}")
 
-    share_key = _identity(
+    share_key = config_identity(
         {
             "tiers": [dict(t.spec, NAME=t.name) for t in tiers],
             "clock": clock,
@@ -248,7 +249,7 @@ def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
     return BreakerOptions(**{k.lower(): v for k, v in merged.items()})
 
 
-def _identity(obj: Any) -> str:
+def config_identity(obj: Any) -> str:
     """Return a stable string for a configuration (sorted keys, objects by id)."""
     return json.dumps(
         obj, sort_keys=True, default=lambda o: f"{type(o).__qualname__}@{id(o):x}"
