@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -61,6 +62,7 @@ DEFAULT_START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 POLL_INTERVAL = 0.01
 _PORT_ATTEMPTS = 5
+_Self = TypeVar("_Self", bound="_StopsOnExit")
 _LOG_NAME = "redis.log"
 
 
@@ -217,8 +219,26 @@ def wait_until(
 # --------------------------------------------------------------------------
 # A single process
 # --------------------------------------------------------------------------
+class _StopsOnExit:
+    """``with X.start(...) as x:`` stops every process ``x`` started."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @dataclass(eq=False)
-class RedisServer:
+class RedisServer(_StopsOnExit):
     """One ``redis-server`` (or ``redis-server --sentinel``) process we own.
 
     Create with :meth:`start`; :meth:`restart` reuses the same port,
@@ -499,17 +519,6 @@ class RedisServer:
         finally:
             client.close()
 
-    def __enter__(self) -> RedisServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def _stop_all(servers: Iterable[RedisServer]) -> None:
     """Stop every server even if some stops fail; re-raise the first error."""
@@ -535,7 +544,7 @@ def _pairs(value: object) -> dict[str, str]:
 # --------------------------------------------------------------------------
 # Sentinel
 # --------------------------------------------------------------------------
-class SentinelGroup:
+class SentinelGroup(_StopsOnExit):
     """1 master + 1 replica watched by 3 sentinels (quorum 2).
 
     ``start()`` only returns once every sentinel sees the master, the
@@ -681,22 +690,11 @@ class SentinelGroup:
         servers += [s for s in (self.replica, self.master) if s is not None]
         _stop_all(servers)
 
-    def __enter__(self) -> SentinelGroup:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 # --------------------------------------------------------------------------
 # Cluster
 # --------------------------------------------------------------------------
-class RedisCluster:
+class RedisCluster(_StopsOnExit):
     """A Redis Cluster of ``masters`` masters with ``replicas`` replicas each.
 
     ``start()`` returns once every node reports ``cluster_state:ok`` and
@@ -806,14 +804,3 @@ class RedisCluster:
 
     def stop(self) -> None:
         _stop_all(self.nodes)
-
-    def __enter__(self) -> RedisCluster:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
