@@ -69,8 +69,8 @@ class RecordingTier(MemoryTier):
 
     shared = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def configure(self) -> None:
+        super().configure()
         self.written: list[tuple[str, Record]] = []
 
     def set(self, key: str, record: Record) -> None:

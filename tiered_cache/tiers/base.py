@@ -17,17 +17,22 @@ shares tiers by configuration); methods must be thread-safe.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..envelope import Record, materialize
+from django.core.exceptions import ImproperlyConfigured
+
+from ..envelope import Record, encode, materialize
 from ..exceptions import EnvelopeError
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from ..stats import TierStats
 
-__all__ = ["BaseTier"]
+__all__ = ["COMPRESSORS", "BaseTier"]
+
+COMPRESSORS = ("zlib", "zstd")
 
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
@@ -41,7 +46,15 @@ class BaseTier:
     every tier understands:
 
     ``MAX_VALUE_BYTES``
-        Values whose pickled payload is larger skip this tier (placement).
+        Values whose pickled payload is larger skip this tier (placement);
+        the default is the class's ``default_max_value_bytes``.
+    ``COMPRESS_MIN_BYTES``, ``COMPRESSOR``, ``COMPRESS_LEVEL``
+        How ``encode`` compresses envelopes: payloads at least that long
+        (default ``default_compress_min_bytes``; ``None`` = never) with
+        ``"zlib"`` (default) or ``"zstd"`` (the ``[zstd]`` extra).
+
+    Subclasses read their own OPTIONS in ``configure``, not in ``__init__``:
+    one constructor signature for every tier.
     """
 
     #: Visible to other processes (L2, and L3 for processes on one machine).
@@ -49,6 +62,10 @@ class BaseTier:
     shared = True
     #: Whether incr/add are atomic here so the tier can be the authority.
     atomic = True
+    #: Default of ``OPTIONS["MAX_VALUE_BYTES"]`` (``None``: no limit).
+    default_max_value_bytes: int | None = None
+    #: Default of ``OPTIONS["COMPRESS_MIN_BYTES"]`` (``None``: never compress).
+    default_compress_min_bytes: int | None = None
 
     def __init__(
         self,
@@ -63,8 +80,39 @@ class BaseTier:
         self.params = params
         self.options: Mapping[str, Any] = params.get("OPTIONS") or {}
         self.clock = clock
-        self.max_value_bytes: int | None = self.options.get("MAX_VALUE_BYTES")
+        options = self.options
+        self.max_value_bytes: int | None = options.get(
+            "MAX_VALUE_BYTES", self.default_max_value_bytes
+        )
+        self.compress_min_bytes: int | None = options.get(
+            "COMPRESS_MIN_BYTES", self.default_compress_min_bytes
+        )
+        self.compressor: str = options.get("COMPRESSOR", "zlib")
+        self.compress_level: int | None = options.get("COMPRESS_LEVEL")
+        if self.compressor not in COMPRESSORS:
+            raise ImproperlyConfigured(
+                f"tier {name!r}: COMPRESSOR must be one of {COMPRESSORS}, "
+                f"not {self.compressor!r}"
+            )
+        if self.compressor == "zstd" and importlib.util.find_spec("zstandard") is None:
+            raise ImproperlyConfigured(
+                f"tier {name!r}: COMPRESSOR 'zstd' needs the zstandard package "
+                "(pip install django-tiered-cache[zstd])"
+            )
         self.stats = TierStats()
+        self.configure()
+
+    def configure(self) -> None:
+        """Read the adapter's own OPTIONS; called at the end of ``__init__``."""
+
+    def encode(self, record: Record) -> bytes | int:
+        """Return what a shared tier stores for ``record`` (envelope or raw int)."""
+        return encode(
+            record,
+            compress_min_bytes=self.compress_min_bytes,
+            compressor=self.compressor,
+            compress_level=self.compress_level,
+        )
 
     # -- placement --------------------------------------------------------
 

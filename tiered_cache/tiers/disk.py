@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib.util
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import diskcache
@@ -47,7 +46,6 @@ from django.core.exceptions import ImproperlyConfigured
 from ..envelope import (
     Record,
     decode,
-    encode,
     is_raw_int,
     materialize,
     new_stamp,
@@ -79,7 +77,6 @@ _DEFAULT_SHARDS = 8
 _DEFAULT_TIMEOUT = 0.05
 _DEFAULT_SIZE_LIMIT = 2**30
 _DEFAULT_CULL_LIMIT = 10
-_COMPRESSORS = ("zlib", "zstd")
 
 
 class _UntrustedRow(EnvelopeError):
@@ -304,37 +301,17 @@ class DiskTier(BaseTier):
     shared = True
     atomic = True
 
-    def __init__(
-        self,
-        location: Any,
-        params: Mapping[str, Any],
-        *,
-        name: str,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(location, params, name=name, clock=clock)
+    default_compress_min_bytes = 1024
+
+    def configure(self) -> None:
+        location, params, name = self.location, self.params, self.name
         if not location:
             raise ImproperlyConfigured(
                 f"tier {name!r}: LOCATION must name the cache directory"
             )
         self.directory = os.path.abspath(os.path.expanduser(str(location)))
         self._kwargs = self._diskcache_kwargs(params)
-        self.compress_min_bytes: int | None = self.options.get(
-            "COMPRESS_MIN_BYTES", 1024
-        )
-        self.compressor: str = self.options.get("COMPRESSOR", "zlib")
-        self.compress_level: int | None = self.options.get("COMPRESS_LEVEL")
         self.open_timeout: float = self.options.get("OPEN_TIMEOUT", 0.5)
-        if self.compressor not in _COMPRESSORS:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: COMPRESSOR must be one of {_COMPRESSORS}, "
-                f"not {self.compressor!r}"
-            )
-        if self.compressor == "zstd" and importlib.util.find_spec("zstandard") is None:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: COMPRESSOR 'zstd' needs the zstandard package "
-                "(pip install django-tiered-cache[zstd])"
-            )
         self._key = (self.directory, tuple(sorted(self._kwargs.items())))
         try:
             hash(self._key)
@@ -471,12 +448,7 @@ class DiskTier(BaseTier):
 
     def _encode(self, record: Record) -> tuple[bytes | int, float | None, Any]:
         """Return (stored value, seconds to live, tag) for ``record``."""
-        data = encode(
-            record,
-            compress_min_bytes=self.compress_min_bytes,
-            compressor=self.compressor,
-            compress_level=self.compress_level,
-        )
+        data = self.encode(record)
         expires_at = record.expires_at
         # A raw int (64-bit, see envelope.is_raw_int) has no envelope: its
         # absolute expiry goes in the tag column, which diskcache's incr keeps.

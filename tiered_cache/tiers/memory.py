@@ -25,7 +25,7 @@ import pickle
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -82,26 +82,18 @@ class MemoryTier(BaseTier):
 
     shared = False
 
-    def __init__(
-        self,
-        location: Any,
-        params: Mapping[str, Any],
-        *,
-        name: str,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(location, params, name=name, clock=clock)
+    default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+
+    def configure(self) -> None:
         options = self.options
         self.max_bytes = _positive_or_none(options, "MAX_BYTES", DEFAULT_MAX_BYTES)
         self.max_entries = _positive_or_none(options, "MAX_ENTRIES", None)
-        if "MAX_VALUE_BYTES" not in options:
-            self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
         try:
             self.policy = load_policy(
                 options.get("POLICY", "lru"), dict(options.get("POLICY_OPTIONS") or {})
             )
         except (ValueError, TypeError) as exc:
-            raise ImproperlyConfigured(f"tier {name!r}: {exc}") from exc
+            raise ImproperlyConfigured(f"tier {self.name!r}: {exc}") from exc
         self.max_staleness: float | None = None
         self._data: dict[str, tuple] = {}
         self._lock = threading.Lock()

@@ -40,7 +40,7 @@ from django_redis.pool import ConnectionFactory, SentinelConnectionFactory
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..envelope import HEADER_SIZE, MAGIC, Record, decode, encode, peek, retime
+from ..envelope import HEADER_SIZE, MAGIC, Record, decode, peek, retime
 from ..exceptions import EnvelopeError, TierUnavailable
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
@@ -236,29 +236,9 @@ class RedisTier(BaseTier):
 
     mode = "single"
 
-    def __init__(
-        self,
-        location: Any,
-        params: Mapping[str, Any],
-        *,
-        name: str,
-        clock: Callable[[], float],
-    ) -> None:
-        super().__init__(location, params, name=name, clock=clock)
-        options = self.options
-        if "MAX_VALUE_BYTES" not in options:
-            self.max_value_bytes = DEFAULT_MAX_VALUE_BYTES
-        self._compress_min_bytes: int | None = options.get("COMPRESS_MIN_BYTES")
-        self._compressor: str = options.get("COMPRESSOR", "zlib")
-        self._compress_level: int | None = options.get("COMPRESS_LEVEL")
-        if self._compressor not in ("zlib", "zstd"):
-            raise ImproperlyConfigured(
-                f"tier {name!r}: OPTIONS['COMPRESSOR'] must be 'zlib' or 'zstd', "
-                f"not {self._compressor!r} (django-redis compressors are not used)"
-            )
-        self._setup()
+    default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
-    def _setup(self) -> None:
+    def configure(self) -> None:
         options = redis_options(self.options)
         client_cls = import_string(
             options.get("CLIENT_CLASS", "django_redis.client.DefaultClient")
@@ -568,12 +548,7 @@ class RedisTier(BaseTier):
         ms = self._ttl_ms(record.expires_at)
         if ms is not None and ms <= 0:
             return ("DEL", key)
-        value = encode(
-            record,
-            compress_min_bytes=self._compress_min_bytes,
-            compressor=self._compressor,
-            compress_level=self._compress_level,
-        )
+        value = self.encode(record)
         args: tuple = ("SET", key, value)
         if ms is not None and ms <= _MAX_PX:
             if type(value) is int:  # no envelope: Redis keeps the absolute expiry
@@ -678,7 +653,7 @@ class RedisClusterTier(RedisTier):
 
     mode = "cluster"
 
-    def _setup(self) -> None:
+    def configure(self) -> None:
         options = self.options
         urls = self.location
         if isinstance(urls, str):
