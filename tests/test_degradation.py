@@ -68,7 +68,9 @@ def test_breaker_opens_and_skips_the_dead_tier(chained, caplog):
     assert len(transitions) == 1
 
 
-def test_breaker_half_opens_and_closes_after_recovery(chained, monkeypatch):
+@pytest.fixture
+def opened(chained, monkeypatch):
+    """Open l2's breaker with five failures; return its hand-moved clock."""
     breaker = chained._chain.by_name["l2"].breaker
     now = [1000.0]
     monkeypatch.setattr(breaker, "_clock", lambda: now[0])
@@ -76,24 +78,22 @@ def test_breaker_half_opens_and_closes_after_recovery(chained, monkeypatch):
     for _ in range(5):
         chained.get("missing")
     assert breaker.state == "open"
+    return now
+
+
+def test_breaker_half_opens_and_closes_after_recovery(chained, opened):
     doubles.FAULTS["l2"] = False
     chained.get("missing")
-    assert breaker.state == "open"  # still within OPEN_SECONDS
-    now[0] += 5.1
+    assert chained.breaker_state("l2") == "open"  # still within OPEN_SECONDS
+    opened[0] += 5.1
     chained.get("missing")  # the half-open probe succeeds
-    assert breaker.state == "closed"
+    assert chained.breaker_state("l2") == "closed"
 
 
-def test_failed_probe_reopens(chained, monkeypatch):
-    breaker = chained._chain.by_name["l2"].breaker
-    now = [1000.0]
-    monkeypatch.setattr(breaker, "_clock", lambda: now[0])
-    doubles.FAULTS["l2"] = True
-    for _ in range(5):
-        chained.get("missing")
-    now[0] += 5.1
+def test_failed_probe_reopens(chained, opened):
+    opened[0] += 5.1
     chained.get("missing")
-    assert breaker.state == "open"
+    assert chained.breaker_state("l2") == "open"
     assert chained.tier("l2").stats.breaker_opened == 2
 
 
