@@ -11,7 +11,8 @@ def test_lru_order():
     for key in "abc":
         p.on_insert(key, 1, None)
     p.on_hit("a")
-    p.on_hit("zzz")  # unknown keys are ignored
+    with pytest.raises(KeyError):  # allowed by the contract; the tier ignores it
+        p.on_hit("zzz")
     assert p.victim() == "b"
     p.on_remove("b")
     p.on_remove("b")

@@ -199,3 +199,11 @@ def test_template_fragments_are_kept_without_pickling():
     fragment = mark_safe("<b>fragment</b>")
     t.set("frag", rec(fragment))
     assert t.get_value("frag", None) is fragment
+
+
+def test_hit_on_a_key_the_policy_just_forgot_is_still_served():
+    t = tier()
+    t.set("k", rec({"v": 1}))
+    t.policy.on_remove("k")  # as if another thread evicted it meanwhile
+    assert t.get_value("k", None) == {"v": 1}
+    assert t.get("k") is not MISSING

@@ -6,7 +6,8 @@ victims one at a time (``victim``) and removes them itself, as ristretto's
 ``Add`` returns victims for its caller to delete.
 
 Costs matter: ``on_hit`` runs on every L1 hit, *without* the tier's lock, so it
-must be cheap and may lose updates under contention (lossy recording is an
+must be cheap (it may even be a bound C method) and may lose updates
+under contention (lossy recording is an
 accepted error of an eviction heuristic). Every other method runs under the
 tier's lock. The hot-path hooks take plain arguments instead of event objects
 because allocating an object per hit would cost more than the hit itself;
@@ -34,7 +35,11 @@ class BasePolicy:
         raise NotImplementedError
 
     def on_hit(self, key: str) -> None:
-        """Record a read hit. Lock-free; may be lossy; must not raise."""
+        """Record a read hit. Lock-free and may be lossy.
+
+        May raise ``KeyError`` for a key removed by another thread since the
+        tier's lookup (the tier ignores it); must raise nothing else.
+        """
         raise NotImplementedError
 
     def on_remove(self, key: str) -> None:
