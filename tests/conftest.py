@@ -38,6 +38,7 @@ def make_cache(clock: FakeClock) -> Iterator[Callable[..., Any]]:
     built = []
 
     def factory(tiers: list[dict[str, Any]] | None, **options: Any) -> TieredCache:
+        location = options.pop("LOCATION", "")
         params: dict[str, Any] = {
             "TIMEOUT": options.pop("TIMEOUT", 300),
             "KEY_PREFIX": options.pop("KEY_PREFIX", f"t{next(_prefixes)}"),
@@ -48,7 +49,7 @@ def make_cache(clock: FakeClock) -> Iterator[Callable[..., Any]]:
                 params[name] = params["OPTIONS"].pop(name.lower())
         if tiers is not None:
             params["OPTIONS"]["TIERS"] = tiers
-        cache = TieredCache("", params)
+        cache = TieredCache(location, params)
         for slot in cache._slots:  # tiers are shared by configuration: start clean
             slot.tier.stats.reset()
             slot.breaker.reset()

@@ -187,3 +187,19 @@ def test_key_memo_is_bounded(two, monkeypatch):
     for i in range(25):
         two.get(f"k{i}")
     assert len(two._keys) <= 10
+
+
+def test_location_names_a_store_like_locmem(make_cache):
+    tiers = [L1, L2]
+    default = make_cache(tiers, KEY_PREFIX="p")
+    named = make_cache(tiers, KEY_PREFIX="p", LOCATION="other")
+    default.set("k", "default")
+    assert named.get("k") is None  # same tiers, same key, different store
+    named.set("k", "other")
+    assert default.get("k") == "default"
+    assert named.get("k") == "other"
+    assert named.make_and_validate_key("k") == "other|p:1:k"
+    assert named.namespace == "other|p:"
+    named.clear()
+    assert default.get("k") == "default"
+    assert named.get("k") is None

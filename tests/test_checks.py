@@ -56,7 +56,12 @@ def test_good_configuration_is_clean(settings, tmp_path):
             {"OPTIONS": {"TIERS": [L1]}, "KEY_FUNCTION": "tests.test_checks.key_first"},
             ["tiered_cache.W006"],
         ),
-        ({"OPTIONS": {"TIERS": [L1]}, "LOCATION": "x"}, ["tiered_cache.W007"]),
+        (
+            {"OPTIONS": {"TIERS": [L1]}, "LOCATION": "redis://h/1"},
+            ["tiered_cache.W007"],
+        ),
+        ({"OPTIONS": {"TIERS": [L1]}, "LOCATION": "/var/cache"}, ["tiered_cache.W007"]),
+        ({"OPTIONS": {"TIERS": [L1]}, "LOCATION": "sessions"}, []),
         (
             {"OPTIONS": {"TIERS": [{"BACKEND": "tests.doubles.FlakyTier"}, L1]}},
             ["tiered_cache.W008"],

@@ -195,6 +195,9 @@ class TieredCache(BaseCache):
         self._keys: dict[str, str] = {}
         super().__init__(params)
         self.location = location
+        # LOCATION names a store, as with LocMemCache: caches whose LOCATION
+        # differs never see each other's keys, even on the same servers.
+        self._store_prefix = f"{location}|" if location else ""
         self.options = _options_for(params)
         self._chain = _chain_for(self.options)
         self._slots = self._chain.slots
@@ -259,6 +262,8 @@ class TieredCache(BaseCache):
         if len(final) > _MAX_KEY_LENGTH or BAD_CHARS.search(final):
             warn_key(final)
             clean = False
+        if self._store_prefix:
+            final = self._store_prefix + final
         if not final.isascii() or len(final) > MAX_STORED_KEY_LENGTH:
             final = storable_key(final, self.namespace)
         return final, clean
@@ -287,8 +292,13 @@ class TieredCache(BaseCache):
 
     @property
     def namespace(self) -> str:
-        """Return the literal start shared by every key this cache builds."""
-        return clear_namespace(self.key_func, self.key_prefix, self.version)
+        """Return the literal start shared by every key this cache stores.
+
+        Empty when the key function gives keys no fixed start: then this
+        cache's keys cannot be told apart from others' in a shared tier.
+        """
+        namespace = clear_namespace(self.key_func, self.key_prefix, self.version)
+        return self._store_prefix + namespace if namespace else ""
 
     # -- the one place tier calls go through -------------------------------------
 

@@ -31,7 +31,7 @@ W003 = "tiered_cache.W003"  # L3 directory is under the temp dir
 W004 = "tiered_cache.W004"  # top-level MAX_ENTRIES/CULL_FREQUENCY have no effect
 W005 = "tiered_cache.W005"  # INVALIDATION set but not implemented in this version
 W006 = "tiered_cache.W006"  # keys have no fixed start: clear() cannot isolate them
-W007 = "tiered_cache.W007"  # LOCATION of the TieredCache entry is unused
+W007 = "tiered_cache.W007"  # LOCATION looks like a server or a path, not a store name
 W008 = "tiered_cache.W008"  # the memory tier is not first
 
 
@@ -107,11 +107,17 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
                 id=W005,
             )
         )
-    if conf.get("LOCATION"):
+    location = conf.get("LOCATION")
+    if location and (
+        not isinstance(location, str) or "://" in location or location.startswith("/")
+    ):
         messages.append(
             checks.Warning(
-                f"{where}: LOCATION is not used by TieredCache.",
-                hint="Give each tier its own LOCATION inside OPTIONS['TIERS'].",
+                f"{where}: LOCATION {location!r} looks like a server or a directory; "
+                "on a TieredCache it is only a store name.",
+                hint="Give each tier its own LOCATION inside OPTIONS['TIERS']; use "
+                "the top-level LOCATION only to keep caches apart, as with "
+                "LocMemCache.",
                 id=W007,
             )
         )

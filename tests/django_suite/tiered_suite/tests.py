@@ -11,9 +11,9 @@ Environment (set by ``tests.django_suite.run``):
     ``tiered`` (default) or ``locmem``: run the same classes against
     ``LocMemCache`` to validate the harness itself.
 ``TIERED_SUITE_REDIS_URL``
-    L2 URL of a redis-server started for this run (db 1). Aliases that upstream
-    gives a LOCATION of their own get stores of their own: the next db numbers,
-    a sibling L3 directory and an L1 ``LOCATION``.
+    L2 URL of a redis-server started for this run (db 1). Every alias uses
+    the same tiers; aliases that upstream gives a LOCATION of their own keep it
+    as TieredCache's store name.
 ``TIERED_SUITE_L3_DIR``
     Absolute directory of the L3 ``diskcache.DjangoCache``.
 """
@@ -26,7 +26,6 @@ import glob
 import os
 import sqlite3
 import unittest
-from urllib.parse import urlsplit
 
 import cache.tests as upstream
 from django.conf import settings
@@ -62,52 +61,35 @@ else:
         f"TIERED_SUITE_BACKEND must be 'tiered' or 'locmem', not {MODE!r}"
     )
 
-# Upstream store name (an alias's LOCATION) -> index; "" is the store that all
-# the BaseCacheTests aliases share, the others are isolated from it.
-_STORES: dict[str, int] = {"": 0}
-
-
-def _redis_url(index: int) -> str:
-    parts = urlsplit(REDIS_URL)
-    db = int(parts.path.strip("/") or 0) + index
-    if db > 15:
-        raise ImproperlyConfigured("too many isolated stores for redis dbs 0-15")
-    return parts._replace(path=f"/{db}").geturl()
-
 
 def backend_params(location: str = "") -> dict:
     """Return the CACHES entry of the backend under test on store ``location``.
 
     Upstream gives an alias a LOCATION of its own when that alias must not see
     the other aliases' data (``CacheMiddlewareTest``'s ``other``, the
-    ``template_fragments`` cache); ``""`` is the shared store.
+    ``template_fragments`` cache). TieredCache treats its top-level LOCATION as
+    a store name, as LocMemCache does, so every alias keeps the same tiers
+    (one Redis database, one directory) and only the LOCATION differs.
     """
     if MODE == "locmem":
         return {"BACKEND": LOCMEM_BACKEND, "LOCATION": location}
-    index = _STORES.setdefault(location, len(_STORES))
-    l1 = {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"}
-    l3_dir = L3_DIR
-    if index:
-        l1["LOCATION"] = f"tiered-suite-{location}"
-        l3_dir = f"{L3_DIR}-{index}"
-    return {
+    params = {
         "BACKEND": TIERED_BACKEND,
         "OPTIONS": {
             "TIERS": [
-                l1,
+                {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"},
                 {
                     "NAME": "l2",
                     "BACKEND": "django_redis.cache.RedisCache",
-                    "LOCATION": _redis_url(index),
+                    "LOCATION": REDIS_URL,
                 },
-                {
-                    "NAME": "l3",
-                    "BACKEND": "diskcache.DjangoCache",
-                    "LOCATION": l3_dir,
-                },
+                {"NAME": "l3", "BACKEND": "diskcache.DjangoCache", "LOCATION": L3_DIR},
             ]
         },
     }
+    if location:
+        params["LOCATION"] = location
+    return params
 
 
 TIERED_PARAMS = backend_params()
