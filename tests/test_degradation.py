@@ -143,3 +143,32 @@ def test_incr_with_every_tier_down_is_a_miss(make_cache):
         assert cache.add("k", 1) is False
     finally:
         cache._chain.by_name["l2"].breaker.reset()
+
+
+def test_disk_full_does_not_open_the_breaker(make_cache, tmp_path, monkeypatch):
+    import errno
+
+    import diskcache
+
+    cache = make_cache(
+        [
+            L1,
+            {
+                "NAME": "l3",
+                "BACKEND": "diskcache.DjangoCache",
+                "LOCATION": str(tmp_path),
+            },
+        ]
+    )
+    cache.set("kept", "v")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(diskcache.Cache, "set", full)
+    for i in range(10):
+        cache.set(f"k{i}", "v")  # counted, never raised
+    assert cache.tier("l3").stats.errors == 10
+    assert cache.breaker_state("l3") == "closed"  # reads still work
+    cache.tier("l1").delete(cache.make_key("kept"))
+    assert cache.get("kept") == "v"

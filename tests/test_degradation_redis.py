@@ -109,3 +109,22 @@ def test_fail_open_off_raises_the_redis_error_as_cause(make_cache, server, tmp_p
     finally:
         server.restart()
         cache._chain.by_name["l2"].breaker.reset()
+
+
+def test_redis_out_of_memory_refuses_writes_but_keeps_serving_reads(
+    make_cache, server, tmp_path
+):
+    cache = make_cache([L1, real_l2(server.url(0))])
+    cache.set("kept", "v")
+    admin = server.client(0)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", "1")  # anything used is already too much
+    try:
+        for i in range(10):
+            cache.set(f"k{i}", "x" * 100)  # OOM: counted, never raised
+        assert cache.tier("l2").stats.errors == 10
+        assert cache.breaker_state("l2") == "closed"  # reachable: reads go on
+        cache.tier("l1").delete(cache.make_key("kept"))
+        assert cache.get("kept") == "v"  # served by L2
+    finally:
+        admin.config_set("maxmemory", "0")

@@ -312,13 +312,19 @@ class TieredCache(BaseCache):
         try:
             result = getattr(slot.tier, op)(*args)
         except TierUnavailable as exc:
-            breaker.record_failure()
+            if exc.alive:
+                # It answered (OOM, disk full): reachable, so the breaker stays
+                # closed and reads keep using the tier.
+                breaker.record_success()
+            else:
+                breaker.record_failure()
             slot.tier.stats.errors += 1
-            if self._chain.log_throttle.allow(f"{slot.name}:{op}"):
+            if self._chain.log_throttle.allow(f"{slot.name}:{op}:{exc.kind}"):
                 logger.warning(
-                    "cache tier %s failed during %s (%s); %s",
+                    "cache tier %s failed during %s [%s] (%s); %s",
                     slot.name,
                     op,
+                    exc.kind,
                     exc.__cause__ or exc,
                     "continuing without it" if self._fail_open else "raising",
                 )

@@ -16,11 +16,27 @@ class TierError(Exception):
 
 
 class TierUnavailable(TierError):
-    """The tier could not serve the call (connection, timeout, I/O, OOM...)."""
+    """The tier could not serve the call (connection, timeout, I/O, OOM...).
 
-    def __init__(self, tier: str, operation: str, detail: str = "") -> None:
+    ``kind`` is a short, bounded label for logs and counters (``timeout``,
+    ``oom``, ``disk_full``...). ``alive`` says the tier *answered* and refused
+    this call (Redis OOM, a full disk): reads still work, so the failure must
+    not open the circuit breaker, which guards reachability.
+    """
+
+    def __init__(
+        self,
+        tier: str,
+        operation: str,
+        detail: str = "",
+        *,
+        kind: str = "unavailable",
+        alive: bool = False,
+    ) -> None:
         self.tier = tier
         self.operation = operation
+        self.kind = kind
+        self.alive = alive
         message = f"tier {tier!r} unavailable during {operation}"
         if detail:
             message = f"{message}: {detail}"
@@ -31,7 +47,7 @@ class CircuitOpen(TierUnavailable):
     """The tier's circuit breaker is open, so the call was not attempted."""
 
     def __init__(self, tier: str, operation: str) -> None:
-        super().__init__(tier, operation, "circuit breaker open")
+        super().__init__(tier, operation, "circuit breaker open", kind="circuit_open")
 
 
 class EnvelopeError(ValueError):

@@ -421,9 +421,12 @@ class DiskTier(BaseTier):
         self, op: str, exc: BaseException, store: _Store, shard: diskcache.Cache
     ) -> TierUnavailable:
         """Map a transport error to ``TierUnavailable`` (the one place)."""
+        kind, alive = "io", False
         if isinstance(exc, diskcache.Timeout):
             detail = f"SQLite lock not acquired within {shard.timeout}s"
+            kind = "locked"
         elif _is_corruption(exc):
+            kind = "corrupt"
             index = store.shards.index(shard)
             with _lock:
                 handle = _handles.get(self._key)
@@ -435,6 +438,8 @@ class DiskTier(BaseTier):
             detail = f"corrupt database in {shard.directory}: {exc}"
         else:
             detail = str(exc) or type(exc).__name__
+            if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                kind, alive = "disk_full", True  # writes fail, reads still work
             if _is_unwritable(exc) and _throttle.allow(f"unwritable:{self.directory}"):
                 logger.error(
                     "tier %s: cache directory %s is not writable: %s",
@@ -442,7 +447,7 @@ class DiskTier(BaseTier):
                     self.directory,
                     exc,
                 )
-        return TierUnavailable(self.name, op, detail)
+        return TierUnavailable(self.name, op, detail, kind=kind, alive=alive)
 
     # -- rows <-> records ---------------------------------------------------------
 

@@ -47,6 +47,7 @@ from ..sentinels import MISSING
 from .base import BaseTier
 
 __all__ = [
+    "ALIVE_KINDS",
     "TRANSPORT_ERRORS",
     "RedisClusterTier",
     "RedisTier",
@@ -159,6 +160,12 @@ _KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (rex.RedisClusterException, "cluster"),
     (rex.ConnectionError, "connection"),
 )
+
+
+#: Error kinds of a server that answered: it refuses this write (out of memory,
+#: failing RDB saves, a replica) but still serves reads, so the breaker, which
+#: guards reachability, must not open (RELIABILITY.md A8, A10, A11).
+ALIVE_KINDS = frozenset({"oom", "misconf", "readonly", "response"})
 
 
 def _transport(op: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -520,7 +527,14 @@ class RedisTier(BaseTier):
     # -- helpers ------------------------------------------------------------
 
     def _unavailable(self, op: str, exc: BaseException) -> TierUnavailable:
-        return TierUnavailable(self.name, op, f"{type(exc).__name__}: {exc}")
+        kind = error_kind(exc)
+        return TierUnavailable(
+            self.name,
+            op,
+            f"{type(exc).__name__}: {exc}",
+            kind=kind,
+            alive=kind in ALIVE_KINDS,
+        )
 
     def _partial(self, op: str, failures: list[Exception], total: int) -> None:
         self.stats.errors += 1
