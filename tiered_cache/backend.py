@@ -70,6 +70,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from .conf import TieredOptions, config_identity, parse_options
 from .envelope import Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
+from .forksafe import at_fork
 from .keys import (
     BAD_CHARS,
     MAX_STORED_KEY_LENGTH,
@@ -160,6 +161,14 @@ def _count_open(tier: BaseTier):
 
 _chains: dict[str, _Chain] = {}
 _chains_lock = threading.Lock()
+
+
+def _renew_chains_lock() -> None:
+    global _chains_lock
+    _chains_lock = threading.Lock()
+
+
+at_fork(_renew_chains_lock)
 
 
 def _chain_for(options: TieredOptions) -> _Chain:

@@ -32,6 +32,7 @@ import zlib
 from typing import Any
 
 from .exceptions import EnvelopeError
+from .forksafe import at_fork
 
 __all__ = [
     "FORMAT_VERSION",
@@ -120,6 +121,14 @@ _INT64_MAX = 2**63 - 1
 
 _stamp_lock = threading.Lock()
 _last_stamp = 0
+
+
+def _renew_stamp_lock() -> None:
+    global _stamp_lock
+    _stamp_lock = threading.Lock()
+
+
+at_fork(_renew_stamp_lock)
 
 
 def new_stamp() -> int:

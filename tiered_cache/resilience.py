@@ -14,10 +14,11 @@ thread's discovery protects all others.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+from .forksafe import renewed_lock
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker"]
 
@@ -51,7 +52,7 @@ class CircuitBreaker:
         self.open_seconds = open_seconds
         self._clock = clock
         self._on_open = on_open
-        self._lock = threading.Lock()
+        self._lock = renewed_lock(self)
         self.state = CLOSED
         self._consecutive = 0
         self._opened_at = 0.0

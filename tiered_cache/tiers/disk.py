@@ -51,6 +51,7 @@ from ..envelope import (
     new_stamp,
 )
 from ..exceptions import EnvelopeError, TierUnavailable
+from ..forksafe import at_fork
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from .base import BaseTier
@@ -192,8 +193,7 @@ def _after_fork_in_child() -> None:
     _handles.clear()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork(_after_fork_in_child)
 
 
 def _sqlite_code(exc: BaseException) -> int | None:

@@ -23,7 +23,6 @@ import datetime
 import decimal
 import pickle
 import sys
-import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,6 +31,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.safestring import SafeString
 
 from ..envelope import MISSING_VALUE, Record
+from ..forksafe import renewed_lock
 from ..policy import load_policy
 from ..sentinels import MISSING
 from .base import BaseTier
@@ -97,7 +97,7 @@ class MemoryTier(BaseTier):
             raise ImproperlyConfigured(f"tier {self.name!r}: {exc}") from exc
         self.max_staleness: float | None = None
         self._data: dict[str, tuple] = {}
-        self._lock = threading.Lock()
+        self._lock = renewed_lock(self)
         self._bytes = 0
         self._on_hit = self.policy.on_hit
 

@@ -42,6 +42,7 @@ from redis.retry import Retry
 
 from ..envelope import HEADER_SIZE, MAGIC, Record, decode, peek, retime
 from ..exceptions import EnvelopeError, TierUnavailable
+from ..forksafe import at_fork, renewed_lock
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from .base import BaseTier
@@ -809,6 +810,14 @@ _CLUSTERS: dict[Any, _ClusterHandle] = {}
 _CLUSTERS_LOCK = threading.Lock()
 
 
+def _renew_clusters_lock() -> None:
+    global _CLUSTERS_LOCK
+    _CLUSTERS_LOCK = threading.Lock()
+
+
+at_fork(_renew_clusters_lock)
+
+
 class _ClusterHandle:
     """One lazily built RedisCluster per spec, with rate-limited refreshes."""
 
@@ -816,7 +825,7 @@ class _ClusterHandle:
         self.nodes = nodes
         self.kwargs = kwargs
         self.client: redis.cluster.RedisCluster | None = None
-        self._lock = threading.Lock()
+        self._lock = renewed_lock(self)
         self._last_failure = -math.inf
         self._failure: BaseException | None = None
         self._last_refresh = -math.inf
