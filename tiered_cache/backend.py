@@ -391,9 +391,7 @@ class TieredCache(BaseCache):
             return value
         return default
 
-    def _promote(
-        self, records: Mapping[str, Record], above: Iterable[_Slot], source: _Slot
-    ) -> None:
+    def _promote(self, records: Mapping[str, Record], above: Iterable[_Slot]) -> None:
         """Copy hits into the faster tiers, keeping their remaining lifetime."""
         now = self._clock()
         live = {
@@ -451,7 +449,7 @@ class TieredCache(BaseCache):
             tier_stats.hits += len(hits)
             tier_stats.misses += len(pending) - len(hits)
             if hits and index:
-                self._promote(hits, slots[:index], slot)
+                self._promote(hits, slots[:index])
             pending = [final for final in pending if final not in hits]
         return found
 
