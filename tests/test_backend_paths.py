@@ -203,3 +203,17 @@ def test_location_names_a_store_like_locmem(make_cache):
     named.clear()
     assert default.get("k") == "default"
     assert named.get("k") is None
+
+
+def test_expire_info_view_like_locmem(make_cache, clock):
+    cache = make_cache([L1, L2], LOCATION="store")
+    cache.set("ttl", 1, timeout=10)
+    cache.set("forever", 1, timeout=None)
+    info = cache._expire_info
+    assert info[cache.make_key("ttl")] == pytest.approx(clock.now + 10)
+    assert info[cache.make_key("forever")] is None
+    cache.tier("l1").delete(cache.make_and_validate_key("forever"))
+    assert info[cache.make_and_validate_key("forever")] is None  # from L2
+    with pytest.raises(KeyError):
+        info[cache.make_key("missing")]
+    assert len(info) == 1 and list(info) == [cache.make_and_validate_key("ttl")]

@@ -664,6 +664,16 @@ class TieredCache(BaseCache):
             for slot in self._slots
         }
 
+    @property
+    def _expire_info(self) -> Mapping[str, float | None]:
+        """LocMemCache's ``{final key: absolute expiry}``, as a read-only view.
+
+        Code (Django's own tests among it) peeks at LocMemCache's private
+        ``_expire_info[cache.make_key(key)]`` to see a key's expiry; this view
+        answers from the first tier holding the key (``None`` = never expires).
+        """
+        return _ExpiryView(self)
+
     def check(self) -> list[str]:
         """Return broken invariants of the local tiers (empty when healthy)."""
         problems: list[str] = []
@@ -672,3 +682,27 @@ class TieredCache(BaseCache):
             if checker is not None:
                 problems.extend(checker())
         return problems
+
+
+class _ExpiryView(Mapping):
+    """Read-only ``{final key: expires_at}`` over the tiers of one cache."""
+
+    def __init__(self, cache: TieredCache) -> None:
+        self._cache = cache
+
+    def __getitem__(self, key: str) -> float | None:
+        cache = self._cache
+        prefix = cache._store_prefix
+        stored = key if key.startswith(prefix) else prefix + key
+        for slot in cache._slots:
+            record = cache._call(slot, "get", stored)
+            if record is not MISSING and record is not UNAVAILABLE:
+                return record.expires_at
+        raise KeyError(key)
+
+    def __iter__(self):
+        top = self._cache._top
+        return iter(list(getattr(top, "_data", ())))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
