@@ -701,8 +701,10 @@ class _ExpiryView(Mapping):
         raise KeyError(key)
 
     def __iter__(self):
-        top = self._cache._top
-        return iter(list(getattr(top, "_data", ())))
+        """Iterate over this cache's keys in the local top tier (L1)."""
+        namespace = self._cache.namespace
+        keys = list(getattr(self._cache._top, "_data", ()))
+        return iter([key for key in keys if key.startswith(namespace)])
 
     def __len__(self) -> int:
         return len(list(iter(self)))
