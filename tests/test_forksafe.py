@@ -10,7 +10,11 @@ import pytest
 
 from tests.matrix import L1
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()"),
+    # Python >= 3.12 warns about fork() with threads: that is the point here.
+    pytest.mark.filterwarnings("ignore:This process .* is multi-threaded"),
+]
 
 
 def run_in_child(body) -> int:

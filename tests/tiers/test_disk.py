@@ -610,6 +610,7 @@ def test_database_corrupted_while_open_is_quarantined(make, location):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
 def test_forked_child_opens_its_own_handle(make):
     tier = make(shards=2)
     tier.set("k", rec("from parent"))
