@@ -503,20 +503,6 @@ class DiskTier(BaseTier):
         with _Call(self, "get", key) as shard:
             return self._read(shard, key)
 
-    def get_value(self, key: str, default: Any) -> Any:
-        """As ``BaseTier.get_value``, but a payload that does not unpickle is a
-        rejected miss here (the contract), not an ``EnvelopeError``.
-        """
-        record = self.get(key)
-        if record is MISSING:
-            return default
-        try:
-            return materialize(record)
-        except EnvelopeError as exc:
-            with _Call(self, "get", key) as shard:
-                self._drop(shard, key, exc)
-            return default
-
     def set(self, key: str, record: Record) -> None:
         data, expire, tag = self._encode(record)
         with _Call(self, "set", key) as shard:
