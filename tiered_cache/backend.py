@@ -159,6 +159,20 @@ def _count_open(tier: BaseTier):
     return on_open
 
 
+class _KeyPart:
+    """An attribute whose assignment drops the instance's memo of final keys."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = f"_{name}"
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        return self if obj is None else getattr(obj, self.attr)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj, self.attr, value)
+        obj._keys = {}
+
+
 _chains: dict[str, _Chain] = {}
 _chains_lock = threading.Lock()
 
@@ -223,32 +237,9 @@ class TieredCache(BaseCache):
     # memo is dropped whenever key_func, key_prefix or version is reassigned
     # (Django's own tests swap key_func on a live instance).
 
-    @property
-    def key_func(self) -> Any:
-        return self._key_func
-
-    @key_func.setter
-    def key_func(self, value: Any) -> None:
-        self._key_func = value
-        self._keys = {}
-
-    @property
-    def key_prefix(self) -> str:
-        return self._key_prefix
-
-    @key_prefix.setter
-    def key_prefix(self, value: str) -> None:
-        self._key_prefix = value
-        self._keys = {}
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    @version.setter
-    def version(self, value: int) -> None:
-        self._version = value
-        self._keys = {}
+    key_func = _KeyPart()
+    key_prefix = _KeyPart()
+    version = _KeyPart()
 
     def _key(self, key: Any, version: int | None) -> str:
         if version is None and type(key) is str:
