@@ -72,11 +72,10 @@ from .envelope import Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
 from .forksafe import at_fork
 from .keys import (
-    BAD_CHARS,
     MAX_STORED_KEY_LENGTH,
     clear_namespace,
     storable_key,
-    warn_key,
+    validate_key,
 )
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
@@ -87,7 +86,6 @@ __all__ = ["TieredCache"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_KEY_LENGTH = 250
 _KEY_MEMO_SIZE = 4096
 # Operations whose success the backend counts for every tier (reads are
 # counted where the hit or miss is known).
@@ -258,10 +256,7 @@ class TieredCache(BaseCache):
     def _build_key(self, key: Any, version: int | None) -> tuple[str, bool]:
         """Return the key every tier stores, and whether it passed validation."""
         final = self.make_key(key, version)
-        clean = True
-        if len(final) > _MAX_KEY_LENGTH or BAD_CHARS.search(final):
-            warn_key(final)
-            clean = False
+        clean = validate_key(final)
         if self._store_prefix:
             final = self._store_prefix + final
         if not final.isascii() or len(final) > MAX_STORED_KEY_LENGTH:

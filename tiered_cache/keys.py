@@ -39,10 +39,15 @@ _KEY_MARK = "\x00tiered-cache-key\x00"
 _VERSION_MARK = "\x00tiered-cache-version\x00"
 
 
-def validate_key(key: str) -> None:
-    """Warn about keys memcached would refuse, exactly as ``BaseCache`` does."""
+def validate_key(key: str) -> bool:
+    """Warn about keys memcached would refuse, exactly as ``BaseCache`` does.
+
+    Return whether the key passed (no warning).
+    """
     if len(key) > MEMCACHE_MAX_KEY_LENGTH or BAD_CHARS.search(key):
         warn_key(key)
+        return False
+    return True
 
 
 def warn_key(key: str) -> None:
@@ -52,14 +57,14 @@ def warn_key(key: str) -> None:
             f"Cache key will cause errors if used with memcached: {key!r} "
             f"(longer than {MEMCACHE_MAX_KEY_LENGTH})",
             CacheKeyWarning,
-            stacklevel=4,
+            stacklevel=6,  # warn_key, validate_key, _build_key, _key, API, caller
         )
     if BAD_CHARS.search(key):
         warnings.warn(
             "Cache key contains characters that will cause errors if used with "
             f"memcached: {key!r}",
             CacheKeyWarning,
-            stacklevel=4,
+            stacklevel=6,  # warn_key, validate_key, _build_key, _key, API, caller
         )
 
 

@@ -60,8 +60,6 @@ class BaseTier:
     #: Visible to other processes (L2, and L3 for processes on one machine).
     #: L1 copies are capped by ``L1_MAX_STALENESS`` when a shared tier exists.
     shared = True
-    #: Whether incr/add are atomic here so the tier can be the authority.
-    atomic = True
     #: Default of ``OPTIONS["MAX_VALUE_BYTES"]`` (``None``: no limit).
     default_max_value_bytes: int | None = None
     #: Default of ``OPTIONS["COMPRESS_MIN_BYTES"]`` (``None``: never compress).

@@ -299,7 +299,6 @@ class DiskTier(BaseTier):
     """
 
     shared = True
-    atomic = True
 
     default_compress_min_bytes = 1024
 
