@@ -51,8 +51,9 @@ def make_cache(clock: FakeClock) -> Iterator[Callable[..., Any]]:
             params["OPTIONS"]["TIERS"] = tiers
         cache = TieredCache(location, params)
         for slot in cache._slots:  # tiers are shared by configuration: start clean
-            slot.tier.stats.reset()
-            slot.breaker.reset()
+            slot.stats.reset()
+            if slot.breaker is not None:
+                slot.breaker.reset()
         cache._chain.log_throttle.reset()
         built.append(cache)
         return cache

@@ -10,6 +10,7 @@ from typing import Any
 
 from tiered_cache.envelope import Record
 from tiered_cache.exceptions import TierUnavailable
+from tiered_cache.tiers.base import Scope
 from tiered_cache.tiers.memory import MemoryTier
 
 #: Switches shared by every FlakyTier in the process, set by the tests.
@@ -19,13 +20,14 @@ _lock = threading.Lock()
 
 
 class FlakyTier(MemoryTier):
-    """A shared-looking tier that fails every call while ``FAULTS[name]`` is set.
+    """A deployment-wide tier that fails every call while ``FAULTS[name]`` is set.
 
     It stores data like the memory tier, so a test can watch a value survive an
     outage and come back when the fault is lifted.
     """
 
-    shared = True
+    scope = Scope.DEPLOYMENT
+    fallible = True
 
     def __getattribute__(self, attr: str) -> Any:
         if attr in _OPERATIONS:
@@ -67,7 +69,8 @@ def _fail(name: str, op: str) -> TierUnavailable:
 class RecordingTier(MemoryTier):
     """A memory tier that remembers the records it was given (promotion tests)."""
 
-    shared = True
+    scope = Scope.DEPLOYMENT
+    fallible = True
 
     def configure(self) -> None:
         super().configure()

@@ -177,7 +177,7 @@ def test_incr_keeps_ttl(cache, clock):
     # integers under its own TTL, which a fake clock cannot move.
     cache.set("n", 1, timeout=10)
     cache.incr("n")
-    final = cache.make_key("n")
+    final = cache.stored_key("n")
     records = [t.get(final) for t in cache.tiers]
     records = [r for r in records if r is not MISSING]
     assert records
@@ -334,7 +334,7 @@ def test_promotion_keeps_the_remaining_lifetime(cache, clock):
     if len(cache.tiers) < 2:
         pytest.skip("a single tier has nothing to promote into")
     top = cache.tiers[0]
-    final = cache.make_key("k")
+    final = cache.stored_key("k")
     cache.set("k", {"v": 1}, timeout=100)
     expires = cache.tiers[-1].get(final).expires_at
     top.delete(final)

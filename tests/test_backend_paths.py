@@ -22,7 +22,7 @@ def two(make_cache):
 
 def test_lower_hit_is_promoted_with_remaining_lifetime(two, clock):
     two.set("k", {"v": 1}, timeout=100)
-    final = two.make_key("k")
+    final = two.stored_key("k")
     expires = two.tier("l2").get(final).expires_at
     two.tier("l1").delete(final)
     clock.advance(40)
@@ -38,14 +38,14 @@ def test_lower_hit_is_promoted_with_remaining_lifetime(two, clock):
 def test_get_many_promotes(two):
     two.set_many({"a": 1, "b": 2})
     for key in ("a", "b"):
-        two.tier("l1").delete(two.make_key(key))
+        two.tier("l1").delete(two.stored_key(key))
     assert two.get_many(["a", "b", "c"]) == {"a": 1, "b": 2}
-    assert two.tier("l1").has_key(two.make_key("a"))
+    assert two.tier("l1").has_key(two.stored_key("a"))
     assert two.tier("l1").stats.promotions == 2
 
 
 def test_promotion_never_replaces_a_newer_write(two):
-    final = two.make_key("k")
+    final = two.stored_key("k")
     old = Record.for_value("old", None)
     two.set("k", "new")
     two.tier("l1").set(final, old)  # a promotion that lost the race
@@ -53,7 +53,7 @@ def test_promotion_never_replaces_a_newer_write(two):
 
 
 def test_expired_record_is_not_promoted(two, clock):
-    final = two.make_key("k")
+    final = two.stored_key("k")
     two.set("k", "v", timeout=10)
     two.tier("l1").delete(final)
     clock.advance(11)
@@ -63,7 +63,7 @@ def test_expired_record_is_not_promoted(two, clock):
 
 def test_big_values_skip_l1_and_drop_its_old_copy(make_cache):
     cache = make_cache([l1_small(100), L2])
-    final = cache.make_key("k")
+    final = cache.stored_key("k")
     cache.set("k", "small")
     assert cache.tier("l1").has_key(final)
     cache.set("k", "x" * 1000)
@@ -87,7 +87,7 @@ def test_value_too_big_for_every_tier_is_reported(make_cache):
 
 def test_l1_copy_trusted_at_most_max_staleness(make_cache, clock):
     cache = make_cache([L1, L2], L1_MAX_STALENESS=5)
-    final = cache.make_key("k")
+    final = cache.stored_key("k")
     cache.set("k", "v1", timeout=None)
     # Another process writes the authority directly.
     cache.tier("l2").set(final, Record.for_value("v2", None))
@@ -105,12 +105,12 @@ def test_l1_alone_is_not_capped_by_staleness(make_cache, clock):
 
 def test_set_writes_the_authority_first(two):
     two.set("k", "v")
-    assert two.tier("l2").written[-1][0] == two.make_key("k")
+    assert two.tier("l2").written[-1][0] == two.stored_key("k")
 
 
 def test_incr_is_done_at_the_authority_and_drops_local_copies(two):
     two.set("n", 1)
-    final = two.make_key("n")
+    final = two.stored_key("n")
     assert two.tier("l1").has_key(final)
     assert two.incr("n", 5) == 6
     assert not two.tier("l1").has_key(final)
@@ -119,11 +119,11 @@ def test_incr_is_done_at_the_authority_and_drops_local_copies(two):
 
 def test_add_copies_into_other_tiers(two):
     assert two.add("k", "v") is True
-    assert two.tier("l1").has_key(two.make_key("k"))
+    assert two.tier("l1").has_key(two.stored_key("k"))
 
 
 def test_unreadable_lower_entry_is_a_logged_miss(two, caplog):
-    final = two.make_key("k")
+    final = two.stored_key("k")
     broken = Record(MISSING_VALUE(), b"not a pickle", None, 1)
     two.tier("l2").set(final, broken)
     assert two.get("k", "dflt") == "dflt"
@@ -159,7 +159,7 @@ def test_tier_lookup_and_stats(two):
 
 def test_remembered_keys_follow_key_settings(two):
     two.set("k", "v")
-    assert two.make_and_validate_key("k") == f"{two.key_prefix}:1:k"
+    assert two.stored_key("k") == f"{two.key_prefix}:1:k"
     two.key_func = lambda key, prefix, version: f"other:{prefix}:{key}"
     assert two.get("k") is None
     two.set("k", "w")
@@ -198,7 +198,7 @@ def test_location_names_a_store_like_locmem(make_cache):
     named.set("k", "other")
     assert default.get("k") == "default"
     assert named.get("k") == "other"
-    assert named.make_and_validate_key("k") == "other|p:1:k"
+    assert named.stored_key("k") == "other|p:1:k"
     assert named.namespace == "other|p:"
     named.clear()
     assert default.get("k") == "default"
@@ -210,10 +210,12 @@ def test_expire_info_view_like_locmem(make_cache, clock):
     cache.set("ttl", 1, timeout=10)
     cache.set("forever", 1, timeout=None)
     info = cache._expire_info
+    # Django's tests index it with make_key(); stored keys work as well.
     assert info[cache.make_key("ttl")] == pytest.approx(clock.now + 10)
+    assert info[cache.stored_key("ttl")] == pytest.approx(clock.now + 10)
     assert info[cache.make_key("forever")] is None
-    cache.tier("l1").delete(cache.make_and_validate_key("forever"))
-    assert info[cache.make_and_validate_key("forever")] is None  # from L2
+    cache.tier("l1").delete(cache.stored_key("forever"))
+    assert info[cache.make_key("forever")] is None  # from L2
     with pytest.raises(KeyError):
         info[cache.make_key("missing")]
-    assert len(info) == 1 and list(info) == [cache.make_and_validate_key("ttl")]
+    assert len(info) == 1 and list(info) == [cache.stored_key("ttl")]

@@ -36,7 +36,7 @@ def sentinel_cache(make_cache, redis_sentinel):
 
 
 def forget_l1(cache, *keys):
-    cache.tier("l1").delete_many([cache.make_key(k) for k in keys])
+    cache.tier("l1").delete_many([cache.stored_key(k) for k in keys])
 
 
 def test_cluster_api_across_slots(cluster_cache):

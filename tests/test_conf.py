@@ -100,6 +100,6 @@ def test_embedded_default_backend_works_with_nothing_running(
     cache = TieredCache("", {"KEY_PREFIX": "embedded"})
     assert [t.name for t in cache.tiers] == ["l1", "l3"]
     cache.set("k", {"v": 1})
-    cache.tier("l1").delete(cache.make_key("k"))
+    cache.tier("l1").delete(cache.stored_key("k"))
     assert cache.get("k") == {"v": 1}  # from L3 on local disk
     assert list((tmp_path / "tiered_cache").iterdir())[0].name.startswith("project-")

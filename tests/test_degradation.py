@@ -30,7 +30,7 @@ def chained(make_cache):
 
 def test_reads_fall_through_a_failing_tier(chained):
     chained.set("k", "v")
-    chained.tier("l1").delete(chained.make_key("k"))
+    chained.tier("l1").delete(chained.stored_key("k"))
     doubles.FAULTS["l2"] = True
     assert chained.get("k", "default") == "default"
     assert chained.get_many(["k"]) == {}
@@ -170,5 +170,5 @@ def test_disk_full_does_not_open_the_breaker(make_cache, tmp_path, monkeypatch):
         cache.set(f"k{i}", "v")  # counted, never raised
     assert cache.tier("l3").stats.errors == 10
     assert cache.breaker_state("l3") == "closed"  # reads still work
-    cache.tier("l1").delete(cache.make_key("kept"))
+    cache.tier("l1").delete(cache.stored_key("kept"))
     assert cache.get("kept") == "v"

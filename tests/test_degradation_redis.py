@@ -40,7 +40,7 @@ def timed(call):
 def test_hung_redis_costs_one_timeout_then_nothing(make_cache, server, tmp_path):
     cache = build(make_cache, server, tmp_path)
     cache.set("k", "v")
-    final = cache.make_key("k")
+    final = cache.stored_key("k")
     server.pause()
     try:
         worst = 0.0
@@ -78,7 +78,7 @@ def test_killed_redis_is_skipped_and_recovers_by_itself(
     breaker_time[0] += 5.1  # OPEN_SECONDS later: one probe is let through
     cache.set("after", "v2")
     assert cache.breaker_state("l2") == "closed"
-    assert server.client(0).exists(cache.make_key("after")) == 1
+    assert server.client(0).exists(cache.stored_key("after")) == 1
     assert cache.get("before") == "v"  # still in L1/L3 within its TTL
 
 
@@ -124,7 +124,7 @@ def test_redis_out_of_memory_refuses_writes_but_keeps_serving_reads(
             cache.set(f"k{i}", "x" * 100)  # OOM: counted, never raised
         assert cache.tier("l2").stats.errors == 10
         assert cache.breaker_state("l2") == "closed"  # reachable: reads go on
-        cache.tier("l1").delete(cache.make_key("kept"))
+        cache.tier("l1").delete(cache.stored_key("kept"))
         assert cache.get("kept") == "v"  # served by L2
     finally:
         admin.config_set("maxmemory", "0")

@@ -10,6 +10,8 @@ import pytest
 
 from tests.matrix import L1
 
+RECORDING_L2 = {"NAME": "l2", "BACKEND": "tests.doubles.RecordingTier"}
+
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()"),
     # Python >= 3.12 warns about fork() with threads: that is the point here.
@@ -31,11 +33,11 @@ def run_in_child(body) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def test_child_writes_although_a_parent_thread_held_the_l1_lock(make_cache):
-    cache = make_cache([L1])
+def test_child_writes_although_a_parent_thread_held_the_locks(make_cache):
+    cache = make_cache([L1, RECORDING_L2])
     cache.set("k", "parent")
     l1 = cache.tier("l1")
-    breaker = cache._chain.by_name["l1"].breaker
+    breaker = cache._chain.by_name["l2"].breaker
     held = threading.Event()
     release = threading.Event()
 

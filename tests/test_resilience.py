@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import logging
 
-from tiered_cache.resilience import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, LogThrottle
+from tiered_cache.resilience import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    BreakerOptions,
+    CircuitBreaker,
+    LogThrottle,
+)
 
 
 class Clock:
@@ -13,9 +20,10 @@ class Clock:
         return self.now
 
 
-def breaker(**kwargs):
+def breaker(on_open=None, **kwargs):
     clock = Clock()
-    return CircuitBreaker("l2", clock=clock, **kwargs), clock
+    options = BreakerOptions(**kwargs)
+    return CircuitBreaker("l2", options, clock=clock, on_open=on_open), clock
 
 
 def test_opens_after_consecutive_failures():
@@ -99,6 +107,19 @@ def test_reset_and_transition_logging(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "tier l2 circuit breaker closed -> open",
         "tier l2 circuit breaker open -> closed",
+    ]
+
+
+def test_breaking_and_healing_are_logged_at_the_same_level(caplog):
+    b, clock = breaker(failure_threshold=1, open_seconds=5)
+    with caplog.at_level(logging.WARNING):
+        b.record_failure()
+        clock.now += 5
+        assert b.allow()  # the half-open probe is not news at WARNING
+        b.record_success()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "tier l2 circuit breaker closed -> open"),
+        (logging.WARNING, "tier l2 circuit breaker half_open -> closed"),
     ]
 
 

@@ -1,7 +1,11 @@
-"""System checks ``tiered_cache.E0xx`` / ``W0xx``: misconfiguration, with hints.
+"""System checks ``tiered_cache.E0xx`` / ``W0xx`` / ``I0xx``: misconfiguration,
+with hints.
 
-They read settings only: no connection is opened, so ``manage.py check`` works
-with Redis down.
+They read settings and look at L3 folders; no connection is opened, so
+``manage.py check`` works with Redis down. They run when ``"tiered_cache"`` is
+in ``INSTALLED_APPS``. The backend itself never raises a configuration error
+from its constructor (Django's own cache checks build every cache), so each
+error reaches the user here as one message with its hint.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from django.core import checks
 from django.core.cache.backends.base import get_key_func
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import BASECACHE_OPTIONS, parse_options
+from .conf import BASECACHE_OPTIONS, DEFAULTS, default_l3_directory, parse_options
 from .keys import clear_namespace
 
 __all__ = ["check_tiered_caches"]
@@ -33,6 +37,9 @@ W005 = "tiered_cache.W005"  # INVALIDATION set but not implemented in this versi
 W006 = "tiered_cache.W006"  # keys have no fixed start: clear() cannot isolate them
 W007 = "tiered_cache.W007"  # LOCATION looks like a server or a path, not a store name
 W008 = "tiered_cache.W008"  # the memory tier is not first
+E005 = "tiered_cache.E005"  # an L3 folder cannot be created or written
+E006 = "tiered_cache.E006"  # a negative TIMEOUT: nothing would ever be stored
+I001 = "tiered_cache.I001"  # the embedded default: where it keeps its data
 
 
 def _entries() -> list[tuple[str, Mapping[str, Any]]]:
@@ -59,13 +66,14 @@ def check_tiered_caches(
 
 def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessage]:
     where = f"CACHES[{alias!r}]"
+    messages: list[checks.CheckMessage] = list(_check_timeout(where, conf))
     try:
         options = parse_options(conf.get("OPTIONS"))
     except ImproperlyConfigured as exc:
         is_backend = "BACKEND" in str(exc) and "tier" in str(exc)
-        return [
+        messages.append(
             checks.Error(
-                f"{where}: {exc}",
+                str(exc),
                 hint=(
                     "Name a tier adapter (tiered_cache.tiers.MemoryTier, "
                     "django_redis.cache.RedisCache, "
@@ -75,16 +83,18 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
                     if is_backend
                     else "See docs/configuration.rst for every option and its type."
                 ),
+                obj=where,
                 id=E003 if is_backend else E001,
             )
-        ]
-    messages: list[checks.CheckMessage] = []
+        )
+        return messages
     for key in options.unknown:
         messages.append(
             checks.Error(
-                f"{where}: unknown OPTIONS key {key!r}.",
-                hint="Known keys: TIERS, FAIL_OPEN, L1_MAX_STALENESS, BREAKER, CLOCK, "
-                "INVALIDATION. Tier settings go in that tier's own OPTIONS.",
+                f"unknown OPTIONS key {key!r}.",
+                hint=f"Known keys: {', '.join(DEFAULTS)}. Tier settings go in "
+                "that tier's own OPTIONS.",
+                obj=where,
                 id=E002,
             )
         )
@@ -92,18 +102,20 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
     for key in sorted(BASECACHE_OPTIONS & set(raw_options)):
         messages.append(
             checks.Warning(
-                f"{where}: OPTIONS[{key!r}] has no effect on a TieredCache.",
+                f"OPTIONS[{key!r}] has no effect on a TieredCache.",
                 hint="Bound the memory tier instead: its OPTIONS take MAX_ENTRIES "
                 "and MAX_BYTES.",
+                obj=where,
                 id=W004,
             )
         )
     if options.invalidation is not None:
         messages.append(
             checks.Warning(
-                f"{where}: INVALIDATION is not implemented in this version.",
+                "INVALIDATION is not implemented in this version.",
                 hint="L1 copies are bounded by L1_MAX_STALENESS until the "
                 "invalidation bus lands.",
+                obj=where,
                 id=W005,
             )
         )
@@ -113,11 +125,12 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
     ):
         messages.append(
             checks.Warning(
-                f"{where}: LOCATION {location!r} looks like a server or a directory; "
+                f"LOCATION {location!r} looks like a server or a directory; "
                 "on a TieredCache it is only a store name.",
                 hint="Give each tier its own LOCATION inside OPTIONS['TIERS']; use "
                 "the top-level LOCATION only to keep caches apart, as with "
                 "LocMemCache.",
+                obj=where,
                 id=W007,
             )
         )
@@ -127,53 +140,107 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
     ):
         messages.append(
             checks.Warning(
-                f"{where}: KEY_FUNCTION builds keys with no fixed start, so clear() "
+                "KEY_FUNCTION builds keys with no fixed start, so clear() "
                 "cannot tell this cache's keys from others' in shared tiers.",
                 hint="Make the key function start every key with the KEY_PREFIX.",
+                obj=where,
                 id=W006,
             )
         )
+    if options.embedded_default:
+        messages.append(
+            checks.Info(
+                "no TIERS given: the embedded default keeps L1 in memory and L3 "
+                f"in {default_l3_directory()}.",
+                hint="Set OPTIONS['TIERS'] to choose the tiers and the L3 folder "
+                "(docs/configuration.rst); add an L2 to share values between "
+                "machines.",
+                obj=where,
+                id=I001,
+            )
+        )
     for index, tier in enumerate(options.tiers):
-        tier_where = f"{where} tier {tier.name!r}"
-        for key in tier.unknown_keys:
-            messages.append(
-                checks.Error(
-                    f"{tier_where}: unknown key {key!r} in the tier spec.",
-                    hint="A tier spec takes NAME, BACKEND, LOCATION and OPTIONS.",
-                    id=E004,
-                )
+        messages.extend(_check_tier(f"{where} tier {tier.name!r}", index, tier))
+    return messages
+
+
+def _check_timeout(where: str, conf: Mapping[str, Any]) -> list[checks.CheckMessage]:
+    timeout = conf.get("TIMEOUT")
+    if (
+        isinstance(timeout, (int, float))
+        and not isinstance(timeout, bool)
+        and timeout < 0
+    ):
+        return [
+            checks.Error(
+                f"TIMEOUT is {timeout!r}: every value would expire at once, so "
+                "nothing is ever stored.",
+                hint="Use None for values that never expire, or a positive number "
+                "of seconds (300 is Django's default).",
+                obj=where,
+                id=E006,
             )
-        for key in tier.ignored_keys:
-            messages.append(
-                checks.Warning(
-                    f"{tier_where}: {key} is ignored in a tier spec.",
-                    hint=f"Set {key} on the TieredCache entry itself: the final key "
-                    "and timeout are decided once, for every tier.",
-                    id=W001,
-                )
+        ]
+    return []
+
+
+def _check_tier(where: str, index: int, tier: Any) -> list[checks.CheckMessage]:
+    messages: list[checks.CheckMessage] = []
+    for key in tier.unknown_keys:
+        messages.append(
+            checks.Error(
+                f"unknown key {key!r} in the tier spec.",
+                hint="A tier spec takes NAME, BACKEND, LOCATION and OPTIONS.",
+                obj=where,
+                id=E004,
             )
-        if tier.cls.__name__ == "MemoryTier" and index != 0:
-            messages.append(
-                checks.Warning(
-                    f"{tier_where}: the memory tier is not the first tier.",
-                    hint="Put the memory tier first: tiers are read in list order.",
-                    id=W008,
-                )
+        )
+    for key in tier.ignored_keys:
+        messages.append(
+            checks.Warning(
+                f"{key} is ignored in a tier spec.",
+                hint=f"Set {key} on the TieredCache entry itself: the final key "
+                "and timeout are decided once, for every tier.",
+                obj=where,
+                id=W001,
             )
-        if tier.cls.__name__ == "DiskTier":
-            messages.extend(_check_disk_location(tier_where, tier.spec.get("LOCATION")))
+        )
+    if tier.cls.__name__ == "MemoryTier" and index != 0:
+        messages.append(
+            checks.Warning(
+                "the memory tier is not the first tier.",
+                hint="Put the memory tier first: tiers are read in list order.",
+                obj=where,
+                id=W008,
+            )
+        )
+    if tier.cls.__name__ == "DiskTier":
+        messages.extend(_check_disk_location(where, tier.spec.get("LOCATION")))
     return messages
 
 
 def _check_disk_location(where: str, location: Any) -> list[checks.CheckMessage]:
-    location = str(location or "")
+    location = os.path.expanduser(str(location or ""))
     if not os.path.isabs(location):
         return [
             checks.Warning(
-                f"{where}: directory {location!r} is relative, so it depends on "
+                f"directory {location!r} is relative, so it depends on "
                 "the working directory of each process.",
                 hint="Use an absolute path on local SSD, e.g. /var/cache/<project>.",
+                obj=where,
                 id=W002,
+            )
+        ]
+    problem = _unwritable(location)
+    if problem:
+        return [
+            checks.Error(
+                f"directory {location!r} {problem}, so the disk tier would be "
+                "unavailable in every process.",
+                hint="Create it, or choose a folder the user running Django owns "
+                "(e.g. /var/cache/<project>, chown'ed to that user).",
+                obj=where,
+                id=E005,
             )
         ]
     temp = os.path.realpath(tempfile.gettempdir())
@@ -181,10 +248,31 @@ def _check_disk_location(where: str, location: Any) -> list[checks.CheckMessage]
     if real == temp or real.startswith(temp + os.sep):
         return [
             checks.Warning(
-                f"{where}: directory {location!r} is under the temporary directory, "
+                f"directory {location!r} is under the temporary directory, "
                 "which the system may clean while processes use it.",
                 hint="Use a persistent path on local SSD, e.g. /var/cache/<project>.",
+                obj=where,
                 id=W003,
             )
         ]
     return []
+
+
+def _unwritable(directory: str) -> str:
+    """Say why ``directory`` cannot be created or written ('' when it can)."""
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        return f"cannot be created ({path} is not a directory)"
+    if not os.access(path, os.W_OK | os.X_OK):
+        verb = (
+            "is not writable"
+            if path == os.path.abspath(directory)
+            else (f"cannot be created ({path} is not writable)")
+        )
+        return verb
+    return ""

@@ -1,8 +1,10 @@
 """``OPTIONS`` of a TieredCache entry -> a frozen, validated options object.
 
-Every key and its default is listed here and in ``docs/configuration.rst``.
-Wrong *types* raise ``ImproperlyConfigured`` when the backend is built; unknown
-keys are kept in ``unknown`` so the system check can name them with a hint
+Every key and its default is listed here (``DEFAULTS``; the breaker's in
+``resilience.BreakerOptions``) and in ``docs/configuration.rst``. Wrong *types*,
+and unknown keys in a tier's OPTIONS, raise ``ImproperlyConfigured``; the
+system checks report them with a hint and the backend raises them on first
+use. Unknown top-level keys are kept in ``unknown`` so the check can name them
 (raising would hide every other problem behind the first).
 """
 
@@ -22,13 +24,15 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from .resilience import BreakerOptions
+
 __all__ = [
     "DEFAULTS",
-    "BreakerOptions",
     "TierSpec",
     "TieredOptions",
     "config_identity",
     "default_l3_directory",
+    "options_for",
     "parse_options",
 ]
 
@@ -43,12 +47,9 @@ DEFAULTS: dict[str, Any] = {
 #: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
 BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
 
+#: ``OPTIONS["BREAKER"]`` keys and defaults, from ``BreakerOptions``.
 BREAKER_DEFAULTS: dict[str, Any] = {
-    "FAILURE_THRESHOLD": 5,
-    "FAILURE_RATE": 0.5,
-    "MIN_CALLS": 20,
-    "WINDOW": 10.0,
-    "OPEN_SECONDS": 5.0,
+    option.name.upper(): option.default for option in dataclasses.fields(BreakerOptions)
 }
 
 #: Tier spec keys. TIMEOUT, KEY_PREFIX, VERSION and KEY_FUNCTION are ignored
@@ -62,17 +63,6 @@ _DEFAULT_NAMES = {
     "RedisClusterTier": "l2",
     "DiskTier": "l3",
 }
-
-
-@dataclass(frozen=True)
-class BreakerOptions:
-    """Circuit breaker settings shared by every remote tier of a cache."""
-
-    failure_threshold: int = 5
-    failure_rate: float = 0.5
-    min_calls: int = 20
-    window: float = 10.0
-    open_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -92,11 +82,11 @@ class TieredOptions:
     """Validated OPTIONS of one TieredCache entry."""
 
     tiers: tuple[TierSpec, ...]
-    fail_open: bool = True
-    l1_max_staleness: float | None = 60.0
+    fail_open: bool = DEFAULTS["FAIL_OPEN"]
+    l1_max_staleness: float | None = DEFAULTS["L1_MAX_STALENESS"]
     breaker: BreakerOptions = field(default_factory=BreakerOptions)
     clock: Callable[[], float] = time.time
-    invalidation: Any = None
+    invalidation: Any = DEFAULTS["INVALIDATION"]
     embedded_default: bool = False
     unknown: tuple[str, ...] = ()
     #: Identity of what the tiers share: equal keys share one chain per process.
@@ -111,7 +101,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     unknown = tuple(
         sorted(k for k in options if k not in DEFAULTS and k not in BASECACHE_OPTIONS)
     )
-    fail_open = options.get("FAIL_OPEN", True)
+    fail_open = options.get("FAIL_OPEN", DEFAULTS["FAIL_OPEN"])
     if not isinstance(fail_open, bool):
         raise ImproperlyConfigured(
             f"FAIL_OPEN must be True or False, not {fail_open!r}"
@@ -151,6 +141,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
             raise ImproperlyConfigured(
                 f"tier NAME must be a lower-case string, not {name!r}"
             )
+        cls.validate_options(raw.get("OPTIONS") or {}, name=name)
         tiers.append(
             TierSpec(
                 name=name,
@@ -184,6 +175,21 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         unknown=unknown,
         share_key=share_key,
     )
+
+
+_parsed: dict[str, TieredOptions] = {}
+
+
+def options_for(raw: Mapping[str, Any] | None) -> TieredOptions:
+    """Parse OPTIONS once per distinct configuration (backends are per thread)."""
+    try:
+        identity = config_identity(raw or {})
+    except (TypeError, ValueError):  # e.g. non-string dict keys: just parse
+        return parse_options(raw)
+    options = _parsed.get(identity)
+    if options is None:
+        options = _parsed[identity] = parse_options(raw)
+    return options
 
 
 def embedded_default_tiers() -> list[dict[str, Any]]:

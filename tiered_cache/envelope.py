@@ -26,13 +26,12 @@ from __future__ import annotations
 import math
 import pickle
 import struct
-import threading
 import time
 import zlib
 from typing import Any
 
 from .exceptions import EnvelopeError
-from .forksafe import at_fork
+from .forksafe import renewed_lock
 
 __all__ = [
     "FORMAT_VERSION",
@@ -40,7 +39,6 @@ __all__ = [
     "Record",
     "decode",
     "encode",
-    "loads",
     "is_raw_int",
     "materialize",
     "new_stamp",
@@ -57,8 +55,6 @@ HEADER_SIZE = _HEADER.size
 _FLAG_ZLIB = 0x01
 _FLAG_ZSTD = 0x02
 _COMPRESSION_FLAGS = _FLAG_ZLIB | _FLAG_ZSTD
-
-loads = pickle.loads
 
 
 class Record:
@@ -100,6 +96,11 @@ class Record:
         payload = self.payload
         return 8 if payload is None else len(payload)
 
+    def is_live(self, now: float) -> bool:
+        """Return whether the record has not expired at ``now``."""
+        expires_at = self.expires_at
+        return expires_at is None or expires_at > now
+
     def remaining(self, now: float) -> float | None:
         """Return seconds left to live at ``now`` (``None`` = forever)."""
         return None if self.expires_at is None else self.expires_at - now
@@ -119,27 +120,29 @@ def is_raw_int(value: Any) -> bool:
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
-_stamp_lock = threading.Lock()
-_last_stamp = 0
+
+class _StampClock:
+    """Wall-clock nanoseconds, bumped so that no stamp is handed out twice."""
+
+    def __init__(self) -> None:
+        self.last = 0
+        self._lock = renewed_lock(self)
+
+    def next(self) -> int:
+        now = time.time_ns()
+        with self._lock:
+            if now <= self.last:
+                now = self.last + 1
+            self.last = now
+        return now
 
 
-def _renew_stamp_lock() -> None:
-    global _stamp_lock
-    _stamp_lock = threading.Lock()
-
-
-at_fork(_renew_stamp_lock)
+_stamps = _StampClock()
 
 
 def new_stamp() -> int:
     """Return a stamp larger than any this process handed out before."""
-    global _last_stamp
-    now = time.time_ns()
-    with _stamp_lock:
-        if now <= _last_stamp:
-            now = _last_stamp + 1
-        _last_stamp = now
-    return now
+    return _stamps.next()
 
 
 def encode(

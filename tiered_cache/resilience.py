@@ -1,12 +1,15 @@
 """Circuit breaker: skip a dead tier without paying its timeout on every call.
 
-States (RELIABILITY.md defaults): CLOSED counts failures; it opens after
+States (defaults in ``BreakerOptions``, the one place they are set; budgets in
+docs/faults.rst): CLOSED counts failures; it opens after
 ``failure_threshold`` consecutive failures, or when at least ``min_calls`` calls
 in the last ``window`` seconds failed at ``failure_rate`` or more. OPEN refuses
 calls for ``open_seconds``; then one caller is let through as a HALF_OPEN probe:
 its success closes the breaker, its failure opens it again.
 
 Transitions are logged once each (never one line per failed call) and counted.
+Opening and closing are logged at the same level (WARNING), so a log that
+shows a tier breaking also shows it healing; the half-open probe is DEBUG.
 The breaker is shared by every backend instance that shares the tier, so one
 thread's discovery protects all others.
 """
@@ -17,10 +20,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .forksafe import renewed_lock
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker"]
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "BreakerOptions", "CircuitBreaker"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,27 +33,37 @@ OPEN = "open"
 HALF_OPEN = "half_open"
 
 
+@dataclass(frozen=True)
+class BreakerOptions:
+    """Breaker settings (``OPTIONS["BREAKER"]``, lower-cased); the defaults."""
+
+    failure_threshold: int = 5
+    failure_rate: float = 0.5
+    min_calls: int = 20
+    window: float = 10.0
+    open_seconds: float = 5.0
+
+
+_DEFAULT_OPTIONS = BreakerOptions()
+
+
 class CircuitBreaker:
     """Closed / open / half-open breaker for one tier."""
 
     def __init__(
         self,
         name: str,
+        options: BreakerOptions = _DEFAULT_OPTIONS,
         *,
-        failure_threshold: int = 5,
-        failure_rate: float = 0.5,
-        min_calls: int = 20,
-        window: float = 10.0,
-        open_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_open: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
-        self.failure_threshold = failure_threshold
-        self.failure_rate = failure_rate
-        self.min_calls = min_calls
-        self.window = window
-        self.open_seconds = open_seconds
+        self.failure_threshold = options.failure_threshold
+        self.failure_rate = options.failure_rate
+        self.min_calls = options.min_calls
+        self.window = options.window
+        self.open_seconds = options.open_seconds
         self._clock = clock
         self._on_open = on_open
         self._lock = renewed_lock(self)
@@ -134,7 +148,7 @@ class CircuitBreaker:
     def _transition(self, state: str) -> None:
         if state == self.state:
             return
-        level = logging.WARNING if state == OPEN else logging.INFO
+        level = logging.DEBUG if state == HALF_OPEN else logging.WARNING
         logger.log(
             level, "tier %s circuit breaker %s -> %s", self.name, self.state, state
         )
@@ -145,7 +159,7 @@ class LogThrottle:
     """Let one log line per kind through every ``interval`` seconds.
 
     A dead tier fails every call; one line per call would bury the log
-    (RELIABILITY.md I5: at most one line per kind per 10 s per process).
+    (docs/faults.rst I5: at most one line per kind per 10 s per process).
     """
 
     def __init__(

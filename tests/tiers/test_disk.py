@@ -87,7 +87,7 @@ def _forget_handles(tmp_path: Path):
             if handle.done.wait(5) and handle.store is not None:
                 for shard in handle.store.shards:
                     shard.close()
-            del disk._handles[key]
+            disk._handles.discard(key)
 
 
 def rec(value, expires_at=None) -> Record:
@@ -211,7 +211,8 @@ def test_describe(make):
     tier = make(size_limit=2**20, shards=2)
     tier.set("k", rec("v"))
     info = tier.describe()
-    assert info["name"] == "l3" and info["class"] == "DiskTier" and info["shared"]
+    assert info["name"] == "l3" and info["class"] == "DiskTier"
+    assert info["scope"] == "machine" and info["may_be_authority"]
     assert info["directory"] == tier.directory
     assert info["size_limit"] == 2**20 and info["shards"] == 2
     assert info["volume"] > 0
@@ -524,7 +525,7 @@ def test_open_completes_in_the_background_once_the_lock_is_gone(
     with pytest.raises(TierUnavailable):
         tier.get("k")
     holder.execute("ROLLBACK")
-    assert disk._handles[tier._key].done.wait(5)  # the open was never abandoned
+    assert disk._handles.get(tier._key).done.wait(5)  # the open was never abandoned
     tier.set("k", rec("v"))
     assert tier.get_value("k", None) == "v"
 

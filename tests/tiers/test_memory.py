@@ -139,7 +139,7 @@ def test_describe():
     info = tier(MAX_ENTRIES=5).describe()
     assert info["policy"] == "lru"
     assert info["max_entries"] == 5
-    assert info["shared"] is False
+    assert info["scope"] == "process" and info["max_staleness"] is None
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,24 @@
 A tier stores ``Record`` objects under *final* keys: the backend has already
 applied KEY_PREFIX, VERSION and KEY_FUNCTION, and a tier never changes a key.
 Expiry is absolute (``Record.expires_at`` on the backend's clock, ``None`` =
-never); a tier must not return an entry whose expiry has passed on that clock.
+never); a tier must not return an entry that is not ``Record.is_live`` on
+that clock.
+
+Roles. A tier declares what it is, and the backend arranges the chain from
+those declarations alone (see ``tiered_cache.chain``):
+
+* ``scope``: who sees its entries, ``PROCESS`` (L1), ``MACHINE`` (L3) or
+  ``DEPLOYMENT`` (L2). Writes go widest scope first.
+* ``may_be_authority``: whether it may hold the authoritative copy, the one
+  written first and where ``add``/``incr`` are atomic. The authority of a value
+  is the widest tier that may be one and accepts the value.
+* ``fallible``: whether its calls can fail (network, disk). Fallible tiers are
+  guarded by a circuit breaker; an infallible top tier (local memory) is read
+  on the backend's lock-free fast path.
+* ``holds_copies(widest)``: whether its entries are copies of a wider tier's
+  in this chain, which go stale when another process or machine writes: they
+  need invalidation and are trusted only for ``max_staleness`` seconds
+  (``bound_staleness``).
 
 Errors: a tier raises ``TierUnavailable`` (chained to the cause) for anything
 its transport does wrong (connection refused, timeout, disk full, OOM). It
@@ -11,16 +28,22 @@ raises nothing for bad stored data: that is a miss, logged and counted in
 ``stats.rejected``. Programming errors (``TypeError`` and the like) propagate.
 The backend alone decides what the caller sees.
 
+Counters: the backend counts what a call returned (hits, misses, sets,
+deletes, promotions, errors, refusals) in ``stats``; a tier counts only what
+happens inside it (evictions, expirations, rejected entries). The one
+exception is the fast path's ``get_value``, which counts its own hit or miss.
+
 Concurrency: one tier object serves every thread of the process (the backend
 shares tiers by configuration); methods must be thread-safe.
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -30,12 +53,23 @@ from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from ..stats import TierStats
 
-__all__ = ["COMPRESSORS", "BaseTier"]
+__all__ = ["COMPRESSORS", "BaseTier", "Scope"]
 
 COMPRESSORS = ("zlib", "zstd")
 
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
+
+
+class Scope(enum.IntEnum):
+    """Who sees a tier's entries; a wider scope is more authoritative."""
+
+    PROCESS = 1
+    MACHINE = 2
+    DEPLOYMENT = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
 
 
 class BaseTier:
@@ -54,12 +88,21 @@ class BaseTier:
         ``"zlib"`` (default) or ``"zstd"`` (the ``[zstd]`` extra).
 
     Subclasses read their own OPTIONS in ``configure``, not in ``__init__``:
-    one constructor signature for every tier.
+    one constructor signature for every tier. Every key of ``OPTIONS`` must be
+    known (``known_options``); ``validate_options`` says so before anything is
+    built, for ``manage.py check`` as much as for the constructor.
     """
 
-    #: Visible to other processes (L2, and L3 for processes on one machine).
-    #: L1 copies are capped by ``L1_MAX_STALENESS`` when a shared tier exists.
-    shared = True
+    #: Who sees this tier's entries (see the module docstring).
+    scope: ClassVar[Scope] = Scope.DEPLOYMENT
+    #: May hold the authoritative copy of a value.
+    may_be_authority: ClassVar[bool] = True
+    #: Calls can fail: guarded by a circuit breaker, never on the fast path.
+    fallible: ClassVar[bool] = True
+    #: The OPTIONS keys this tier understands; subclasses add theirs.
+    known_options: ClassVar[frozenset[str]] = frozenset(
+        {"MAX_VALUE_BYTES", "COMPRESS_MIN_BYTES", "COMPRESSOR", "COMPRESS_LEVEL"}
+    )
     #: Default of ``OPTIONS["MAX_VALUE_BYTES"]`` (``None``: no limit).
     default_max_value_bytes: int | None = None
     #: Default of ``OPTIONS["COMPRESS_MIN_BYTES"]`` (``None``: never compress).
@@ -78,7 +121,10 @@ class BaseTier:
         self.params = params
         self.options: Mapping[str, Any] = params.get("OPTIONS") or {}
         self.clock = clock
+        #: Seconds a copy is trusted after it is stored (``bound_staleness``).
+        self.max_staleness: float | None = None
         options = self.options
+        self.validate_options(options, name=name)
         self.max_value_bytes: int | None = options.get(
             "MAX_VALUE_BYTES", self.default_max_value_bytes
         )
@@ -102,6 +148,37 @@ class BaseTier:
 
     def configure(self) -> None:
         """Read the adapter's own OPTIONS; called at the end of ``__init__``."""
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any], *, name: str) -> None:
+        """Raise ``ImproperlyConfigured`` for an OPTIONS key this tier ignores.
+
+        A misspelled key (``MAX_BYTE``) must not be silently dropped.
+        Subclasses that also take a library's own settings extend this.
+        """
+        unknown = sorted(str(key) for key in options if key not in cls.known_options)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"tier {name!r}: unknown OPTIONS {unknown}; "
+                f"{cls.__name__} knows {sorted(cls.known_options)}"
+            )
+
+    # -- roles ------------------------------------------------------------
+
+    def holds_copies(self, widest: Scope) -> bool:
+        """Return whether entries here copy a wider tier's (``widest`` in the chain).
+
+        Such copies go stale when another process or machine writes, so they
+        need invalidation and a staleness bound.
+        """
+        return self.scope < widest
+
+    def bound_staleness(self, seconds: float | None) -> bool:
+        """Trust a copy at most ``seconds`` after it is stored (``None``: no bound).
+
+        Return whether this tier enforces the bound; the default cannot.
+        """
+        return False
 
     def encode(self, record: Record) -> bytes | int:
         """Return what a shared tier stores for ``record`` (envelope or raw int)."""
@@ -207,9 +284,26 @@ class BaseTier:
     def close(self) -> None:
         """Release per-request resources; shared pools stay open."""
 
+    def keys(self, namespace: str) -> Iterable[str]:
+        """Return the keys held under ``namespace`` (expired ones may be among them).
+
+        Tiers that cannot list their keys cheaply raise ``NotImplementedError``.
+        """
+        raise NotImplementedError
+
+    def check(self) -> list[str]:
+        """Return broken invariants of this tier (empty when healthy); tests call it."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """Return a JSON-able description (admin, ``cache_stats``)."""
-        return {"name": self.name, "class": type(self).__name__, "shared": self.shared}
+        return {
+            "name": self.name,
+            "class": type(self).__name__,
+            "scope": str(self.scope),
+            "may_be_authority": self.may_be_authority,
+            "max_staleness": self.max_staleness,
+        }
 
     def reject(self, key: str, reason: object) -> None:
         """Count and log stored data this tier will not serve (a miss)."""

@@ -1,6 +1,6 @@
 """L3: diskcache on local disk, shared by the processes of one machine.
 
-The adapter is more than a thin wrapper because of faults in RELIABILITY.md:
+The adapter is more than a thin wrapper because of faults in docs/faults.rst:
 
 * Safe reads (#33). diskcache unpickles every row marked as a pickle, and every
   key stored pickled, whoever wrote them. The shards use ``_SafeDisk``, a
@@ -51,10 +51,10 @@ from ..envelope import (
     new_stamp,
 )
 from ..exceptions import EnvelopeError, TierUnavailable
-from ..forksafe import at_fork
+from ..forksafe import Registry
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
-from .base import BaseTier
+from .base import BaseTier, Scope
 
 __all__ = ["DiskTier"]
 
@@ -74,6 +74,8 @@ _REOPEN_AFTER = 1.0
 _ABSENT = object()
 _FOREIGN_KEY = object()
 
+#: diskcache settings that FanoutCache takes beside DEFAULT_SETTINGS.
+_OUR_SETTINGS = frozenset({"shards", "timeout"})
 _DEFAULT_SHARDS = 8
 _DEFAULT_TIMEOUT = 0.05
 _DEFAULT_SIZE_LIMIT = 2**30
@@ -178,22 +180,9 @@ class _Handle:
 
 
 #: (directory, normalized diskcache kwargs) -> the handle shared by every tier
-#: instance with that configuration in this process.
-_handles: dict[tuple, _Handle] = {}
-_lock = threading.Lock()
-#: Handles a child inherited: kept referenced so that the parent's SQLite
-#: connections are never closed (or used) in the child.
-_inherited: list[_Handle] = []
-
-
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # another thread may have held it during fork()
-    _inherited.extend(_handles.values())
-    _handles.clear()
-
-
-at_fork(_after_fork_in_child)
+#: instance with that configuration in this process. A forked child starts
+#: afresh: the parent's SQLite connections are never closed (or used) in it.
+_handles: Registry[_Handle] = Registry(forget_in_child=True)
 
 
 def _sqlite_code(exc: BaseException) -> int | None:
@@ -298,9 +287,24 @@ class DiskTier(BaseTier):
     same SQLite files, whose settings the last opener writes.
     """
 
-    shared = True
-
+    scope = Scope.MACHINE
+    known_options = BaseTier.known_options | {"OPEN_TIMEOUT"}
     default_compress_min_bytes = 1024
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any], *, name: str) -> None:
+        """Upper-case keys are ours; lower-case ones are diskcache settings."""
+        ours = {key: v for key, v in options.items() if str(key).isupper()}
+        super().validate_options(ours, name=name)
+        known = _OUR_SETTINGS | set(DEFAULT_SETTINGS)
+        unknown = sorted(
+            str(key) for key in options if key not in ours and key not in known
+        )
+        if unknown:
+            raise ImproperlyConfigured(
+                f"tier {name!r}: unknown diskcache OPTIONS {unknown}; "
+                f"known: {', '.join(sorted(known))}"
+            )
 
     def configure(self) -> None:
         location, params, name = self.location, self.params, self.name
@@ -322,12 +326,6 @@ class DiskTier(BaseTier):
 
     def _diskcache_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
         settings = {key: v for key, v in self.options.items() if not key.isupper()}
-        unknown = set(settings) - set(DEFAULT_SETTINGS) - {"shards", "timeout"}
-        if unknown:
-            raise ImproperlyConfigured(
-                f"tier {self.name!r}: unknown diskcache OPTIONS {sorted(unknown)}; "
-                f"known: shards, timeout, {', '.join(sorted(DEFAULT_SETTINGS))}"
-            )
         for ours, theirs in (("shards", "SHARDS"), ("timeout", "DATABASE_TIMEOUT")):
             if theirs in params:
                 if ours in settings and settings[ours] != params[theirs]:
@@ -350,11 +348,14 @@ class DiskTier(BaseTier):
         return self._open()
 
     def _open(self) -> _Store:
-        with _lock:
-            handle = _handles.get(self._key)
-            if handle is None or handle.retry_due():
-                handle = _handles[self._key] = _Handle()
-                handle.start(self.directory, self._kwargs)
+        def fresh(current: _Handle | None) -> _Handle:
+            if current is not None and not current.retry_due():
+                return current
+            handle = _Handle()
+            handle.start(self.directory, self._kwargs)
+            return handle
+
+        handle = _handles.replace(self._key, fresh)
         wait = handle.started + self.open_timeout - time.monotonic()
         if not handle.done.wait(max(wait, 0.0)):
             raise TierUnavailable(
@@ -367,11 +368,15 @@ class DiskTier(BaseTier):
             return handle.store
         exc = handle.error
         if _is_corruption(exc):
-            with _lock:
-                if _handles.get(self._key) is handle:
-                    del _handles[self._key]  # the next call opens afresh
-                    for index in range(self._kwargs["shards"]):
-                        self._quarantine_if_corrupt(index)
+
+            def quarantine(current: _Handle | None) -> _Handle | None:
+                if current is not handle:
+                    return current
+                for index in range(self._kwargs["shards"]):
+                    self._quarantine_if_corrupt(index)
+                return None  # the next call opens afresh
+
+            _handles.replace(self._key, quarantine)
         elif _throttle.allow(f"open:{self.directory}"):
             logger.error(
                 "tier %s: cannot open cache directory %s: %s; the tier is "
@@ -427,13 +432,16 @@ class DiskTier(BaseTier):
         elif _is_corruption(exc):
             kind = "corrupt"
             index = store.shards.index(shard)
-            with _lock:
-                handle = _handles.get(self._key)
-                if handle is not None and handle.store is store:
-                    del _handles[self._key]  # the next call opens afresh
-                    with contextlib.suppress(OSError):
-                        if os.stat(shard.directory).st_ino == store.inodes[index]:
-                            self._rename_aside(shard.directory, exc)
+
+            def quarantine(current: _Handle | None) -> _Handle | None:
+                if current is None or current.store is not store:
+                    return current
+                with contextlib.suppress(OSError):
+                    if os.stat(shard.directory).st_ino == store.inodes[index]:
+                        self._rename_aside(shard.directory, exc)
+                return None  # the next call opens afresh
+
+            _handles.replace(self._key, quarantine)
             detail = f"corrupt database in {shard.directory}: {exc}"
         else:
             detail = str(exc) or type(exc).__name__
@@ -486,10 +494,7 @@ class DiskTier(BaseTier):
         except EnvelopeError as exc:
             self._drop(shard, key, exc)
             return MISSING
-        expires_at = record.expires_at
-        if expires_at is not None and expires_at <= self.clock():
-            return MISSING
-        return record
+        return record if record.is_live(self.clock()) else MISSING
 
     def _drop(self, shard: diskcache.Cache, key: str, reason: object) -> None:
         self.reject(key, reason)
@@ -527,11 +532,11 @@ class DiskTier(BaseTier):
                 )
                 if value is _ABSENT:
                     return False
-                expires_at = self._record(value, expire_time, tag).expires_at
+                record = self._record(value, expire_time, tag)
             except EnvelopeError as exc:
                 self.reject(key, exc)  # pop removed the row already
                 return False
-            return expires_at is None or expires_at > self.clock()
+            return record.is_live(self.clock())
 
     def touch(self, key: str, expires_at: float | None) -> bool:
         """As ``BaseTier.touch``; envelopes carry their expiry, so the entry is

@@ -13,8 +13,8 @@ thread), but:
 * reads take no lock (a dict lookup is atomic under the GIL) and nothing is
   pickled or unpickled while the lock is held;
 * an entry is trusted until ``min(expires_at, stored_at + max_staleness)``: when
-  a shared tier sits below, an L1 copy is a cache of it and may go stale
-  (``L1_MAX_STALENESS``; the backend sets ``max_staleness``).
+  a wider tier sits below, an L1 copy is a cache of it and may go stale
+  (``L1_MAX_STALENESS``; the backend calls ``bound_staleness``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ..envelope import MISSING_VALUE, Record
 from ..forksafe import renewed_lock
 from ..policy import load_policy
 from ..sentinels import MISSING
-from .base import BaseTier
+from .base import BaseTier, Scope
 
 __all__ = ["MemoryTier"]
 
@@ -81,8 +81,14 @@ class MemoryTier(BaseTier):
     ``POLICY_OPTIONS`` (keyword arguments for the policy).
     """
 
-    shared = False
-
+    scope = Scope.PROCESS
+    fallible = False
+    known_options = BaseTier.known_options | {
+        "MAX_BYTES",
+        "MAX_ENTRIES",
+        "POLICY",
+        "POLICY_OPTIONS",
+    }
     default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
     def configure(self) -> None:
@@ -95,11 +101,14 @@ class MemoryTier(BaseTier):
             )
         except (ValueError, TypeError) as exc:
             raise ImproperlyConfigured(f"tier {self.name!r}: {exc}") from exc
-        self.max_staleness: float | None = None
         self._data: dict[str, tuple] = {}
         self._lock = renewed_lock(self)
         self._bytes = 0
         self._on_hit = self.policy.on_hit
+
+    def bound_staleness(self, seconds: float | None) -> bool:
+        self.max_staleness = seconds
+        return True
 
     # -- reads --------------------------------------------------------------
 
@@ -221,6 +230,9 @@ class MemoryTier(BaseTier):
     def __len__(self) -> int:
         return len(self._data)
 
+    def keys(self, namespace: str) -> list[str]:
+        return [key for key in list(self._data) if key.startswith(namespace)]
+
     def check(self) -> list[str]:
         """Return broken invariants (empty when healthy); tests call it."""
         with self._lock:
@@ -244,7 +256,6 @@ class MemoryTier(BaseTier):
             bytes=self._bytes,
             max_bytes=self.max_bytes,
             max_entries=self.max_entries,
-            max_staleness=self.max_staleness,
         )
         return info
 

@@ -42,7 +42,7 @@ from redis.retry import Retry
 
 from ..envelope import HEADER_SIZE, MAGIC, Record, decode, peek, retime
 from ..exceptions import EnvelopeError, TierUnavailable
-from ..forksafe import at_fork, renewed_lock
+from ..forksafe import Registry, renewed_lock
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from .base import BaseTier
@@ -101,6 +101,28 @@ _DJANGO_REDIS_FACTORIES = frozenset(
 #: Our OPTIONS, hidden from django-redis (it would import COMPRESSOR as a path).
 _TIER_OPTIONS = frozenset(
     {"COMPRESSOR", "COMPRESS_MIN_BYTES", "COMPRESS_LEVEL", "MAX_VALUE_BYTES"}
+)
+
+#: The OPTIONS of django-redis that shape connections (client, pools,
+#: factory). Its serializer, compressor and exception options do not apply:
+#: the tier stores envelopes and the backend decides what a failure means.
+_DJANGO_REDIS_OPTIONS = frozenset(
+    {
+        "CLIENT_CLASS",
+        "CONNECTION_FACTORY",
+        "CONNECTION_POOL_CLASS",
+        "CONNECTION_POOL_KWARGS",
+        "PARSER_CLASS",
+        "PASSWORD",
+        "USERNAME",
+        "REDIS_CLIENT_CLASS",
+        "REDIS_CLIENT_KWARGS",
+        "REPLICA_READ_ONLY",
+        "SENTINELS",
+        "SENTINEL_KWARGS",
+        "SOCKET_CONNECT_TIMEOUT",
+        "SOCKET_TIMEOUT",
+    }
 )
 
 _WATCH_ATTEMPTS = 3
@@ -243,7 +265,7 @@ class RedisTier(BaseTier):
     """
 
     mode = "single"
-
+    known_options = BaseTier.known_options | _DJANGO_REDIS_OPTIONS
     default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
     def configure(self) -> None:
@@ -582,10 +604,8 @@ class RedisTier(BaseTier):
             except EnvelopeError as exc:
                 self.reject(key, exc)
                 return MISSING
-            expires_at = record.expires_at
-            if expires_at is not None and expires_at <= self.clock():
-                return MISSING  # our clock may run ahead of Redis' TTL
-            return record
+            # Our clock may run ahead of Redis' TTL.
+            return record if record.is_live(self.clock()) else MISSING
         if _INT.fullmatch(data):
             return int(data)
         self.reject(key, "neither an envelope nor an integer")
@@ -600,10 +620,8 @@ class RedisTier(BaseTier):
             return MISSING
         if expires_ms == -1:
             return Record(value, None, None, 0)
-        expires_at = expires_ms / 1000
-        if expires_at <= self.clock():
-            return MISSING
-        return Record(value, None, expires_at, 0)
+        record = Record(value, None, expires_ms / 1000, 0)
+        return record if record.is_live(self.clock()) else MISSING
 
     def _probe(self, client: Any, key: str) -> tuple[str, bytes | None]:
         """Return the entry's liveness on our clock, and its first bytes."""
@@ -633,7 +651,8 @@ class RedisTier(BaseTier):
                 expires_at = peek(head)[0]
             except EnvelopeError:
                 return _BAD
-            return _LIVE if expires_at is None or expires_at > self.clock() else _DEAD
+            live = expires_at is None or expires_at > self.clock()
+            return _LIVE if live else _DEAD
         if not _INT.fullmatch(head):
             return _BAD
         if isinstance(expires_ms, int) and 0 <= expires_ms <= self.clock() * 1000:
@@ -667,6 +686,14 @@ class RedisClusterTier(RedisTier):
     """
 
     mode = "cluster"
+    known_options = BaseTier.known_options | {
+        "SOCKET_TIMEOUT",
+        "SOCKET_CONNECT_TIMEOUT",
+        "USERNAME",
+        "PASSWORD",
+        "CONNECTION_POOL_KWARGS",
+        "REDIS_CLIENT_KWARGS",
+    }
 
     def configure(self) -> None:
         options = self.options
@@ -703,11 +730,9 @@ class RedisClusterTier(RedisTier):
         kwargs.update(options.get("CONNECTION_POOL_KWARGS") or {})
         kwargs.update(options.get("REDIS_CLIENT_KWARGS") or {})
         key = (tuple(nodes), _freeze(kwargs))
-        with _CLUSTERS_LOCK:
-            handle = _CLUSTERS.get(key)
-            if handle is None:
-                handle = _CLUSTERS[key] = _ClusterHandle(nodes, kwargs)
-        self._handle = handle
+        self._handle = _clusters.get_or_create(
+            key, lambda: _ClusterHandle(nodes, kwargs)
+        )
 
     # -- routing ------------------------------------------------------------
 
@@ -806,16 +831,7 @@ class RedisClusterTier(RedisTier):
 
 # -- shared cluster clients ----------------------------------------------------
 
-_CLUSTERS: dict[Any, _ClusterHandle] = {}
-_CLUSTERS_LOCK = threading.Lock()
-
-
-def _renew_clusters_lock() -> None:
-    global _CLUSTERS_LOCK
-    _CLUSTERS_LOCK = threading.Lock()
-
-
-at_fork(_renew_clusters_lock)
+_clusters: Registry[_ClusterHandle] = Registry()
 
 
 class _ClusterHandle:
@@ -925,19 +941,14 @@ _NO_RETRY = Retry(NoBackoff(), 0)
 class _KeyedPools:
     """Share a pool per URL *and* per full option set, not per URL only."""
 
-    _pools: dict[Any, Any] = {}  # shadows django-redis' per-URL dict
-    _pools_lock = threading.Lock()
+    _pools: Registry[Any] = Registry()  # shadows django-redis' per-URL dict
 
     def get_or_create_connection_pool(self, params: dict[str, Any]) -> Any:
         key = (type(self).__name__, _freeze(params), _freeze(self.options))  # type: ignore[attr-defined]
-        pool = self._pools.get(key)
-        if pool is None:
-            with self._pools_lock:
-                pool = self._pools.get(key)
-                if pool is None:
-                    pool = self.get_connection_pool(params)  # type: ignore[attr-defined]
-                    self._pools[key] = pool
-        return pool
+        return self._pools.get_or_create(
+            key,
+            lambda: self.get_connection_pool(params),  # type: ignore[attr-defined]
+        )
 
 
 class TieredConnectionFactory(_KeyedPools, ConnectionFactory):
