@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.clock import FakeClock
+from tests.matrix import CELLS
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -69,7 +70,7 @@ def l3_dir(tmp_path_factory: pytest.TempPathFactory):
     return tmp_path_factory.mktemp("l3")
 
 
-@pytest.fixture(params=["l1", "l2-fake", "l3", "l1+l3", "l1+l2-fake", "l1+l2+l3-real"])
+@pytest.fixture(params=CELLS)
 def cell(request: pytest.FixtureRequest) -> str:
     """Name of the matrix cell under test."""
     if "real" in request.param:

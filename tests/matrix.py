@@ -1,7 +1,8 @@
 """The configuration matrix every conformance test runs over.
 
 Each cell is a list of tier specs: every tier alone, L1 + L3, L1 + L2 on
-fakeredis, and L1 + L2 + L3 on a real redis-server started by the tests.
+fakeredis, L1 + L2 + L3 on a real redis-server started by the tests, and L1
+over a third-party tier written against ``BaseTier`` alone (the contract).
 """
 
 from __future__ import annotations
@@ -37,7 +38,17 @@ def l3(directory: str) -> dict[str, Any]:
     return {"NAME": "l3", "BACKEND": "diskcache.DjangoCache", "LOCATION": directory}
 
 
-CELLS = ["l1", "l2-fake", "l3", "l1+l3", "l1+l2-fake", "l1+l2+l3-real"]
+THIRD_PARTY = {"NAME": "l3", "BACKEND": "tests.tiers.thirdparty.DictTier"}
+
+CELLS = [
+    "l1",
+    "l2-fake",
+    "l3",
+    "l1+l3",
+    "l1+l2-fake",
+    "l1+l2+l3-real",
+    "l1+thirdparty",
+]
 
 
 def tiers_for(cell: str, request: pytest.FixtureRequest) -> list[dict[str, Any]]:
@@ -53,6 +64,8 @@ def tiers_for(cell: str, request: pytest.FixtureRequest) -> list[dict[str, Any]]
         return [L1, l3(disk)]
     if cell == "l1+l2-fake":
         return [L1, fake_l2()]
+    if cell == "l1+thirdparty":
+        return [L1, THIRD_PARTY]
     if cell == "l1+l2+l3-real":
         url = request.getfixturevalue("redis_server").url(1)
         return [L1, real_l2(url), l3(disk)]

@@ -274,6 +274,21 @@ def test_unpicklable_value_raises_at_set(cache):
     assert cache.get("u") is None
 
 
+def test_local_objects_raise_as_unpicklable_not_attribute_error(cache):
+    class Local:
+        pass
+
+    def local():
+        pass
+
+    for value in (Local(), local, Local):
+        with pytest.raises(pickle.PicklingError, match="cannot cache"):
+            cache.set("u", value)
+    with pytest.raises(TypeError):
+        cache.set("u", threading.Lock())
+    assert cache.get("u") is None
+
+
 def test_values_are_isolated_from_mutation(cache):
     value = {"list": [1, 2]}
     cache.set("k", value)

@@ -49,7 +49,9 @@ def test_writes_reach_healthy_tiers(chained):
     assert chained.touch("k", 10) is True
     assert chained.delete("k") is True
     chained.delete_many(["a", "b"])
+    assert chained.get_many(["a", "b"]) == {}
     chained.clear()
+    assert chained.get("new") is None
 
 
 def test_breaker_opens_and_skips_the_dead_tier(chained, caplog):

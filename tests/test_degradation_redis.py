@@ -1,6 +1,6 @@
 """Fail-open against a real redis-server that the test pauses, kills and restarts.
 
-RELIABILITY.md A1-A3: a dead or hung L2 costs at most its timeout per call until
+docs/faults.rst A1-A3: a dead or hung L2 costs at most its timeout per call until
 the breaker opens, then nothing; L1/L3 keep serving; the breaker closes by
 itself when Redis is back. Latency bounds here are sanity bounds (10x the
 budget), not benchmarks.

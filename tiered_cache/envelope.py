@@ -79,7 +79,7 @@ class Record:
     @classmethod
     def for_value(cls, value: Any, expires_at: float | None) -> Record:
         """Pickle ``value`` once for every tier (raises if it cannot be pickled)."""
-        payload = None if is_raw_int(value) else pickle.dumps(value, PICKLE_PROTOCOL)
+        payload = None if is_raw_int(value) else _dumps(value)
         return cls(value, payload, expires_at, new_stamp())
 
     @property
@@ -87,7 +87,7 @@ class Record:
         """Return the pickled value; ``None`` only for a raw ``int``."""
         payload = self._payload
         if payload is None and not is_raw_int(self.value):
-            payload = self._payload = pickle.dumps(self.value, PICKLE_PROTOCOL)
+            payload = self._payload = _dumps(self.value)
         return payload
 
     @property
@@ -110,6 +110,19 @@ class Record:
             f"Record(size={self.size}, expires_at={self.expires_at}, "
             f"stamp={self.stamp})"
         )
+
+
+def _dumps(value: Any) -> bytes:
+    """Pickle ``value``; what cannot be pickled raises ``PicklingError``/``TypeError``.
+
+    Python < 3.14 raises ``AttributeError`` for local functions and classes
+    ("Can't pickle local object"), which reads like a bug in the caller's
+    value rather than "this cannot be cached".
+    """
+    try:
+        return pickle.dumps(value, PICKLE_PROTOCOL)
+    except AttributeError as exc:
+        raise pickle.PicklingError(f"cannot cache this value: {exc}") from exc
 
 
 def is_raw_int(value: Any) -> bool:
