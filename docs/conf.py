@@ -1,15 +1,15 @@
 """Sphinx configuration for the django-tiered-cache documentation."""
 
+import os
+import sys
+
+import django
+
 project = "django-tiered-cache"
 author = "The django-tiered-cache authors"
 copyright = "2025, The django-tiered-cache authors"
 version = "0.1"
 release = "0.1.0.dev0"
-
-import os
-import sys
-
-import django
 
 # No extension fetches anything over the network (no intersphinx): the docs must
 # build offline, with warnings as errors (`sphinx -W`). autodoc imports the
