@@ -14,11 +14,12 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .base import BaseTier
+from .base import BaseTier, Scope
 
 __all__ = [
     "ADAPTERS",
     "BaseTier",
+    "Scope",
     "DiskTier",
     "MemoryTier",
     "RedisClusterTier",
