@@ -29,8 +29,9 @@ first.
 How, in one process:
 
 * configures Django itself (no settings module), starts its own ``redis-server``
-  on a free 127.0.0.1 port (persistence off; stopped by PID at the end) and puts
-  every diskcache directory in a fresh temp dir;
+  on a free 127.0.0.1 port with the test suite's launcher
+  (``tests/support/redis_servers.py``: persistence off, stopped by PID) and
+  puts every diskcache directory in a fresh temp dir;
 * a sample is one batch of B calls timed with ``perf_counter_ns`` around the
   whole batch and divided by B, with the garbage collector off; per-call work
   that must not be timed (deleting the key from L1 before an L2-hit call) is
@@ -72,12 +73,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
+# `python bench/latency.py` puts bench/ on sys.path, not the repository root;
+# the root is needed for `tests.support` (the Redis launcher the suite uses).
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(HERE))
 
-from _servers import RedisServer  # noqa: E402
+from tests.support.redis_servers import RedisServer  # noqa: E402
 
 perf_counter_ns = time.perf_counter_ns
 thread_time_ns = time.thread_time_ns
@@ -763,6 +764,14 @@ def command_output(*argv: str) -> str:
     return done.stdout.strip()
 
 
+def redis_server_version() -> str:
+    out = command_output(shutil.which("redis-server") or "redis-server", "--version")
+    for part in out.split():
+        if part.startswith("v="):
+            return part[2:]
+    return out
+
+
 def environment(server: RedisServer, tmp: str, status: dict) -> dict[str, Any]:
     import diskcache
     import django
@@ -828,7 +837,10 @@ def environment(server: RedisServer, tmp: str, status: dict) -> dict[str, Any]:
             else "absent"
         ),
         "diskcache": diskcache.__version__,
-        "redis-server": f"{server.version()} on 127.0.0.1:{server.port} (own process)",
+        "redis-server": (
+            f"{redis_server_version()} on 127.0.0.1:{server.port} "
+            f"(own process, pid {server.pid})"
+        ),
         "temp dir fs": fs,
         "repo": git,
         "tiered adapters": ", ".join(
@@ -1034,10 +1046,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_django()
     status = adapter_status()
     tmp = tempfile.mkdtemp(prefix="bench-latency-")
-    server = RedisServer()
+    server: RedisServer | None = None
     t_start = time.monotonic()
     try:
-        server.start()
+        server = RedisServer.start(Path(tmp) / "redis-server")
         build_caches(server.url, tmp, status)
         if args.breakdown:
             breakdown(status, server, rounds=args.rounds or 15)
@@ -1110,7 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
                 with contextlib.suppress(Exception):
                     caches[alias].close()
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
             shutil.rmtree(tmp, ignore_errors=True)
 
 
