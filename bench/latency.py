@@ -88,7 +88,7 @@ thread_time_ns = time.thread_time_ns
 # INTERNALS: the only places this script goes past tiered_cache's public API.
 #
 # Public here means: the cache's Django methods (get, set, get_many, make_key,
-# make_and_validate_key, ...), cache.tier(name) with the documented tier
+# stored_key, ...), cache.tier(name) with the documented tier
 # methods (get, get_value, set, delete, ...), cache.stats(), and the names in
 # tiered_cache.__all__ and tiered_cache.tiers.__all__. Everything below times
 # one internal step on purpose, for --breakdown only. When a name here is
@@ -544,7 +544,7 @@ def make_case(row: Row, size: str, batch_scale: float) -> Case | None:
 
     if row.evict:
         evicted = [cache.tier(name) for name in row.evict]
-        finals = [cache.make_and_validate_key(k) for k in keys]  # as tiers store it
+        finals = [cache.stored_key(k) for k in keys]  # as tiers store it
 
         def prepare() -> None:
             for k in finals:
@@ -870,13 +870,13 @@ def breakdown(status: dict, server: RedisServer, rounds: int = 15) -> None:
     lm = caches["locmem"]
     l1 = tc.tier("l1")
     key = "bd:small"
-    final = tc.make_and_validate_key(key)  # the key the tiers store
+    final = tc.stored_key(key)  # the key the tiers store
     tc.set(key, SMALL, SETUP_TIMEOUT)
     lm.set(key, SMALL, SETUP_TIMEOUT)
     fkey = make_template_fragment_key("frag_bd")
     safe = SafeString(FRAGMENTS["small"])
     tc.set(fkey, safe, SETUP_TIMEOUT)
-    ffinal = tc.make_and_validate_key(fkey)
+    ffinal = tc.stored_key(fkey)
     payload = pickle.dumps(SMALL, pickle.HIGHEST_PROTOCOL)
     safe_payload = pickle.dumps(safe, pickle.HIGHEST_PROTOCOL)
     has_l2 = status["redis"] is None
