@@ -12,6 +12,8 @@ from tiered_cache.envelope import materialize
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.tiers.redis import RedisClusterTier
 
+BIG = 2**63
+
 
 @pytest.mark.redis_server
 def test_cluster_keys_and_multi_key_ops_across_slots(redis_cluster, clock):
@@ -29,6 +31,8 @@ def test_cluster_keys_and_multi_key_ops_across_slots(redis_cluster, clock):
     assert materialize(found["ns:7"]) == "ns:7" and found["n"].value == 1
     assert materialize(t.get("ns:3")) == "ns:3"
     assert t.incr("n", 41) == 42
+    t.set("big", rec(BIG - 1))  # past 64 bits: WATCH/MULTI on the slot's node
+    assert t.incr("big", 1) == BIG and materialize(t.get("big")) == BIG
     assert t.add("ns:1", rec("x")) is False and t.add("fresh", rec("x")) is True
     assert t.touch("ns:2", None) is True and t.get("ns:2").expires_at is None
     assert t.delete("fresh") is True and not t.has_key("fresh")
@@ -36,7 +40,7 @@ def test_cluster_keys_and_multi_key_ops_across_slots(redis_cluster, clock):
     assert len(t.get_many(keys)) == 30
     assert t.clear("ns:") == 30
     assert t.get_many(keys) == {} and t.get("n").value == 42
-    assert t.delete("n") is True
+    assert t.delete("n") is True and t.delete("big") is True
 
 
 @pytest.mark.redis_server

@@ -33,6 +33,7 @@ def test_error_kinds_and_which_mean_the_server_answered():
         rex.ReadOnlyError("READONLY"): ("readonly", True),
         rex.ResponseError("MISCONF no RDB"): ("misconf", True),
         rex.ResponseError("ERR something"): ("response", True),
+        rex.WatchError("changed"): ("contention", True),
         rex.SlotNotCoveredError("slot"): ("cluster", False),
         OSError("reset"): ("connection", False),
     }
@@ -155,6 +156,9 @@ def test_server_errors_map_to_unavailable_but_data_errors_do_not(own_server, clo
         with pytest.raises(TierUnavailable) as info:
             t.set("big", rec("x" * 100_000))
         assert error_kind(info.value) == "oom" and info.value.alive
+        with pytest.raises(TierUnavailable) as info:
+            t.incr("n", 1)  # refused by the server, not a data error
+        assert error_kind(info.value) == "oom"
         assert t.get("n").value == 2  # reads still work
     finally:
         admin.config_set("maxmemory", "0")

@@ -13,7 +13,7 @@ only when such a tier is configured. One module per concern:
 ``wire``
     What is stored under a key (envelope or raw integer) and how it is judged.
 ``counters``
-    ``incr``: INCRBY, checked against the backend's clock first.
+    ``incr``: INCRBY in 64 bits, an atomic Python step past them.
 ``connections``
     django-redis glue: OPTIONS defaults, pools keyed by every option.
 ``errors``

@@ -59,12 +59,15 @@ _KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (rex.AskError, "cluster"),
     (rex.RedisClusterException, "cluster"),
     (rex.ConnectionError, "connection"),
+    # Concurrent writers kept changing the key under an optimistic update.
+    (rex.WatchError, "contention"),
 )
 
 #: Error kinds of a server that answered: it refuses this write (out of memory,
-#: failing RDB saves, a replica) but still serves reads, so the breaker, which
-#: guards reachability, must not open (docs/faults.rst #8, #10, #11).
-ALIVE_KINDS = frozenset({"oom", "misconf", "readonly", "response"})
+#: failing RDB saves, a replica) or lost it to concurrent writers, but still
+#: serves reads, so the breaker, which guards reachability, must not open
+#: (docs/faults.rst #8, #10, #11).
+ALIVE_KINDS = frozenset({"oom", "misconf", "readonly", "response", "contention"})
 
 
 def error_kind(exc: BaseException) -> str:

@@ -80,13 +80,15 @@ class RedisTier(BaseTier):
 
     Needs Redis >= 7.0 (``PEXPIRETIME`` for integers, see ``wire``).
 
-    Deviations from ``BaseTier``: ``clear("")`` raises ``ValueError`` (it would
-    match every key of the database); ``touch`` that loses three optimistic
-    races to concurrent writers returns True without touching (the newer
-    writes carry their own expiry); a stored value that is neither an envelope
-    nor an integer (or not a string at all) is a rejected miss, and ``add``
-    overwrites it. A refused ``add`` costs a second round trip to check that
-    the entry is live on our clock (it may only look live to Redis).
+    Deviations from ``BaseTier``: ``clear("")`` raises ``ValueError`` (it
+    would match every key of the database); ``touch`` that loses three
+    optimistic races to concurrent writers returns True without touching (the
+    newer writes carry their own expiry); ``incr`` that loses ten races past
+    64 bits raises ``TierUnavailable`` (kind ``contention``); a stored value
+    that is neither an envelope nor an integer (or not a string at all) is a
+    rejected miss, ``add`` overwrites it and ``incr`` raises ``TypeError``. A
+    refused ``add`` costs a second round trip to check that the entry is live
+    on our clock (it may only look live to Redis).
     """
 
     mode = "single"
@@ -277,7 +279,7 @@ class RedisTier(BaseTier):
 
     @transport("incr")
     def incr(self, key: str, delta: int) -> int:
-        """See ``BaseTier`` and ``counters``."""
+        """See ``BaseTier`` and ``counters``; counts on past 64 bits."""
         return counters.incr(self, key, delta)
 
     @transport("clear")
