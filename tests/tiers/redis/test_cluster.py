@@ -33,6 +33,7 @@ def test_cluster_keys_and_multi_key_ops_across_slots(redis_cluster, clock):
     assert t.incr("n", 41) == 42
     t.set("big", rec(BIG - 1))  # past 64 bits: WATCH/MULTI on the slot's node
     assert t.incr("big", 1) == BIG and materialize(t.get("big")) == BIG
+    assert sorted(t.keys("ns:")) == sorted(keys)  # SCAN on every primary
     assert t.add("ns:1", rec("x")) is False and t.add("fresh", rec("x")) is True
     assert t.touch("ns:2", None) is True and t.get("ns:2").expires_at is None
     assert t.delete("fresh") is True and not t.has_key("fresh")

@@ -19,6 +19,7 @@ from tiered_cache.envelope import HEADER_SIZE, MAGIC, decode, materialize
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
 from tiered_cache.tiers.redis import RedisTier
+from tiered_cache.tiers.redis import tier as tier_module
 
 # -- the contract, on fakeredis and on redis-server --------------------------------
 
@@ -145,6 +146,19 @@ def test_clear_removes_only_the_namespace(setup: Setup):
     assert t.clear("a*") == 0
     with pytest.raises(ValueError):
         t.clear("")
+
+
+def test_keys_lists_only_the_namespace_up_to_the_limit(setup: Setup, monkeypatch):
+    t, raw = setup.tier, setup.raw
+    t.set_many({f"a*:{i}": rec(i) for i in range(1200)})  # more than one SCAN batch
+    t.set_many({"ab:1": rec(1), "a:1": rec(1)})
+    raw.set(b"a*:\xff", b"1")  # not UTF-8: never written by a cache
+    assert sorted(t.keys("a*")) == sorted(f"a*:{i}" for i in range(1200))
+    assert t.keys("zz") == []
+    monkeypatch.setattr(tier_module, "KEYS_LIMIT", 7)
+    assert len(t.keys("a*")) == 7
+    with pytest.raises(ValueError):
+        t.keys("")
 
 
 def test_poisoned_bytes_are_rejected_and_never_executed(setup: Setup):

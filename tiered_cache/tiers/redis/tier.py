@@ -28,7 +28,7 @@ from . import counters, wire
 from .connections import DJANGO_REDIS_OPTIONS, is_sentinel, redact_url, redis_options
 from .errors import TRANSPORT_ERRORS, is_wrongtype, transport, unavailable
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisTier"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "KEYS_LIMIT", "RedisTier"]
 
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
@@ -37,6 +37,8 @@ _throttle = LogThrottle()
 #: takes longer than the socket timeout, so it would fail and count against
 #: the breaker. ``MAX_VALUE_BYTES: None`` lifts the cap.
 DEFAULT_MAX_VALUE_BYTES = 8 * 2**20
+#: ``keys`` lists at most this many keys.
+KEYS_LIMIT = 10_000
 
 _WATCH_ATTEMPTS = 3
 _SCAN_BATCH = 500
@@ -80,12 +82,13 @@ class RedisTier(BaseTier):
 
     Needs Redis >= 7.0 (``PEXPIRETIME`` for integers, see ``wire``).
 
-    Deviations from ``BaseTier``: ``clear("")`` raises ``ValueError`` (it
-    would match every key of the database); ``touch`` that loses three
-    optimistic races to concurrent writers returns True without touching (the
-    newer writes carry their own expiry); ``incr`` that loses ten races past
-    64 bits raises ``TierUnavailable`` (kind ``contention``); a stored value
-    that is neither an envelope nor an integer (or not a string at all) is a
+    Deviations from ``BaseTier``: ``clear("")`` and ``keys("")`` raise
+    ``ValueError`` (they would match every key of the database); ``keys``
+    lists at most ``KEYS_LIMIT`` keys; ``touch`` that loses three optimistic
+    races to concurrent writers returns True without touching (the newer
+    writes carry their own expiry); ``incr`` that loses ten races past 64
+    bits raises ``TierUnavailable`` (kind ``contention``); a stored value that
+    is neither an envelope nor an integer (or not a string at all) is a
     rejected miss, ``add`` overwrites it and ``incr`` raises ``TypeError``. A
     refused ``add`` costs a second round trip to check that the entry is live
     on our clock (it may only look live to Redis).
@@ -183,6 +186,21 @@ class RedisTier(BaseTier):
         if state is wire.BAD:
             self.reject(key, "neither an envelope nor an integer")
         return state is wire.LIVE
+
+    @transport("keys")
+    def keys(self, namespace: str) -> list[str]:
+        """See ``BaseTier``; SCAN, at most ``KEYS_LIMIT`` keys (every primary)."""
+        pattern = _pattern(namespace)
+        found: list[str] = []
+        for client in self._primaries():
+            for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
+                try:
+                    found.append(key.decode())
+                except UnicodeDecodeError:  # not one of ours: we write str keys
+                    continue
+                if len(found) >= KEYS_LIMIT:
+                    return found
+        return found
 
     # -- writes -------------------------------------------------------------
 
