@@ -1,0 +1,143 @@
+"""``incr`` on Redis: atomic where the counter lives, in 64 bits and past them.
+
+An integer that fits in 64 bits is stored raw (see ``wire``), so ``incr`` is a
+server-side ``INCRBY``, wrapped in a Lua script that first checks the entry is
+live on the backend's clock: INCRBY alone would create a missing key, where
+Django raises ``ValueError``.
+
+Redis refuses what does not fit in 64 bits ("increment or decrement would
+overflow", a delta out of range) and anything that is not a raw integer. Those
+refusals are data, not an outage: the counter is then read, added to in
+Python and written back in one optimistic transaction (WATCH/MULTI), keeping
+its absolute expiry. Past 64 bits it is stored as an envelope holding the
+pickled int, the way Django's own get-and-set ``incr`` and the disk tier store
+it; once the result fits again it is stored raw again. Only what is not an
+integer at all raises ``TypeError``, with a message of our own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions as rex
+
+from ...envelope import MAGIC, Record, decode, materialize, new_stamp
+from ...exceptions import EnvelopeError
+from ...sentinels import MISSING, Constant
+from .errors import is_wrongtype, unavailable
+from .wire import INT, int_record
+
+if TYPE_CHECKING:
+    from .tier import RedisTier
+
+__all__ = ["incr"]
+
+# PEXPIRETIME is -2 for a missing key, -1 without expiry, else the absolute
+# expiry in ms, compared with the backend's clock (ARGV[2], ms).
+_INCR_LUA = """\
+local expires = redis.call('PEXPIRETIME', KEYS[1])
+if expires == -2 or (expires >= 0 and expires <= tonumber(ARGV[2])) then
+  return false
+end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+_INCR_SHA = hashlib.sha1(_INCR_LUA.encode()).hexdigest()
+
+#: INCRBY's refusals that say "not a 64-bit integer here" (the stored value or
+#: the result or the delta); any other error reply is the server's trouble.
+_NOT_INT64 = (
+    "increment or decrement would overflow",
+    "value is not an integer or out of range",
+)
+_NOT_HERE = Constant("NOT_HERE")  # not a raw 64-bit counter: added in Python
+#: Optimistic attempts before concurrent writers make ``incr`` give up.
+_ATTEMPTS = 10
+
+
+def incr(tier: RedisTier, key: str, delta: int) -> int:
+    """Add ``delta`` to the integer at ``key`` atomically; return the result.
+
+    Raise ``ValueError`` when the key is absent (or dead on our clock),
+    ``TypeError`` when its value is not an integer.
+    """
+    client = tier._writer(key)
+    result = _incrby(client, key, delta, math.floor(tier.clock() * 1000))
+    if result is _NOT_HERE:
+        return _incr_in_python(tier, client, key, delta)
+    if result is None:
+        raise ValueError(f"Key '{key}' not found")
+    return int(result)
+
+
+def _incrby(client: Any, key: str, delta: int, now_ms: int) -> Any:
+    """Run the script: the result, ``None`` (no live key) or ``_NOT_HERE``.
+
+    ``_NOT_HERE`` stands for INCRBY's refusal; its text names the Lua script,
+    so it never reaches the caller, not even as an exception's context.
+    """
+    try:
+        try:
+            return client.evalsha(_INCR_SHA, 1, key, delta, now_ms)
+        except rex.NoScriptError:
+            return client.eval(_INCR_LUA, 1, key, delta, now_ms)
+    except rex.ResponseError as exc:
+        if is_wrongtype(exc) or any(text in str(exc) for text in _NOT_INT64):
+            return _NOT_HERE
+        raise
+
+
+def _incr_in_python(tier: RedisTier, client: Any, key: str, delta: int) -> int:
+    """Read, add and write back under WATCH; the result is stored raw if it fits."""
+    for _ in range(_ATTEMPTS):
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                value, expires_at = _read(tier, pipe, key)
+                result = value + delta
+                record = Record(result, None, expires_at, new_stamp())
+                pipe.multi()
+                pipe.execute_command(*tier._set_args(key, record))
+                pipe.execute()
+                return result
+            except rex.WatchError:
+                continue
+    lost = rex.WatchError(f"{key!r} changed during each of {_ATTEMPTS} attempts")
+    raise unavailable(tier.name, "incr", lost) from lost
+
+
+def _read(tier: RedisTier, pipe: Any, key: str) -> tuple[int, float | None]:
+    """Return the integer at ``key`` and its absolute expiry (a WATCHing pipe)."""
+    try:
+        data = pipe.get(key)
+    except rex.ResponseError as exc:
+        if not is_wrongtype(exc):
+            raise
+        raise _not_an_integer(key, "not a string") from None
+    now = tier.clock()
+    if data is None:
+        raise ValueError(f"Key '{key}' not found")
+    if INT.fullmatch(data):
+        record = int_record(int(data), pipe.pexpiretime(key), now)
+    elif data.startswith(MAGIC):
+        try:
+            record = decode(data)
+            if record.is_live(now):
+                materialize(record)
+        except EnvelopeError as exc:
+            tier.reject(key, exc)  # a rejected miss, as on get
+            raise ValueError(f"Key '{key}' not found") from None
+    else:
+        raise _not_an_integer(key, "neither an envelope nor an integer")
+    if record is MISSING or not record.is_live(now):
+        raise ValueError(f"Key '{key}' not found")
+    if type(record.value) is not int:
+        raise _not_an_integer(key, f"a {type(record.value).__name__}")
+    return record.value, record.expires_at
+
+
+def _not_an_integer(key: str, what: str) -> TypeError:
+    return TypeError(
+        f"cannot incr {key!r}: the stored value is not an integer ({what})"
+    )

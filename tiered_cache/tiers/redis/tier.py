@@ -1,0 +1,410 @@
+"""``RedisTier``: L2 on one Redis, primary + replicas, or Sentinel.
+
+The tier contract (``BaseTier``) spoken in redis-py commands. What is stored
+under a key is decided in ``wire``, ``incr`` lives in ``counters``, the
+connections come from django-redis through ``connections``, and every failure
+is mapped in ``errors``. This module routes each call to a server and puts
+those together; ``RedisClusterTier`` (``cluster``) overrides the routing only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+import redis.exceptions as rex
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from ...envelope import HEADER_SIZE, MAGIC, Record, retime
+from ...exceptions import EnvelopeError
+from ...resilience import LogThrottle
+from ...sentinels import MISSING
+from ..base import BaseTier
+from . import counters, wire
+from .connections import DJANGO_REDIS_OPTIONS, is_sentinel, redact_url, redis_options
+from .errors import TRANSPORT_ERRORS, is_wrongtype, transport, unavailable
+
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "KEYS_LIMIT", "RedisTier"]
+
+logger = logging.getLogger(__name__)
+_throttle = LogThrottle()
+
+#: Larger values skip L2 (and land in L3 when there is one): sending 50 MB
+#: takes longer than the socket timeout, so it would fail and count against
+#: the breaker. ``MAX_VALUE_BYTES: None`` lifts the cap.
+DEFAULT_MAX_VALUE_BYTES = 8 * 2**20
+#: ``keys`` lists at most this many keys.
+KEYS_LIMIT = 10_000
+
+_WATCH_ATTEMPTS = 3
+_SCAN_BATCH = 500
+
+
+class RedisTier(BaseTier):
+    """L2 adapter for a spec whose BACKEND is ``django_redis.cache.RedisCache``.
+
+    LOCATION is one URL, a list (or comma string) of primary + replica URLs, or
+    a Sentinel service URL with ``CLIENT_CLASS="django_redis.client.SentinelClient"``
+    and ``SENTINELS``. Like django-redis, reads go to a replica when there is
+    one (so a read right after a write may miss while replication lags).
+
+    OPTIONS defaults injected when absent, so that a sick Redis costs one
+    bounded wait and no retries (docs/faults.rst #3, #12):
+
+    ``SOCKET_CONNECT_TIMEOUT`` / ``SOCKET_TIMEOUT`` = 0.1 s
+        redis-py >= 8 otherwise waits 5 s per call on a hung server.
+    ``CONNECTION_POOL_CLASS`` = ``"redis.BlockingConnectionPool"``,
+    ``CONNECTION_POOL_KWARGS`` += ``max_connections=50, timeout=0.1``
+        Wait at most 0.1 s for a free connection instead of redis-py's
+        ``MaxConnectionsError`` at 100 (99% errors under gevent/ASGI load).
+        Sentinel keeps django-redis' ``SentinelConnectionPool``, which cannot
+        block; only the timeouts apply there.
+    ``CONNECTION_POOL_KWARGS["retry"]`` = ``Retry(NoBackoff(), 0)``
+        No retry on the request path (unless ``retry``, ``retry_on_error`` or
+        ``retry_on_timeout`` is given): the breaker, not a retry loop, handles
+        a dead server.
+    ``CONNECTION_FACTORY`` = ``TieredConnectionFactory`` (Sentinel:
+    ``TieredSentinelConnectionFactory``)
+        Also replaces django-redis' own two factories: they share one pool per
+        URL, so a second cache on that URL silently got the first one's pool
+        options. A custom factory is left alone.
+
+    ``MAX_VALUE_BYTES`` = 8 MiB
+        Bigger values skip L2: their transfer would outlast the socket
+        timeout and count as failures against the breaker.
+
+    Our own OPTIONS: ``COMPRESS_MIN_BYTES`` (None = never), ``COMPRESSOR``
+    (``"zlib"`` or ``"zstd"``), ``COMPRESS_LEVEL``; they are not passed on.
+
+    Needs Redis >= 7.0 (``PEXPIRETIME`` for integers, see ``wire``).
+
+    Deviations from ``BaseTier``: ``clear("")`` and ``keys("")`` raise
+    ``ValueError`` (they would match every key of the database); ``keys``
+    lists at most ``KEYS_LIMIT`` keys; ``touch`` that loses three optimistic
+    races to concurrent writers returns True without touching (the newer
+    writes carry their own expiry); ``incr`` that loses ten races past 64
+    bits raises ``TierUnavailable`` (kind ``contention``); a stored value that
+    is neither an envelope nor an integer (or not a string at all) is a
+    rejected miss, ``add`` overwrites it and ``incr`` raises ``TypeError``. A
+    refused ``add`` costs a second round trip to check that the entry is live
+    on our clock (it may only look live to Redis).
+    """
+
+    mode = "single"
+    known_options = BaseTier.known_options | DJANGO_REDIS_OPTIONS
+    default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+
+    def configure(self) -> None:
+        options = redis_options(self.options)
+        client_cls = import_string(
+            options.get("CLIENT_CLASS", "django_redis.client.DefaultClient")
+        )
+        if not callable(getattr(client_cls, "get_client", None)):
+            raise ImproperlyConfigured(
+                f"tier {self.name!r}: CLIENT_CLASS {client_cls!r} has no get_client()"
+            )
+        # backend=None: the client is only asked for raw redis.Redis objects.
+        self._client = client_cls(
+            self.location, {**self.params, "OPTIONS": options}, backend=None
+        )
+        self._urls: list[str] = list(self._client._server)
+        if is_sentinel(options):
+            self.mode = "sentinel"
+        elif len(self._urls) > 1:
+            self.mode = "replicas"
+        self._sentinels = options.get("SENTINELS") if self.mode == "sentinel" else None
+
+    # -- reads --------------------------------------------------------------
+
+    @transport("get")
+    def get(self, key: str) -> Record | Any:
+        client = self._reader(key)
+        try:
+            data = client.get(key)
+        except rex.ResponseError as exc:
+            if not is_wrongtype(exc):
+                raise
+            self.reject(key, "not a string")
+            return MISSING
+        if data is None:
+            return MISSING
+        parsed = self._parse(key, data)
+        if type(parsed) is int:
+            return wire.int_record(parsed, client.pexpiretime(key), self.clock())
+        return parsed
+
+    @transport("get_many")
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """See ``BaseTier``; on Cluster, a failing shard costs only its keys.
+
+        Keys of an unreachable shard are left out (counted in
+        ``stats.errors``); ``TierUnavailable`` only when no shard answered.
+        """
+        groups = self._slot_groups(list(keys))
+        if not groups:
+            return {}
+        results = self._batch([(g[0], ("MGET", *g)) for g in groups], write=False)
+        found: dict[str, Record] = {}
+        ints: dict[str, int] = {}
+        failures = []
+        for group, values in zip(groups, results, strict=True):
+            if isinstance(values, Exception):
+                failures.append(values)
+                continue
+            for key, data in zip(group, values, strict=True):
+                if data is None:
+                    continue
+                parsed = self._parse(key, data)
+                if type(parsed) is int:
+                    ints[key] = parsed
+                elif parsed is not MISSING:
+                    found[key] = parsed
+        if failures:
+            if len(failures) == len(groups):
+                raise unavailable(self.name, "get_many", failures[0]) from failures[0]
+            self._partial("get_many", failures, len(groups))
+        if ints:
+            names = list(ints)
+            expiries = self._batch(
+                [(k, ("PEXPIRETIME", k)) for k in names], write=False
+            )
+            now = self.clock()
+            for key, ms in zip(names, expiries, strict=True):
+                if not isinstance(ms, Exception):
+                    record = wire.int_record(ints[key], ms, now)
+                    if record is not MISSING:
+                        found[key] = record
+        return found
+
+    @transport("has_key")
+    def has_key(self, key: str) -> bool:
+        state = wire.probe(self._reader(key), key, self.clock())[0]
+        if state is wire.BAD:
+            self.reject(key, "neither an envelope nor an integer")
+        return state is wire.LIVE
+
+    @transport("keys")
+    def keys(self, namespace: str) -> list[str]:
+        """See ``BaseTier``; SCAN, at most ``KEYS_LIMIT`` keys (every primary)."""
+        pattern = _pattern(namespace)
+        found: list[str] = []
+        for client in self._primaries():
+            for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
+                try:
+                    found.append(key.decode())
+                except UnicodeDecodeError:  # not one of ours: we write str keys
+                    continue
+                if len(found) >= KEYS_LIMIT:
+                    return found
+        return found
+
+    # -- writes -------------------------------------------------------------
+
+    @transport("set")
+    def set(self, key: str, record: Record) -> None:
+        self._writer(key).execute_command(*self._set_args(key, record))
+
+    @transport("set_many")
+    def set_many(self, records: Mapping[str, Record]) -> None:
+        """See ``BaseTier``; one round trip per server (pipeline).
+
+        On Cluster every reachable shard is written before ``TierUnavailable``
+        reports the shards that were not.
+        """
+        commands = [(k, self._set_args(k, r)) for k, r in records.items()]
+        if commands:
+            self._raise_failures("set_many", self._batch(commands, write=True))
+
+    @transport("add")
+    def add(self, key: str, record: Record) -> bool:
+        args = self._set_args(key, record, nx=True)
+        client = self._writer(key)
+        if args[0] == "DEL":  # already expired: nothing to store
+            return wire.probe(client, key, self.clock())[0] is not wire.LIVE
+        if client.execute_command(*args):
+            return True
+        # SET NX refused: the entry may still be dead on our clock (an injected
+        # clock, or the <1 ms PX rounding); replace it only then, atomically.
+        if wire.probe(client, key, self.clock())[0] is wire.LIVE:
+            return False
+        for _ in range(_WATCH_ATTEMPTS):
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    if wire.probe(pipe, key, self.clock())[0] is wire.LIVE:
+                        return False
+                    pipe.multi()
+                    pipe.execute_command(*args[:-1])  # without NX
+                    pipe.execute()
+                    return True
+                except rex.WatchError:
+                    continue
+        return False
+
+    @transport("delete")
+    def delete(self, key: str) -> bool:
+        pipe = self._writer(key).pipeline(transaction=True)
+        pipe.getrange(key, 0, HEADER_SIZE - 1)
+        pipe.pexpiretime(key)
+        pipe.delete(key)
+        head, expires_ms, deleted = pipe.execute(raise_on_error=False)
+        if isinstance(deleted, Exception):
+            raise deleted
+        if not deleted or isinstance(head, Exception):
+            return False
+        return wire.state(head, self.clock(), expires_ms) is wire.LIVE
+
+    @transport("delete_many")
+    def delete_many(self, keys: Iterable[str]) -> None:
+        groups = self._slot_groups(list(keys))
+        if groups:
+            commands = [(g[0], ("DEL", *g)) for g in groups]
+            self._raise_failures("delete_many", self._batch(commands, write=True))
+
+    @transport("touch")
+    def touch(self, key: str, expires_at: float | None) -> bool:
+        ms = wire.ttl_ms(expires_at, self.clock())
+        client = self._writer(key)
+        for _ in range(_WATCH_ATTEMPTS):
+            with client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    state, head = wire.probe(pipe, key, self.clock())
+                    if state is not wire.LIVE:
+                        return False
+                    envelope_head = head.startswith(MAGIC)  # type: ignore[union-attr]
+                    pipe.multi()
+                    if ms is not None and ms <= 0:
+                        pipe.delete(key)
+                    else:
+                        if envelope_head:  # the payload is not sent back and forth
+                            pipe.setrange(key, 0, retime(head, expires_at))
+                        if ms is None or ms > wire.MAX_PX:
+                            pipe.persist(key)
+                        elif envelope_head:
+                            pipe.pexpire(key, ms)
+                        else:  # a raw int's expiry is absolute (see wire.set_args)
+                            pipe.pexpireat(key, math.ceil(expires_at * 1000))  # type: ignore[operator]
+                    pipe.execute()
+                    return True
+                except rex.WatchError:
+                    continue
+        return True
+
+    @transport("incr")
+    def incr(self, key: str, delta: int) -> int:
+        """See ``BaseTier`` and ``counters``; counts on past 64 bits."""
+        return counters.incr(self, key, delta)
+
+    @transport("clear")
+    def clear(self, namespace: str) -> int:
+        """See ``BaseTier``; SCAN + UNLINK (every primary on Cluster)."""
+        pattern = _pattern(namespace)
+        removed = 0
+        failures = []
+        for client in self._primaries():
+            try:
+                batch: list[bytes] = []
+                for found in client.scan_iter(match=pattern, count=_SCAN_BATCH):
+                    batch.append(found)
+                    if len(batch) >= _SCAN_BATCH:
+                        removed += self._unlink(client, batch)
+                        batch = []
+                if batch:
+                    removed += self._unlink(client, batch)
+            except TRANSPORT_ERRORS as exc:
+                self._recover(exc)
+                failures.append(exc)
+        if failures:
+            raise unavailable(self.name, "clear", failures[0]) from failures[0]
+        return removed
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["mode"] = self.mode
+        info["location"] = [redact_url(url) for url in self._urls]
+        if self._sentinels:
+            info["sentinels"] = [list(s) for s in self._sentinels]
+        return info
+
+    # -- routing (overridden by RedisClusterTier) ---------------------------
+
+    def _reader(self, key: str) -> redis.Redis:
+        return self._client.get_client(write=False)
+
+    def _writer(self, key: str) -> redis.Redis:
+        return self._client.get_client(write=True)
+
+    def _primaries(self) -> list[redis.Redis]:
+        return [self._client.get_client(write=True)]
+
+    def _slot_groups(self, keys: list[str]) -> list[list[str]]:
+        """Split keys into groups a multi-key command may take at once."""
+        return [keys] if keys else []
+
+    def _batch(self, commands: list[tuple[str, tuple]], *, write: bool) -> list[Any]:
+        """Run ``(routing key, args)`` commands; return results or exceptions.
+
+        One server here: a transport error fails the whole batch (raised).
+        """
+        client = self._writer("") if write else self._reader("")
+        if len(commands) == 1:
+            try:
+                return [client.execute_command(*commands[0][1])]
+            except rex.ResponseError as exc:
+                return [exc]
+        pipe = client.pipeline(transaction=False)
+        for _, args in commands:
+            pipe.execute_command(*args)
+        return pipe.execute(raise_on_error=False)
+
+    def _unlink(self, client: redis.Redis, keys: list[bytes]) -> int:
+        return client.unlink(*keys)
+
+    def _recover(self, exc: BaseException) -> bool:
+        """React to a transport error; return True if one more try may work."""
+        return False
+
+    # -- helpers ------------------------------------------------------------
+
+    def _partial(self, op: str, failures: list[Exception], total: int) -> None:
+        self.stats.errors += 1
+        if _throttle.allow(f"partial:{self.name}:{op}"):
+            logger.warning(
+                "tier %s: %s got no answer for %d of %d slot group(s): %s",
+                self.name,
+                op,
+                len(failures),
+                total,
+                failures[0],
+            )
+
+    def _raise_failures(self, op: str, results: list[Any]) -> None:
+        failures = [r for r in results if isinstance(r, Exception)]
+        if failures:
+            raise unavailable(self.name, op, failures[0]) from failures[0]
+
+    def _set_args(self, key: str, record: Record, *, nx: bool = False) -> tuple:
+        """Return the command that stores ``record`` (``DEL`` once expired)."""
+        return wire.set_args(key, record, self.encode, self.clock(), nx=nx)
+
+    def _parse(self, key: str, data: bytes) -> Record | int | Any:
+        """Return a live Record, MISSING, or a raw int (whose TTL is unknown)."""
+        try:
+            return wire.parse(data, self.clock())
+        except EnvelopeError as exc:
+            self.reject(key, exc)
+            return MISSING
+
+
+def _pattern(namespace: str) -> str:
+    """Return the SCAN pattern of ``namespace``; refuse the whole database."""
+    if not namespace:
+        raise ValueError("refusing an empty namespace: it matches every key")
+    return wire.glob_escape(namespace) + "*"
