@@ -25,7 +25,7 @@ backend instance (Django makes one per thread and per request).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from .conf import TieredOptions, TierSpec
@@ -40,6 +40,8 @@ from .tiers.base import BaseTier, Scope
 __all__ = ["Chain", "Slot", "chain_for"]
 
 logger = logging.getLogger(__name__)
+
+_NOTHING: Collection[str] = ()
 
 
 class Slot:
@@ -143,32 +145,43 @@ class Slot:
             return False
         return True
 
-    def store(self, records: Mapping[str, Record], *, promotion: bool = False) -> set:
+    def store(
+        self, records: Mapping[str, Record], *, promotion: bool = False
+    ) -> Collection[str]:
         """Write the records this tier accepts; return the keys it did not store.
 
         A record the tier refuses (placement) is not stored; unless this is a
         promotion, any older copy is deleted, so no tier keeps serving a value
-        that was replaced. Refused keys are not reported as failures.
+        that was replaced. Refused keys are not reported as failures. One
+        record (``set``, a ``get`` hit) takes a path with no intermediate dict:
+        it is the L2-hit path of the benchmark.
         """
         tier = self.tier
-        accepted = {k: r for k, r in records.items() if tier.accepts(r)}
-        if not promotion and len(accepted) < len(records):
-            refused = [k for k in records if k not in accepted]
-            self.stats.refused += len(refused)
-            self.delete_many(refused)
-        if not accepted:
-            return set()
-        if len(accepted) == 1:
-            ((key, record),) = accepted.items()
-            result = self.call("set", key, record)
+        if len(records) == 1:
+            ((key, record),) = records.items()
+            if not tier.accepts(record):
+                if not promotion:
+                    self.stats.refused += 1
+                    self.delete(key)
+                return _NOTHING
+            if self.call("set", key, record) is UNAVAILABLE:
+                return (key,)
+            stored = 1
         else:
-            result = self.call("set_many", accepted)
-        if result is UNAVAILABLE:
-            return set(accepted)
-        self.stats.sets += len(accepted)
+            accepted = {k: r for k, r in records.items() if tier.accepts(r)}
+            if not promotion and len(accepted) < len(records):
+                refused = [k for k in records if k not in accepted]
+                self.stats.refused += len(refused)
+                self.delete_many(refused)
+            if not accepted:
+                return _NOTHING
+            if self.call("set_many", accepted) is UNAVAILABLE:
+                return accepted.keys()
+            stored = len(accepted)
+        self.stats.sets += stored
         if promotion:
-            self.stats.promotions += len(accepted)
-        return set()
+            self.stats.promotions += stored
+        return _NOTHING
 
     def add(self, key: str, record: Record) -> bool | Any:
         """Store only if absent, atomically here; ``UNAVAILABLE`` if not asked."""
@@ -253,7 +266,9 @@ class Chain:
         for slot in self.write_order:
             if slot is skip:
                 continue
-            failed.update(k for k in slot.store(records) if authority[k] is slot)
+            for key in slot.store(records):
+                if authority[key] is slot:
+                    failed.add(key)
         return failed
 
     def add(self, key: str, record: Record) -> bool:
@@ -324,7 +339,10 @@ class Chain:
     def promote(self, hits: Mapping[str, Record], above: Sequence[Slot]) -> None:
         """Copy hits into the faster tiers, keeping their remaining lifetime."""
         now = self.clock()
-        live = {key: record for key, record in hits.items() if record.is_live(now)}
+        if all(record.is_live(now) for record in hits.values()):
+            live = hits
+        else:
+            live = {key: record for key, record in hits.items() if record.is_live(now)}
         if live:
             for slot in above:
                 slot.store(live, promotion=True)
@@ -343,9 +361,10 @@ class Chain:
     def keys(self, namespace: str) -> Iterable[str]:
         """Return the keys under ``namespace`` of the top tier (when it lists)."""
         try:
-            return self.slots[0].tier.keys(namespace)
+            keys = self.slots[0].call("keys", namespace)
         except NotImplementedError:
             return ()
+        return () if keys is UNAVAILABLE else keys
 
     def close(self) -> None:
         for slot in self.slots:
