@@ -1,10 +1,11 @@
 """``DiskTier`` against the tier contract: storage, expiry on the backend's clock,
-raw ints, touch and clear, and its configuration.
+raw ints, touch, clear and keys, and its configuration.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 import threading
 
 import diskcache
@@ -13,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tests.tiers.disk.support import EXECUTED, Poison, plain, rec
 from tiered_cache.envelope import decode, encode
+from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
 from tiered_cache.tiers.disk import DiskTier
 
@@ -285,6 +287,81 @@ def test_clear_never_unpickles_foreign_keys_or_values(make, location):
     assert tier.clear("ns:") == 2
     assert EXECUTED == []
     assert len(other) == 2  # the pickled key and other:x are left alone
+
+
+# -- keys --------------------------------------------------------------------------
+
+
+def test_keys_lists_the_namespace_across_shards(make, clock):
+    tier = make()
+    names = {f"ns1:{i}" for i in range(20)}
+    for key in names:
+        tier.set(key, rec(key))
+    tier.set("ns1:n", rec(3))  # a raw int
+    for key in ("ns2:a", "ns1", "a*1", "ab"):
+        tier.set(key, rec(key))
+    tier.set("ns1:gone", rec("v", clock() + 1))
+    clock.advance(1)
+    store = tier.files.open()
+    assert len({store.shard(key) for key in names}) > 1
+    listed = tier.keys("ns1:")
+    assert len(listed) == len(set(listed))
+    assert set(listed) - {"ns1:gone"} == names | {"ns1:n"}  # expired: either way
+    assert tier.keys("a*") == ["a*1"]  # literal, not a pattern
+    assert tier.keys("zzz") == []
+    assert set(tier.keys("")) >= names | {"ns2:a", "ns1", "a*1", "ab"}
+
+
+def test_keys_never_unpickle_foreign_keys_or_values(make, location):
+    tier = make(shards=1)
+    tier.set("ns:a", rec("a"))
+    other = plain(location)
+    other.set(Poison(), b"value under a pickled key")
+    other.set(b"ns:bytes", b"a bytes key")
+    other.set(7, b"an int key")
+    other.set("ns:foreign", Poison())  # a str key: listed, its value never read
+    assert tier.keys("ns:") == ["ns:a", "ns:foreign"]
+    assert tier.keys("") == ["ns:a", "ns:foreign"]
+    assert EXECUTED == []
+    assert len(other) == 5  # listing changed nothing
+
+
+def test_keys_map_an_error_met_while_listing(make, monkeypatch):
+    tier = make(shards=1)
+    tier.set("ns:a", rec("a"))
+
+    def failing(self, reverse=False):
+        yield "ns:a"
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(diskcache.Cache, "iterkeys", failing)
+    with pytest.raises(TierUnavailable) as info:
+        tier.keys("ns:")
+    assert info.value.operation == "keys" and info.value.kind == "io"
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+
+
+def test_keys_of_a_directory_that_does_not_open_raise_tier_unavailable(make, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TierUnavailable):
+        make(blocker / "l3").keys("")
+
+
+def test_a_cache_on_l3_alone_iterates_its_keys(make_cache, location):
+    spec = {
+        "NAME": "l3",
+        "BACKEND": "diskcache.DjangoCache",
+        "LOCATION": str(location),
+        "OPTIONS": {"OPEN_TIMEOUT": 10.0},
+    }
+    cache = make_cache([spec])
+    cache.set_many({"a": 1, "b": "two"})
+    other = make_cache([spec])  # same directory, other KEY_PREFIX
+    other.set("c", 3)
+    assert sorted(cache._expire_info) == sorted(
+        cache.stored_key(key) for key in ("a", "b")
+    )
 
 
 # -- configuration -----------------------------------------------------------------

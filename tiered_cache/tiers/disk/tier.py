@@ -3,7 +3,8 @@
 What is stored: an envelope (``bytes``, see ``tiered_cache.envelope``) or, for
 an int that fits in 64 bits, the raw int, to which diskcache's ``incr`` adds
 inside its write transaction. Keys are stored exactly as given, so the
-directory can be cleared by namespace (``clear``) without unpickling anything.
+directory can be listed (``keys``) and cleared by namespace (``clear``)
+without unpickling anything.
 
 The backend's clock. Envelopes carry the absolute expiry; a raw int carries it
 in diskcache's ``tag`` column. Expiry therefore follows the injected clock even
@@ -311,6 +312,16 @@ class DiskTier(BaseTier):
             count = sum(shard.delete(key) for key in batch)
         batch.clear()
         return count
+
+    def keys(self, namespace: str) -> list[str]:
+        """As ``BaseTier.keys``, shard by shard; keys diskcache stored pickled are
+        skipped, never unpickled, and no value is read.
+        """
+        found: list[str] = []
+        for index in range(self.files.shard_count):
+            with self.files.call("keys", None, index) as shard:
+                found.extend(_keys_under(shard, namespace))
+        return found
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
