@@ -29,6 +29,8 @@ def test_nothing_touches_the_disk_before_the_first_call(make, location):
     assert tier.describe()["volume"] is None
     tier.set("k", rec("v"))
     assert location.is_dir()
+    assert tier.get_value("k", None) == "v"
+    assert tier.describe()["volume"] > 0
 
 
 def test_tiers_with_one_configuration_share_one_handle(make, location):
@@ -56,8 +58,9 @@ def test_planted_pickle_is_rejected_and_never_executes(make, location, padding):
     assert EXECUTED == []
     for plant in (other.set, other.add):
         plant("k", Poison(padding))
-        assert not tier.add("k", rec("mine")) or tier.get_value("k", None) == "mine"
-        tier.delete("k")
+        assert tier.add("k", rec("mine"))  # the planted row is dropped, not read
+        assert tier.get_value("k", None) == "mine"
+        assert tier.delete("k")
         plant("k", Poison(padding))
         assert not tier.delete("k")
         plant("k", Poison(padding))
@@ -66,9 +69,22 @@ def test_planted_pickle_is_rejected_and_never_executes(make, location, padding):
         with pytest.raises(ValueError):
             tier.incr("k", 1)
     assert EXECUTED == []
+    assert tier.stats.rejected == 1 + 2 * 4  # add, delete, touch and incr, twice
     other.set("k", Poison(padding))
     other.get("k")  # proof that the payload is live: plain diskcache runs it
     assert EXECUTED == ["ran"]
+
+
+@pytest.mark.parametrize("value", ["text", 1.5, 2**64, {"a": 1}, bytearray(b"x")])
+def test_the_store_writes_only_bytes_and_64_bit_ints(make, value):
+    tier = make(shards=1)
+    (shard,) = tier.files.open().shards
+    with pytest.raises(TypeError, match="bytes or int64"):
+        shard.set("k", value)
+    assert "k" not in shard
+    shard.set("k", b"bytes")
+    shard.set("n", -(2**63))
+    assert shard.get("k") == b"bytes" and shard.get("n") == -(2**63)
 
 
 @pytest.mark.parametrize(

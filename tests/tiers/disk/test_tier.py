@@ -189,6 +189,15 @@ def test_incr_on_a_non_integer_raises_type_error(make):
     assert tier.get_value("s", None) == "text"
 
 
+def test_incr_on_an_unreadable_payload_is_a_rejected_miss(make, location):
+    tier = make(shards=1, COMPRESS_MIN_BYTES=None)
+    plain(location).set("n", encode(rec(2**7000))[:-7])  # an envelope, truncated
+    with pytest.raises(ValueError, match="not found"):
+        tier.incr("n", 1)
+    assert tier.stats.rejected == 1
+    assert "n" not in plain(location)
+
+
 def test_incr_across_the_64_bit_limit(make):
     tier = make()
     tier.set("n", rec(2**63 - 1))
@@ -275,6 +284,17 @@ def test_clear_removes_only_the_namespace(make, location):
     assert tier.get_value("ab", None) == "ab"
     assert tier.get_value("b", None) == "b"
     assert tier.clear("zzz") == 0
+
+
+def test_clear_deletes_in_batches(make, location):
+    tier = make(shards=1)
+    other = plain(location)
+    with other.transact():
+        for i in range(600):
+            other.set(f"ns:{i}", b"v")
+    other.set("keep", b"v")
+    assert tier.clear("ns:") == 600
+    assert list(other) == ["keep"]
 
 
 def test_clear_never_unpickles_foreign_keys_or_values(make, location):
