@@ -1,0 +1,208 @@
+"""The disk tier's store: safe rows (docs/faults.rst #33), one shared handle per
+configuration, the lazy and bounded open (#28, #31), fork safety (#32).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import resource
+import signal
+import time
+
+import diskcache
+import pytest
+
+from tests.tiers.disk.support import EXECUTED, Poison, plain, rec
+from tiered_cache.envelope import encode
+from tiered_cache.exceptions import TierUnavailable
+from tiered_cache.sentinels import MISSING
+from tiered_cache.tiers.disk.store import _handles
+
+# -- the shared handle -------------------------------------------------------------
+
+
+def test_nothing_touches_the_disk_before_the_first_call(make, location):
+    tier = make()
+    assert not location.exists()
+    assert tier.describe()["volume"] is None
+    tier.set("k", rec("v"))
+    assert location.is_dir()
+    assert tier.get_value("k", None) == "v"
+    assert tier.describe()["volume"] > 0
+
+
+def test_tiers_with_one_configuration_share_one_handle(make, location):
+    first, second = make(), make()
+    first.set("k", rec("v"))
+    assert second.get_value("k", None) == "v"
+    assert second.files.open() is first.files.open()
+    other = make(size_limit=2**25)
+    assert other.files.open() is not first.files.open()
+    assert other.get_value("k", None) == "v"  # same files, other options
+
+
+# -- bad stored data (docs/faults.rst #33) -----------------------------------------
+
+
+@pytest.mark.parametrize("padding", ["", "x" * 100_000], ids=["in-row", "in-file"])
+def test_planted_pickle_is_rejected_and_never_executes(make, location, padding):
+    tier = make(shards=1)
+    other = plain(location)
+    other.set("k", Poison(padding))
+    assert tier.get("k") is MISSING
+    assert tier.get_value("k", "dflt") == "dflt"
+    assert not tier.has_key("k")
+    assert tier.stats.rejected == 1  # the first read deleted the row
+    assert EXECUTED == []
+    for plant in (other.set, other.add):
+        plant("k", Poison(padding))
+        assert tier.add("k", rec("mine"))  # the planted row is dropped, not read
+        assert tier.get_value("k", None) == "mine"
+        assert tier.delete("k")
+        plant("k", Poison(padding))
+        assert not tier.delete("k")
+        plant("k", Poison(padding))
+        assert not tier.touch("k", None)
+        plant("k", Poison(padding))
+        with pytest.raises(ValueError):
+            tier.incr("k", 1)
+    assert EXECUTED == []
+    assert tier.stats.rejected == 1 + 2 * 4  # add, delete, touch and incr, twice
+    other.set("k", Poison(padding))
+    other.get("k")  # proof that the payload is live: plain diskcache runs it
+    assert EXECUTED == ["ran"]
+
+
+@pytest.mark.parametrize("value", ["text", 1.5, 2**64, {"a": 1}, bytearray(b"x")])
+def test_the_store_writes_only_bytes_and_64_bit_ints(make, value):
+    tier = make(shards=1)
+    (shard,) = tier.files.open().shards
+    with pytest.raises(TypeError, match="bytes or int64"):
+        shard.set("k", value)
+    assert "k" not in shard
+    shard.set("k", b"bytes")
+    shard.set("n", -(2**63))
+    assert shard.get("k") == b"bytes" and shard.get("n") == -(2**63)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pickle.dumps(Poison()),  # a raw pickle stored as bytes
+        b"short",
+        b"\xa7TC\x63" + bytes(20),  # unknown envelope format version
+        b"\xa7TC\x01\x01" + bytes(16) + b"not zlib",  # bad compressed payload
+        "text",
+        1.5,
+    ],
+    ids=["raw-pickle", "short", "version", "zlib", "str", "float"],
+)
+def test_unreadable_rows_are_rejected_and_deleted(make, location, stored):
+    tier = make(shards=1)
+    plain(location).set("k", stored)
+    assert tier.get("k") is MISSING
+    assert tier.stats.rejected == 1
+    assert "k" not in plain(location)
+    assert EXECUTED == []
+
+
+def test_truncated_payload_is_a_rejected_miss_for_get_value(make, location):
+    tier = make(shards=1, COMPRESS_MIN_BYTES=None)
+    plain(location).set("k", encode(rec(list(range(100))))[:-7])
+    assert tier.get_value("k", "dflt") == "dflt"
+    assert tier.stats.rejected == 1
+    assert tier.get("k") is MISSING
+
+
+def test_missing_value_file_is_a_miss(make, location):
+    tier = make(shards=1, COMPRESS_MIN_BYTES=None)
+    tier.set("k", rec(os.urandom(100_000)))
+    (value_file,) = location.rglob("*.val")
+    value_file.unlink()
+    assert tier.get("k") is MISSING
+
+
+# -- the bounded open (docs/faults.rst #28, #31) -----------------------------------
+
+
+def test_open_while_another_process_holds_the_lock_is_bounded(
+    make, location, exclusive_lock
+):
+    diskcache.Cache(str(location / "000")).close()
+    exclusive_lock()
+    tier = make(shards=1, OPEN_TIMEOUT=0.2)
+    start = time.perf_counter()
+    with pytest.raises(TierUnavailable, match="not open after"):
+        tier.get("k")
+    assert time.perf_counter() - start < 1.0
+    start = time.perf_counter()
+    with pytest.raises(TierUnavailable):
+        tier.set("k", rec("v"))  # past the deadline: fails at once
+    assert time.perf_counter() - start < 0.1
+
+
+def test_open_completes_in_the_background_once_the_lock_is_gone(
+    make, location, exclusive_lock
+):
+    diskcache.Cache(str(location / "000")).close()
+    holder = exclusive_lock()
+    tier = make(shards=1, OPEN_TIMEOUT=0.05)
+    with pytest.raises(TierUnavailable):
+        tier.get("k")
+    holder.execute("ROLLBACK")
+    assert _handles.get(tier.files.key).done.wait(5)  # the open was never abandoned
+    tier.set("k", rec("v"))
+    assert tier.get_value("k", None) == "v"
+
+
+# -- partial value files (docs/faults.rst #29) -------------------------------------
+
+
+def test_file_too_large_fails_the_write_and_leaves_no_partial_file(make, location):
+    tier = make(shards=1, COMPRESS_MIN_BYTES=None)
+    tier.set("small", rec("v"))
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, hard))
+    try:
+        with pytest.raises(TierUnavailable) as info:
+            tier.set("big", rec(os.urandom(3 * 2**20)))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert info.value.__cause__.errno == errno.EFBIG
+    assert list(location.rglob("*.val")) == []
+    assert tier.get_value("small", None) == "v"
+    tier.set("big", rec(b"fits now"))
+    assert tier.get_value("big", None) == b"fits now"
+
+
+# -- fork safety (docs/faults.rst #32) ---------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_forked_child_opens_its_own_handle(make):
+    tier = make(shards=2)
+    tier.set("k", rec("from parent"))
+    parent_store = tier.files.open()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, never return
+        code = 1
+        try:
+            store = tier.files.open()
+            if store is parent_store:
+                code = 2
+            elif tier.get_value("k", None) != "from parent":
+                code = 3
+            else:
+                tier.set("c", rec("from child"))
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tier.files.open() is parent_store
+    assert tier.get_value("c", None) == "from child"

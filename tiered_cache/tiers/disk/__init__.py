@@ -1,0 +1,25 @@
+"""L3: diskcache on local disk, shared by the processes of one machine.
+
+The adapter is more than a thin wrapper because of the disk faults in
+docs/faults.rst; one module per concern:
+
+* ``tier``: ``DiskTier``, the tier contract over the shards of one
+  ``diskcache.FanoutCache`` directory: options, rows to records on the
+  backend's clock, listing and clearing keys by namespace.
+* ``store``: the store every call goes through: ``_SafeDisk``, which never
+  unpickles (#33); one open handle per configuration and process, opened
+  lazily in the background with a bounded wait (#28, #31), dropped in a forked
+  child (#32); the routing of a call to its shard.
+* ``errors``: what a disk or SQLite failure means (locked, corrupt, disk full,
+  unwritable), the quarantine of a corrupt shard (#30), and the one mapping to
+  ``TierUnavailable``.
+
+``tiered_cache.tiers.DiskTier`` and the ``diskcache.DjangoCache`` BACKEND name
+``DiskTier`` through this package (``tiers.ADAPTERS``).
+"""
+
+from __future__ import annotations
+
+from .tier import DiskTier
+
+__all__ = ["DiskTier"]

@@ -1,0 +1,185 @@
+"""What the disk tier's failures mean, and the one mapping to ``TierUnavailable``.
+
+The backend sees a disk or SQLite failure as a ``TierUnavailable`` chained to
+its cause, whose ``kind`` and ``alive`` decide what the circuit breaker makes of
+it; this module is where a failure is told apart:
+
+* ``locked``: another writer holds the SQLite write lock for longer than the
+  busy timeout (docs/faults.rst #28). It counts against the breaker, so a lock
+  held for long makes the backend skip the tier for a while.
+* ``corrupt``: a shard's ``cache.db`` is not a database (docs/faults.rst #30).
+  The shard is renamed aside here (``quarantine_if_corrupt``,
+  ``rename_aside``) so that the next open starts empty: a corrupt file costs
+  one failed call, not a crash loop.
+* ``disk_full``: the disk (or a file size or quota limit) refused to write a
+  value file, an ``OSError`` (docs/faults.rst #29). ``alive``: reads still work,
+  so the breaker stays closed. SQLite's own "database or disk is full" has no
+  ``errno`` and is ``io``.
+* anything else (``io``). A directory that cannot be opened or written
+  (docs/faults.rst #31) is also logged, once per burst, since it needs an
+  operator rather than time.
+
+SQLite's result codes are read from ``sqlite_errorcode`` (Python >= 3.11); on
+older Pythons the message is the only clue.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import time
+
+import diskcache
+from diskcache.core import DBNAME
+
+from ...exceptions import TierUnavailable
+from ...resilience import LogThrottle
+
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "call_failed",
+    "is_corruption",
+    "is_unwritable",
+    "not_open",
+    "open_failed",
+    "quarantine_if_corrupt",
+    "rename_aside",
+]
+
+logger = logging.getLogger(__name__)
+_throttle = LogThrottle()
+
+#: Everything the disk or SQLite can do wrong; any of them leaving a call
+#: becomes a ``TierUnavailable`` through ``call_failed``.
+TRANSPORT_ERRORS = (diskcache.Timeout, sqlite3.DatabaseError, OSError)
+
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT = 3, 8, 11
+_SQLITE_CANTOPEN, _SQLITE_NOTADB = 14, 26
+_UNWRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    return None if code is None else code & 0xFF
+
+
+def is_corruption(exc: BaseException | None) -> bool:
+    """Return whether ``exc`` says a database file is not a (sound) database."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = _sqlite_code(exc)
+    if code is not None:
+        return code in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "file is not a database" in text or "malformed" in text
+
+
+def is_unwritable(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the directory or its files may not be written."""
+    if isinstance(exc, OSError):
+        return exc.errno in _UNWRITABLE_ERRNOS
+    code = _sqlite_code(exc)
+    if code is not None:
+        return code in (_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN)
+    text = str(exc)
+    return "readonly database" in text or "unable to open" in text
+
+
+# -- the mapping to TierUnavailable ------------------------------------------------
+
+
+def call_failed(
+    name: str, directory: str, op: str, exc: BaseException, shard: diskcache.Cache
+) -> TierUnavailable:
+    """Return what the backend sees of ``exc``, raised by ``op`` on ``shard``.
+
+    The caller raises it ``from exc``, and quarantines a corrupt shard first.
+    """
+    kind, alive = "io", False
+    if isinstance(exc, diskcache.Timeout):
+        detail = f"SQLite lock not acquired within {shard.timeout}s"
+        kind = "locked"
+    elif is_corruption(exc):
+        detail = f"corrupt database in {shard.directory}: {exc}"
+        kind = "corrupt"
+    else:
+        detail = str(exc) or type(exc).__name__
+        if getattr(exc, "errno", None) in _FULL_ERRNOS:
+            kind, alive = "disk_full", True  # writes fail, reads still work
+        if is_unwritable(exc) and _throttle.allow(f"unwritable:{directory}"):
+            logger.error(
+                "tier %s: cache directory %s is not writable: %s", name, directory, exc
+            )
+    return TierUnavailable(name, op, detail, kind=kind, alive=alive)
+
+
+def not_open(name: str, directory: str, open_timeout: float) -> TierUnavailable:
+    """Return the failure of a call that found the open still running."""
+    return TierUnavailable(
+        name,
+        "open",
+        f"{directory} not open after {open_timeout}s (SQLite lock held by another "
+        "process?); still opening in the background",
+    )
+
+
+def open_failed(name: str, directory: str, exc: BaseException) -> TierUnavailable:
+    """Return the failure of a call whose open failed; log it once per burst.
+
+    A corrupt shard is not logged here: quarantine logs what it moves aside.
+    """
+    if not is_corruption(exc) and _throttle.allow(f"open:{directory}"):
+        logger.error(
+            "tier %s: cannot open cache directory %s: %s; the tier is "
+            "unavailable until it can",
+            name,
+            directory,
+            exc,
+        )
+    return TierUnavailable(name, "open", str(exc))
+
+
+# -- quarantine (docs/faults.rst #30) -------------------------------------------
+
+
+def quarantine_if_corrupt(name: str, shard_directory: str) -> bool:
+    """Rename a shard aside if its database does not read; return whether it was.
+
+    Run after an open failed as corrupt, to find which shard it was.
+    """
+    db = os.path.join(shard_directory, DBNAME)
+    if not os.path.exists(db):
+        return False
+    try:
+        con = sqlite3.connect(db, timeout=0)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        if is_corruption(exc):
+            return rename_aside(name, shard_directory, exc)
+    return False
+
+
+def rename_aside(name: str, path: str, cause: BaseException) -> bool:
+    """Move a corrupt shard to ``<path>.corrupt-<time>-<pid>``; return whether done."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = f"{path}.corrupt-{stamp}-{os.getpid()}"
+    try:
+        os.rename(path, target)
+    except OSError as exc:
+        logger.error("tier %s: cannot quarantine %s: %s", name, path, exc)
+        return False
+    logger.error(
+        "tier %s: %s is corrupt (%s); moved to %s, a fresh shard opens on the "
+        "next call",
+        name,
+        path,
+        cause,
+        target,
+    )
+    return True

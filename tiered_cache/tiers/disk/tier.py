@@ -1,0 +1,349 @@
+"""``DiskTier``: the tier contract over the shards of a diskcache directory.
+
+What is stored: an envelope (``bytes``, see ``tiered_cache.envelope``) or, for
+an int that fits in 64 bits, the raw int, to which diskcache's ``incr`` adds
+inside its write transaction. Keys are stored exactly as given, so the
+directory can be listed (``keys``) and cleared by namespace (``clear``)
+without unpickling anything.
+
+The backend's clock. Envelopes carry the absolute expiry; a raw int carries it
+in diskcache's ``tag`` column. Expiry therefore follows the injected clock even
+when it runs apart from ``time.time()`` (tests); diskcache's own
+``expire_time`` is set as well so that its culling removes dead rows.
+
+Short lock waits (docs/faults.rst #28): the SQLite busy timeout defaults to
+50 ms, not diskcache's 60 s, and ``add``, ``touch`` and ``incr`` each run in one
+shard transaction. Where the calls go and what their failures become is
+``store.py`` and ``errors.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import diskcache
+from diskcache.core import DEFAULT_SETTINGS
+from django.core.exceptions import ImproperlyConfigured
+
+from ...envelope import Record, decode, materialize, new_stamp
+from ...exceptions import EnvelopeError
+from ...sentinels import MISSING
+from ..base import BaseTier, Scope
+from .store import CacheDirectory
+
+__all__ = ["DiskTier"]
+
+_ABSENT = object()
+
+#: diskcache settings that FanoutCache takes beside DEFAULT_SETTINGS.
+_OUR_SETTINGS = frozenset({"shards", "timeout"})
+_DEFAULT_SHARDS = 8
+_DEFAULT_TIMEOUT = 0.05
+_DEFAULT_SIZE_LIMIT = 2**30
+_DEFAULT_CULL_LIMIT = 10
+
+
+class DiskTier(BaseTier):
+    """The L3 tier: a ``diskcache.FanoutCache`` directory on local disk.
+
+    The spec is a ``diskcache.DjangoCache`` CACHES entry: ``LOCATION`` is the
+    directory, lower-case ``OPTIONS`` are diskcache settings, upper-case ones
+    are ours. Keys are stored exactly as given: diskcache's own Django key
+    making is not applied.
+
+    diskcache settings (lower case):
+
+    ``shards`` (default ``8``)
+        Number of SQLite files the keys are spread over; writers to different
+        shards do not wait for each other. A DjangoCache entry's top-level
+        ``SHARDS`` is accepted too.
+    ``timeout`` (default ``0.05``)
+        Seconds a call waits for the SQLite write lock held by another writer
+        before it fails with ``TierUnavailable``; diskcache's own default is
+        60 s. A DjangoCache entry's top-level ``DATABASE_TIMEOUT`` is accepted
+        too.
+    ``size_limit`` (default ``2**30``, 1 GiB)
+        Bytes on disk beyond which writes evict entries (``eviction_policy``),
+        split evenly across the shards. diskcache evicts silently at the same
+        default; it is set explicitly so that the limit is a visible choice.
+    ``cull_limit`` (default ``10``)
+        Most entries one write removes (expired ones first, then by policy),
+        inside its transaction: it bounds how long a write holds the lock.
+        ``0`` turns culling off; then the directory grows past ``size_limit``
+        unless something calls diskcache's ``cull()``.
+    other diskcache settings (``eviction_policy``, ``statistics``, ``sqlite_*``,
+    ``disk_min_file_size``...)
+        Passed to diskcache. ``statistics`` and the ``least-recently-used`` and
+        ``least-frequently-used`` policies make every read a write
+        transaction, so reads then wait for the lock too. Unknown lower-case
+        names, and ``disk`` (the tier needs its own), raise
+        ``ImproperlyConfigured``.
+
+    Ours (upper case):
+
+    ``COMPRESS_MIN_BYTES`` (default ``1024``)
+        Payloads at least this long are compressed (kept only when smaller);
+        ``None`` turns compression off.
+    ``COMPRESSOR`` (default ``"zlib"``)
+        ``"zlib"``, or ``"zstd"`` with the ``zstandard`` package (the ``[zstd]``
+        extra).
+    ``COMPRESS_LEVEL`` (default ``None``: zlib 6, zstd 3)
+        Compression level passed to the compressor.
+    ``OPEN_TIMEOUT`` (default ``0.5``)
+        Seconds after its start that calls wait for the directory to open,
+        once per process; later calls fail fast until the open (still running
+        in the background) is done.
+    ``MAX_VALUE_BYTES`` (default ``None``)
+        As for every tier: larger values skip L3.
+
+    Configure a directory once: every process and alias using it shares the
+    same SQLite files, whose settings the last opener writes.
+    """
+
+    scope = Scope.MACHINE
+    known_options = BaseTier.known_options | {"OPEN_TIMEOUT"}
+    default_compress_min_bytes = 1024
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any], *, name: str) -> None:
+        """Upper-case keys are ours; lower-case ones are diskcache settings."""
+        ours = {key: v for key, v in options.items() if str(key).isupper()}
+        super().validate_options(ours, name=name)
+        known = _OUR_SETTINGS | set(DEFAULT_SETTINGS)
+        unknown = sorted(
+            str(key) for key in options if key not in ours and key not in known
+        )
+        if unknown:
+            raise ImproperlyConfigured(
+                f"tier {name!r}: unknown diskcache OPTIONS {unknown}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+
+    def configure(self) -> None:
+        location, params, name = self.location, self.params, self.name
+        if not location:
+            raise ImproperlyConfigured(
+                f"tier {name!r}: LOCATION must name the cache directory"
+            )
+        self.directory = os.path.abspath(os.path.expanduser(str(location)))
+        self._kwargs = self._diskcache_kwargs(params)
+        self.open_timeout: float = self.options.get("OPEN_TIMEOUT", 0.5)
+        #: The shared store of this directory and these settings.
+        self.files = CacheDirectory(
+            name, self.directory, self._kwargs, open_timeout=self.open_timeout
+        )
+
+    def _diskcache_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        settings = {key: v for key, v in self.options.items() if not key.isupper()}
+        for ours, theirs in (("shards", "SHARDS"), ("timeout", "DATABASE_TIMEOUT")):
+            if theirs in params:
+                if ours in settings and settings[ours] != params[theirs]:
+                    raise ImproperlyConfigured(
+                        f"tier {self.name!r}: {theirs} and OPTIONS[{ours!r}] differ"
+                    )
+                settings[ours] = params[theirs]
+        settings.setdefault("shards", _DEFAULT_SHARDS)
+        settings.setdefault("timeout", _DEFAULT_TIMEOUT)
+        settings.setdefault("size_limit", _DEFAULT_SIZE_LIMIT)
+        settings.setdefault("cull_limit", _DEFAULT_CULL_LIMIT)
+        return settings
+
+    # -- rows <-> records ---------------------------------------------------------
+
+    def _encode(self, record: Record) -> tuple[bytes | int, float | None, Any]:
+        """Return (stored value, seconds to live, tag) for ``record``."""
+        data = self.encode(record)
+        expires_at = record.expires_at
+        # A raw int (64-bit, see envelope.is_raw_int) has no envelope: its
+        # absolute expiry goes in the tag column, which diskcache's incr keeps.
+        tag = expires_at if type(data) is int else None
+        expire = None if expires_at is None else expires_at - self.clock()
+        return data, expire, tag
+
+    def _record(self, value: Any, expire_time: float | None, tag: Any) -> Record:
+        """Return the record of a stored row; raise EnvelopeError for foreign data."""
+        if type(value) is bytes:
+            return decode(value)
+        if type(value) is int:
+            if isinstance(tag, (int, float)):
+                expires_at = float(tag)
+            elif expire_time is None:
+                expires_at = None
+            else:  # an int written without our tag: map diskcache's timeline
+                expires_at = expire_time - time.time() + self.clock()
+            return Record(value, None, expires_at, 0)
+        raise EnvelopeError(f"stored value is a {type(value).__name__}")
+
+    def _row(self, shard: diskcache.Cache, key: str, *, take: bool) -> Record | Any:
+        """Return the record at ``key``, live or not, or MISSING.
+
+        ``take`` removes the row as it reads it (``pop``). An unreadable row is
+        rejected, and removed (a miss).
+        """
+        fetch = shard.pop if take else shard.get
+        try:
+            value, expire_time, tag = fetch(key, _ABSENT, expire_time=True, tag=True)
+            if value is _ABSENT:
+                return MISSING
+            return self._record(value, expire_time, tag)
+        except EnvelopeError as exc:
+            if take:
+                self.reject(key, exc)  # pop removed the row already
+            else:
+                self._drop(shard, key, exc)
+            return MISSING
+
+    def _read(self, shard: diskcache.Cache, key: str) -> Record | Any:
+        """Return the live record at ``key`` or MISSING; drop unreadable rows."""
+        record = self._row(shard, key, take=False)
+        if record is MISSING or record.is_live(self.clock()):
+            return record
+        return MISSING
+
+    def _drop(self, shard: diskcache.Cache, key: str, reason: object) -> None:
+        self.reject(key, reason)
+        with contextlib.suppress(diskcache.Timeout):
+            shard.delete(key)
+
+    # -- the contract -------------------------------------------------------------
+
+    def get(self, key: str) -> Record | Any:
+        with self.files.call("get", key) as shard:
+            return self._read(shard, key)
+
+    def set(self, key: str, record: Record) -> None:
+        data, expire, tag = self._encode(record)
+        with self.files.call("set", key) as shard:
+            if expire is not None and expire <= 0:
+                shard.delete(key)
+            else:
+                shard.set(key, data, expire=expire, tag=tag)
+
+    def add(self, key: str, record: Record) -> bool:
+        data, expire, tag = self._encode(record)
+        with self.files.call("add", key) as shard, shard.transact():
+            if self._read(shard, key) is not MISSING:
+                return False
+            if expire is None or expire > 0:
+                shard.set(key, data, expire=expire, tag=tag)
+            return True
+
+    def delete(self, key: str) -> bool:
+        with self.files.call("delete", key) as shard:
+            record = self._row(shard, key, take=True)
+        return record is not MISSING and record.is_live(self.clock())
+
+    def touch(self, key: str, expires_at: float | None) -> bool:
+        """As ``BaseTier.touch``; envelopes carry their expiry, so the entry is
+        rewritten (in one transaction), not just given a new ``expire_time``.
+        """
+        with self.files.call("touch", key) as shard, shard.transact():
+            record = self._read(shard, key)
+            if record is MISSING:
+                return False
+            record.expires_at = expires_at
+            data, expire, tag = self._encode(record)
+            if expire is not None and expire <= 0:
+                shard.delete(key)
+            else:
+                shard.set(key, data, expire=expire, tag=tag)
+            return True
+
+    def incr(self, key: str, delta: int) -> int:
+        with self.files.call("incr", key) as shard:
+            with shard.transact():
+                result = self._incr(shard, key, delta)
+            if result is MISSING:  # raised after the commit: a foreign row is gone
+                raise ValueError(f"Key {key!r} not found.")
+            return result
+
+    def _incr(self, shard: diskcache.Cache, key: str, delta: int) -> int | Any:
+        record = self._read(shard, key)
+        if record is MISSING:
+            return MISSING
+        if record.payload is None:  # a raw int: diskcache adds in its transaction
+            try:
+                return shard.incr(key, delta, default=None)
+            except KeyError:  # expired on diskcache's own clock meanwhile
+                return MISSING
+            except OverflowError:  # leaves 64 bits: stored pickled from now on
+                value = record.value
+        else:
+            try:
+                value = materialize(record)
+            except EnvelopeError as exc:
+                self._drop(shard, key, exc)
+                return MISSING
+            if type(value) is not int:
+                raise TypeError(
+                    f"cannot incr key {key!r}: its value is a "
+                    f"{type(value).__name__}, not an int"
+                )
+        result = value + delta
+        data, expire, tag = self._encode(
+            Record(result, None, record.expires_at, new_stamp())
+        )
+        shard.set(key, data, expire=expire, tag=tag)
+        return result
+
+    def clear(self, namespace: str) -> int:
+        """As ``BaseTier.clear``; keys are compared literally (no patterns), and
+        rows whose key diskcache stored pickled are skipped, never unpickled.
+        """
+        count = 0
+        for index in range(self.files.shard_count):
+            with self.files.call("clear", None, index) as shard:
+                batch: list[str] = []
+                for key in _keys_under(shard, namespace):
+                    batch.append(key)
+                    if len(batch) >= 256:
+                        count += self._delete_batch(shard, batch)
+                if batch:
+                    count += self._delete_batch(shard, batch)
+        return count
+
+    def _delete_batch(self, shard: diskcache.Cache, batch: list[str]) -> int:
+        # One short transaction per batch: the lock is never held for long.
+        with shard.transact():
+            count = sum(shard.delete(key) for key in batch)
+        batch.clear()
+        return count
+
+    def keys(self, namespace: str) -> list[str]:
+        """As ``BaseTier.keys``, shard by shard; keys diskcache stored pickled are
+        skipped, never unpickled, and no value is read.
+        """
+        found: list[str] = []
+        for index in range(self.files.shard_count):
+            with self.files.call("keys", None, index) as shard:
+                found.extend(_keys_under(shard, namespace))
+        return found
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(
+            directory=self.directory,
+            shards=self._kwargs["shards"],
+            size_limit=self._kwargs["size_limit"],
+            timeout=self._kwargs["timeout"],
+            compressor=self.compressor if self.compress_min_bytes is not None else None,
+            quarantined=self.files.quarantined,
+            volume=self.files.volume(),  # never opens the store
+        )
+        return info
+
+
+def _keys_under(shard: diskcache.Cache, namespace: str) -> Iterator[str]:
+    """Yield the keys of ``shard`` that start with ``namespace``, in key order.
+
+    ``iterkeys`` pages through the key index without reading values. A key
+    diskcache stored pickled comes back from ``_SafeDisk`` as a marker, not a
+    ``str``, and is skipped like the bytes and number keys other programs use.
+    """
+    for key in shard.iterkeys():
+        if type(key) is str and key.startswith(namespace):
+            yield key
