@@ -18,7 +18,7 @@ from tests.tiers.redis.common import FAST, Setup, eventually, make_tier, rec
 from tiered_cache.envelope import HEADER_SIZE, MAGIC, decode, materialize
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
-from tiered_cache.tiers.redis import RedisTier
+from tiered_cache.tiers.redis import RedisTier, redis_options
 from tiered_cache.tiers.redis import tier as tier_module
 
 # -- the contract, on fakeredis and on redis-server --------------------------------
@@ -244,3 +244,34 @@ def test_sentinel_get_set_and_recovery_after_master_kill(tmp_path, clock):
         print(f"sentinel: recovered {time.monotonic() - killed:.2f}s after kill -9")
         assert slowest < FAST
         assert group.current_master_addr()[1] == group.replica.port
+
+
+@pytest.mark.redis_server
+def test_sentinel_all_down_costs_one_bounded_call(tmp_path, clock):
+    """With every sentinel dead, a call fails within the socket timeouts.
+
+    redis-py's defaults (no timeout, 10 retries with backoff) made one read
+    take 22-24 s; the tier gives the sentinels its own timeouts and no retry.
+    """
+    with SentinelGroup.start(tmp_path / "sentinel") as group:
+        options = {
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            "SENTINELS": group.sentinels,
+        }
+        kwargs = redis_options(options)["SENTINEL_KWARGS"]
+        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.1
+        for sentinel in group.sentinel_servers:
+            sentinel.kill()
+        # A process starting now: its first connection needs a sentinel.
+        t = RedisTier(
+            f"redis://{group.service_name}/0",
+            {"OPTIONS": {**options, "SOCKET_TIMEOUT": 0.11}},  # a pool of its own
+            name="l2",
+            clock=clock,
+        )
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(TierUnavailable):
+                t.set("k2", rec("v2"))
+            assert time.monotonic() - started < FAST

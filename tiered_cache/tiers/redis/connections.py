@@ -98,10 +98,25 @@ def redis_options(options: Mapping[str, Any]) -> dict[str, Any]:
         if issubclass(pool_cls, redis.BlockingConnectionPool):
             pool_kwargs.setdefault("max_connections", DEFAULT_MAX_CONNECTIONS)
             pool_kwargs.setdefault("timeout", DEFAULT_POOL_TIMEOUT)
-    if not pool_kwargs.keys() & {"retry", "retry_on_error", "retry_on_timeout"}:
+    if not pool_kwargs.keys() & _RETRY_KEYS:
         pool_kwargs["retry"] = _NO_RETRY
     result["CONNECTION_POOL_KWARGS"] = pool_kwargs
+    if sentinel:
+        # django-redis hands the sentinels only SENTINEL_KWARGS: without these,
+        # redis-py's default timeouts and retries apply, and with every
+        # sentinel down one L2 call took 22-24 s (docs/faults.rst #15).
+        sentinel_kwargs = dict(result.get("SENTINEL_KWARGS") or {})
+        sentinel_kwargs.setdefault("socket_timeout", result["SOCKET_TIMEOUT"])
+        sentinel_kwargs.setdefault(
+            "socket_connect_timeout", result["SOCKET_CONNECT_TIMEOUT"]
+        )
+        if not sentinel_kwargs.keys() & _RETRY_KEYS:
+            sentinel_kwargs["retry"] = _NO_RETRY
+        result["SENTINEL_KWARGS"] = sentinel_kwargs
     return result
+
+
+_RETRY_KEYS = frozenset({"retry", "retry_on_error", "retry_on_timeout"})
 
 
 def is_sentinel(options: Mapping[str, Any]) -> bool:
