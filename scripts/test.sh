@@ -49,20 +49,24 @@ find_python() {
     return 1
 }
 
-# setup_venv DIR PYTHON_VERSION DJANGO_RANGE: make the virtualenv (again, when it
-# holds another Python) and install the package with the test extra in it.
+# setup_venv DIR PYTHON DJANGO_RANGE: make the virtualenv with PYTHON (again, when
+# it holds another Python version) and install the package with the test extra.
 setup_venv() {
-    local venv=$1 version=$2 django=$3 python
-    python=$(find_python "$version")
-    if [ "$(python_version "$venv/bin/python")" != "$version" ]; then
+    local venv=$1 python=$2 django=$3
+    if [ "$(python_version "$venv/bin/python")" != "$(python_version "$python")" ]; then
         "$python" -m venv --clear "$venv"
     fi
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
         -e ".[test]" "$django"
 }
 
+# Every interpreter first, so that a missing one stops the script at once rather
+# than after the first cell.
+python311=$(find_python 3.11)
+python310=$(find_python 3.10)
+python313=$(find_python 3.13)
+
 timings=()
-cell_started=0
 begin_cell() {
     cell_name=$1
     cell_started=$SECONDS
@@ -73,7 +77,7 @@ end_cell() {
 }
 
 begin_cell "Python 3.11, Django 5.2 LTS (.venv): lint, tests with coverage, docs, build"
-setup_venv .venv 3.11 "Django>=5.2,<6.0"
+setup_venv .venv "$python311" "Django>=5.2,<6.0"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports
@@ -87,12 +91,12 @@ rm -rf dist
 end_cell
 
 begin_cell "Python 3.10, Django 4.2 LTS (.venv-py310-dj42): tests"
-setup_venv .venv-py310-dj42 3.10 "Django>=4.2,<5.0"
+setup_venv .venv-py310-dj42 "$python310" "Django>=4.2,<5.0"
 .venv-py310-dj42/bin/python -m pytest
 end_cell
 
 begin_cell "Python 3.13, Django 6.1 (.venv-py313-dj61): tests"
-setup_venv .venv-py313-dj61 3.13 "Django>=6.1,<6.2"
+setup_venv .venv-py313-dj61 "$python313" "Django>=6.1,<6.2"
 .venv-py313-dj61/bin/python -m pytest
 end_cell
 
