@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 
-python -m pip install --quiet --disable-pip-version-check -e ".[demo]"
+python -m pip install --quiet --disable-pip-version-check -e ".[redis]"
 
 python testproject/manage.py migrate --noinput
 

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# The one test command: lint, import contracts, the test suite with coverage, and
-# the docs build. Used as is by developers and by CI (.ci/run).
+# The one test command, used as is by developers and by CI (.ci/run). It runs three
+# cells one after the other, each in a virtualenv of its own:
+#   Python 3.11 + Django 5.2 LTS (.venv): ruff, import contracts, the pytest suite
+#       with coverage, the docs build, and the wheel and sdist (build, twine check);
+#   Python 3.10 + Django 4.2 LTS (.venv-py310-dj42): the pytest suite;
+#   Python 3.13 + Django 6.1 (.venv-py313-dj61): the pytest suite.
+# Every pytest run includes tests/test_django_suite.py, Django's own cache tests
+# for the Django version of that cell.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,15 +26,79 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
-export PATH="$PWD/.venv/bin:$PATH"
+# Print "X.Y" of the Python at $1, or nothing when it does not run.
+python_version() {
+    "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
 
-python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# Print the path of a working Python $1 ("3.10"): python3.10 on PATH, else one
+# installed by pyenv. The version is checked because a pyenv shim on PATH exists
+# even for versions that are installed but not selected, and then it fails.
+find_python() {
+    local want=$1 root candidate
+    root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
+    for candidate in "python$want" "$root/versions/$want".*/bin/python; do
+        if [ "$(python_version "$candidate")" = "$want" ]; then
+            command -v "$candidate"
+            return
+        fi
+    done
+    echo "error: Python $want is required and was not found (tried python$want" \
+        "on PATH and $root/versions/$want.*/bin/python); install it, for example" \
+        "with 'pyenv install $want'" >&2
+    return 1
+}
 
-ruff check .
-ruff format --check .
-lint-imports
-python -m pytest --cov=tiered_cache --cov-report=term
-python -m sphinx -W -b html docs docs/_build/html -q
+# setup_venv DIR PYTHON DJANGO_RANGE: make the virtualenv with PYTHON (again, when
+# it holds another Python version) and install the package with the test extra.
+setup_venv() {
+    local venv=$1 python=$2 django=$3
+    if [ "$(python_version "$venv/bin/python")" != "$(python_version "$python")" ]; then
+        "$python" -m venv --clear "$venv"
+    fi
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -e ".[test]" "$django"
+}
+
+# Every interpreter first, so that a missing one stops the script at once rather
+# than after the first cell.
+python311=$(find_python 3.11)
+python310=$(find_python 3.10)
+python313=$(find_python 3.13)
+
+timings=()
+begin_cell() {
+    cell_name=$1
+    cell_started=$SECONDS
+    printf '\n======== %s ========\n\n' "$cell_name"
+}
+end_cell() {
+    timings+=("$((SECONDS - cell_started))s  $cell_name")
+}
+
+begin_cell "Python 3.11, Django 5.2 LTS (.venv): lint, tests with coverage, docs, build"
+setup_venv .venv "$python311" "Django>=5.2,<6.0"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/lint-imports
+.venv/bin/python -m pytest --cov=tiered_cache --cov-report=term
+.venv/bin/python -m sphinx -W -b html docs docs/_build/html -q
+# A fresh dist/, so twine and the wheel check see this build only.
+rm -rf dist
+.venv/bin/python -m build --quiet --outdir dist .
+.venv/bin/twine check --strict dist/*
+.venv/bin/python scripts/check_wheel.py dist/*.whl
+end_cell
+
+begin_cell "Python 3.10, Django 4.2 LTS (.venv-py310-dj42): tests"
+setup_venv .venv-py310-dj42 "$python310" "Django>=4.2,<5.0"
+.venv-py310-dj42/bin/python -m pytest
+end_cell
+
+begin_cell "Python 3.13, Django 6.1 (.venv-py313-dj61): tests"
+setup_venv .venv-py313-dj61 "$python313" "Django>=6.1,<6.2"
+.venv-py313-dj61/bin/python -m pytest
+end_cell
+
+printf '\n======== all cells passed ========\n'
+printf '%s\n' "${timings[@]}" "${SECONDS}s  total"
