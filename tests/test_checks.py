@@ -7,6 +7,11 @@ import pytest
 from tiered_cache.checks import check_tiered_caches
 
 L1 = {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"}
+REDIS = {
+    "NAME": "l2",
+    "BACKEND": "django_redis.cache.RedisCache",
+    "LOCATION": "redis://127.0.0.1:6399/0",
+}
 
 
 def ids(settings, conf):
@@ -60,7 +65,21 @@ def test_embedded_default_says_where_it_keeps_data(settings):
         ({"OPTIONS": {"TIERS": [L1], "MAX_ENTRIES": 30}}, ["tiered_cache.W004"]),
         (
             {"OPTIONS": {"TIERS": [L1], "INVALIDATION": {"VIA": "l2"}}},
+            ["tiered_cache.E001"],  # VIA names no tier
+        ),
+        ({"OPTIONS": {"TIERS": [L1], "INVALIDATION": True}}, ["tiered_cache.E007"]),
+        (
+            {"OPTIONS": {"TIERS": [L1, REDIS], "INVALIDATION": False}},
             ["tiered_cache.W005"],
+        ),
+        ({"OPTIONS": {"TIERS": [L1, REDIS]}}, []),
+        (
+            {"OPTIONS": {"TIERS": [L1, REDIS], "INVALIDATION": {"HEARTBEAT": 0}}},
+            ["tiered_cache.E001"],
+        ),
+        (
+            {"OPTIONS": {"TIERS": [L1, REDIS], "INVALIDATION": {"VIA": "l2", "X": 1}}},
+            ["tiered_cache.E001"],
         ),
         (
             {"OPTIONS": {"TIERS": [L1]}, "KEY_FUNCTION": "tests.test_checks.key_first"},

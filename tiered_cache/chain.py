@@ -3,10 +3,10 @@
 ``backend.py`` speaks Django's API; this module is what it speaks *to*. The
 boundary is deliberately small:
 
-* ``Slot`` is a tier as the backend calls it. It owns the tier's circuit
-  breaker, the fail-open decision, the error log lines (once per burst) and
-  every counter of a call's outcome. Nothing else calls a tier, so nothing
-  else can forget to count, log or consult the breaker.
+* ``Slot`` (``tiered_cache.slot``) is a tier as the backend calls it. It owns
+  the tier's circuit breaker, the fail-open decision, the error log lines
+  (once per burst) and every counter of a call's outcome. Nothing else calls
+  a tier, so nothing else can forget to count, log or consult the breaker.
 * ``Chain`` arranges the slots from what each tier declares (``BaseTier``'s
   roles): the read order as configured; the write order, widest scope first;
   the authority of each value; the staleness bound of tiers holding copies;
@@ -25,191 +25,24 @@ backend instance (Django makes one per thread and per request).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
+from .coherence import InvalidationBus
 from .conf import TieredOptions, TierSpec
-from .envelope import Record, materialize
-from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
+from .envelope import Record, new_stamp
 from .forksafe import Registry
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
+from .slot import Slot
 from .tiers import load_tier
 from .tiers.base import BaseTier, Scope
 
 __all__ = ["Chain", "Slot", "chain_for"]
 
 logger = logging.getLogger(__name__)
-
-_NOTHING: Collection[str] = ()
-
-
-class Slot:
-    """A tier with its breaker, fail-open decision, log throttle and counters."""
-
-    __slots__ = ("tier", "name", "stats", "breaker", "fail_open", "_log")
-
-    def __init__(
-        self,
-        tier: BaseTier,
-        breaker: CircuitBreaker | None,
-        *,
-        fail_open: bool,
-        log_throttle: LogThrottle,
-    ) -> None:
-        self.tier = tier
-        self.name = tier.name
-        self.stats = tier.stats
-        #: ``None`` for a tier that cannot fail: there is nothing to guard.
-        self.breaker = breaker
-        self.fail_open = fail_open
-        self._log = log_throttle
-
-    # -- the one call path -----------------------------------------------------
-
-    def call(self, op: str, *args: Any) -> Any:
-        """Run ``tier.<op>(*args)``; ``UNAVAILABLE`` when it could not answer.
-
-        With FAIL_OPEN off, the ``TierUnavailable`` (or ``CircuitOpen``)
-        reaches the caller instead, chained to its cause.
-        """
-        breaker = self.breaker
-        if breaker is not None and breaker.state != CLOSED and not breaker.allow():
-            self.stats.skipped += 1
-            if self.fail_open:
-                return UNAVAILABLE
-            raise CircuitOpen(self.name, op)
-        try:
-            result = getattr(self.tier, op)(*args)
-        except TierUnavailable as exc:
-            self._failed(op, exc)
-            if self.fail_open:
-                return UNAVAILABLE
-            raise
-        if breaker is not None:
-            breaker.record_success()
-        return result
-
-    def _failed(self, op: str, exc: TierUnavailable) -> None:
-        breaker = self.breaker
-        if breaker is not None:
-            if exc.alive:
-                # It answered (OOM, disk full): reachable, so the breaker stays
-                # closed and reads keep using the tier.
-                breaker.record_success()
-            else:
-                breaker.record_failure()
-        self.stats.errors += 1
-        if self._log.allow(f"{self.name}:{op}:{exc.kind}"):
-            logger.warning(
-                "cache tier %s failed during %s [%s] (%s); %s",
-                self.name,
-                op,
-                exc.kind,
-                exc.__cause__ or exc,
-                "continuing without it" if self.fail_open else "raising",
-            )
-
-    # -- counted operations ------------------------------------------------------
-
-    def get(self, key: str) -> Record | Any:
-        """Return the record at ``key`` with its value unpickled, or a sentinel."""
-        record = self.call("get", key)
-        if record is UNAVAILABLE:
-            return UNAVAILABLE
-        if record is MISSING:
-            self.stats.misses += 1
-            return MISSING
-        if not self._readable(key, record):
-            return MISSING
-        self.stats.hits += 1
-        return record
-
-    def get_many(self, keys: list[str]) -> dict[str, Record] | Any:
-        """Return ``{key: record}`` of the readable hits, or ``UNAVAILABLE``."""
-        records = self.call("get_many", keys)
-        if records is UNAVAILABLE:
-            return UNAVAILABLE
-        hits = {k: r for k, r in records.items() if self._readable(k, r)}
-        self.stats.hits += len(hits)
-        self.stats.misses += len(keys) - len(hits)
-        return hits
-
-    def _readable(self, key: str, record: Record) -> bool:
-        """Unpickle the value; a bad payload is rejected and deleted (a miss)."""
-        try:
-            materialize(record)
-        except EnvelopeError as exc:
-            self.tier.reject(key, exc)
-            self.call("delete", key)
-            return False
-        return True
-
-    def store(
-        self, records: Mapping[str, Record], *, promotion: bool = False
-    ) -> Collection[str]:
-        """Write the records this tier accepts; return the keys it did not store.
-
-        A record the tier refuses (placement) is not stored; unless this is a
-        promotion, any older copy is deleted, so no tier keeps serving a value
-        that was replaced. Refused keys are not reported as failures. One
-        record (``set``, a ``get`` hit) takes a path with no intermediate dict:
-        it is the L2-hit path of the benchmark.
-        """
-        tier = self.tier
-        if len(records) == 1:
-            ((key, record),) = records.items()
-            if not tier.accepts(record):
-                if not promotion:
-                    self.stats.refused += 1
-                    self.delete(key)
-                return _NOTHING
-            if self.call("set", key, record) is UNAVAILABLE:
-                return (key,)
-            stored = 1
-        else:
-            accepted = {k: r for k, r in records.items() if tier.accepts(r)}
-            if not promotion and len(accepted) < len(records):
-                refused = [k for k in records if k not in accepted]
-                self.stats.refused += len(refused)
-                self.delete_many(refused)
-            if not accepted:
-                return _NOTHING
-            if self.call("set_many", accepted) is UNAVAILABLE:
-                return accepted.keys()
-            stored = len(accepted)
-        self.stats.sets += stored
-        if promotion:
-            self.stats.promotions += stored
-        return _NOTHING
-
-    def add(self, key: str, record: Record) -> bool | Any:
-        """Store only if absent, atomically here; ``UNAVAILABLE`` if not asked."""
-        added = self.call("add", key, record)
-        if added is True:
-            self.stats.sets += 1
-        return added
-
-    def delete(self, key: str) -> bool | Any:
-        deleted = self.call("delete", key)
-        if deleted is True:
-            self.stats.deletes += 1
-        return deleted
-
-    def delete_many(self, keys: list[str]) -> None:
-        if not keys:
-            return
-        if len(keys) == 1:
-            self.delete(keys[0])
-        elif self.call("delete_many", keys) is not UNAVAILABLE:
-            self.stats.deletes += len(keys)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return the counters, with the breaker state when there is one."""
-        info: dict[str, Any] = self.stats.snapshot()
-        if self.breaker is not None:
-            info["breaker"] = self.breaker.state
-        return info
 
 
 class Chain:
@@ -243,6 +76,66 @@ class Chain:
             if slot.tier.holds_copies(widest)
             and not slot.tier.bound_staleness(options.l1_max_staleness)
         )
+        self._copies = tuple(
+            slot
+            for slot in slots
+            if slot.tier.holds_copies(widest) and _implements(slot.tier, "invalidate")
+        )
+        self._via: Slot | None = None
+        #: The invalidation bus, or ``None`` (off, or no tier can carry it).
+        self.bus: InvalidationBus | None = self._bus(options)
+
+    def _bus(self, options: TieredOptions) -> InvalidationBus | None:
+        settings = options.invalidation
+        if settings.enabled is False or not self._copies:
+            return None
+        carriers = [
+            slot
+            for slot in self.slots
+            if slot.tier.scope == Scope.DEPLOYMENT and _implements(slot.tier, "stream")
+        ]
+        if settings.via is not None:
+            carriers = [slot for slot in carriers if slot.name == settings.via]
+        if not carriers:
+            if settings.enabled:
+                raise ImproperlyConfigured(
+                    "INVALIDATION: no tier can carry the bus "
+                    f"({settings.via or 'a deployment-wide tier with a stream'})"
+                )
+            return None
+        self._via = via = carriers[0]
+        copies = self._copies
+
+        def each(op: str, *args: Any) -> int:
+            return sum(slot.call(op, *args) is True for slot in copies)
+
+        def bound(seconds: float | None) -> None:
+            for slot in copies:
+                slot.tier.bound_staleness(seconds)
+
+        return InvalidationBus(
+            via.tier.stream(settings.stream),
+            invalidate=lambda key, stamp: each("invalidate", key, stamp),
+            drop=lambda key: each("delete", key),
+            clear=lambda namespace: each("clear", namespace),
+            drop_all=lambda: each("invalidate_all"),
+            bound_staleness=bound,
+            staleness=options.l1_max_staleness,
+            heartbeat=settings.heartbeat,
+            name=via.name,
+        )
+
+    def _announcing(self) -> InvalidationBus | None:
+        """Return the bus when an announcement can be sent now (else None).
+
+        With the carrying tier's breaker open, the change did not reach it
+        either; trying would only pay its timeout again.
+        """
+        bus = self.bus
+        if bus is None:
+            return None
+        breaker = self._via.breaker  # type: ignore[union-attr]
+        return bus if breaker is None or breaker.state == CLOSED else None
 
     # -- writes ----------------------------------------------------------------
 
@@ -269,6 +162,13 @@ class Chain:
             for key in slot.store(records):
                 if authority[key] is slot:
                     failed.add(key)
+        bus = self._announcing()
+        if bus is not None:
+            bus.announce_writes(
+                (key, record.stamp)
+                for key, record in records.items()
+                if key not in failed
+            )
         return failed
 
     def add(self, key: str, record: Record) -> bool:
@@ -297,6 +197,9 @@ class Chain:
             for other in self.write_order:
                 if other is not slot:
                     other.delete(key)
+            bus = self._announcing()
+            if bus is not None:
+                bus.announce_drops([key])
             return value
         raise ValueError(f"Key '{key}' not found (no tier could answer)")
 
@@ -307,6 +210,9 @@ class Chain:
             result = slot.call("touch", key, expires_at)
             if answer is None and result is not UNAVAILABLE:
                 answer = bool(result)
+        bus = self._announcing()
+        if answer and bus is not None:
+            bus.announce_drops([key])
         return bool(answer)
 
     def clear(self, namespace: str) -> None:
@@ -321,6 +227,9 @@ class Chain:
                 )
                 continue
             slot.call("clear", namespace)
+        bus = self._announcing()
+        if bus is not None:
+            bus.announce_clear(namespace)
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` everywhere, widest first; return whether one held it."""
@@ -328,11 +237,19 @@ class Chain:
         for slot in self.write_order:
             if slot.delete(key) is True:
                 deleted = True
+        self._announce_deletes([key])
         return deleted
 
     def delete_many(self, keys: list[str]) -> None:
         for slot in self.write_order:
             slot.delete_many(keys)
+        self._announce_deletes(keys)
+
+    def _announce_deletes(self, keys: list[str]) -> None:
+        bus = self._announcing()
+        if bus is not None:
+            stamp = new_stamp()  # after the delete: older copies go
+            bus.announce_writes((key, stamp) for key in keys)
 
     # -- reads -----------------------------------------------------------------
 
@@ -396,6 +313,11 @@ def _shared_tier(
         return tier, CircuitBreaker(spec.name, options.breaker, on_open=opened)
 
     return _tiers.get_or_create((options.share_key, spec.name), build)
+
+
+def _implements(tier: BaseTier, method: str) -> bool:
+    """Return whether the tier overrides an optional ``BaseTier`` method."""
+    return getattr(type(tier), method) is not getattr(BaseTier, method)
 
 
 def chain_for(options: TieredOptions) -> Chain:

@@ -33,7 +33,8 @@ W001 = "tiered_cache.W001"  # tier KEY_PREFIX/VERSION/KEY_FUNCTION/TIMEOUT ignor
 W002 = "tiered_cache.W002"  # L3 directory is relative
 W003 = "tiered_cache.W003"  # L3 directory is under the temp dir
 W004 = "tiered_cache.W004"  # top-level MAX_ENTRIES/CULL_FREQUENCY have no effect
-W005 = "tiered_cache.W005"  # INVALIDATION set but not implemented in this version
+W005 = "tiered_cache.W005"  # INVALIDATION off while tiers hold copies
+E007 = "tiered_cache.E007"  # INVALIDATION asked for, but no tier can carry the bus
 W006 = "tiered_cache.W006"  # keys have no fixed start: clear() cannot isolate them
 W007 = "tiered_cache.W007"  # LOCATION looks like a server or a path, not a store name
 W008 = "tiered_cache.W008"  # the memory tier is not first
@@ -109,16 +110,7 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
                 id=W004,
             )
         )
-    if options.invalidation is not None:
-        messages.append(
-            checks.Warning(
-                "INVALIDATION is not implemented in this version.",
-                hint="L1 copies are bounded by L1_MAX_STALENESS until the "
-                "invalidation bus lands.",
-                obj=where,
-                id=W005,
-            )
-        )
+    messages.extend(_check_invalidation(where, options))
     location = conf.get("LOCATION")
     if location and (
         not isinstance(location, str) or "://" in location or location.startswith("/")
@@ -162,6 +154,46 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
     for index, tier in enumerate(options.tiers):
         messages.extend(_check_tier(f"{where} tier {tier.name!r}", index, tier))
     return messages
+
+
+def _check_invalidation(where: str, options: Any) -> list[checks.CheckMessage]:
+    from .tiers.base import BaseTier, Scope
+
+    carriers = [
+        tier
+        for tier in options.tiers
+        if tier.cls.scope == Scope.DEPLOYMENT
+        and tier.cls.stream is not BaseTier.stream
+        and options.invalidation.via in (None, tier.name)
+    ]
+    copies = any(
+        tier.cls.scope < Scope.DEPLOYMENT
+        and tier.cls.invalidate is not BaseTier.invalidate
+        for tier in options.tiers
+    )
+    enabled = options.invalidation.enabled
+    if enabled is False and carriers and copies:
+        return [
+            checks.Warning(
+                "INVALIDATION is off: another process's write reaches this "
+                "process's L1 copies only when they expire.",
+                hint="Remove INVALIDATION (the bus is on by default with a Redis "
+                "tier), or lower L1_MAX_STALENESS to the staleness you accept.",
+                obj=where,
+                id=W005,
+            )
+        ]
+    if enabled and not carriers:
+        return [
+            checks.Error(
+                "INVALIDATION is on, but no tier can carry the bus.",
+                hint="The bus rides on a Redis tier (VIA names it); without one, "
+                "set INVALIDATION to False and rely on L1_MAX_STALENESS.",
+                obj=where,
+                id=E007,
+            )
+        ]
+    return []
 
 
 def _check_timeout(where: str, conf: Mapping[str, Any]) -> list[checks.CheckMessage]:

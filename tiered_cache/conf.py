@@ -28,6 +28,8 @@ from .resilience import BreakerOptions
 
 __all__ = [
     "DEFAULTS",
+    "INVALIDATION_DEFAULTS",
+    "InvalidationOptions",
     "TierSpec",
     "TieredOptions",
     "config_identity",
@@ -42,10 +44,17 @@ DEFAULTS: dict[str, Any] = {
     "L1_MAX_STALENESS": 60.0,
     "BREAKER": {},
     "CLOCK": None,  # None: time.time
-    "INVALIDATION": None,  # reserved for the invalidation bus
+    "INVALIDATION": None,  # None: on when a tier can carry the bus (see below)
 }
 #: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
 BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
+
+#: ``OPTIONS["INVALIDATION"]`` keys and defaults (a dict turns the bus on).
+INVALIDATION_DEFAULTS: dict[str, Any] = {
+    "VIA": None,  # None: the first deployment-wide tier that can carry a bus
+    "STREAM": "tiered_cache:bus",
+    "HEARTBEAT": 1.0,
+}
 
 #: ``OPTIONS["BREAKER"]`` keys and defaults, from ``BreakerOptions``.
 BREAKER_DEFAULTS: dict[str, Any] = {
@@ -63,6 +72,16 @@ _DEFAULT_NAMES = {
     "RedisClusterTier": "l2",
     "DiskTier": "l3",
 }
+
+
+@dataclass(frozen=True)
+class InvalidationOptions:
+    """The invalidation bus: on, off, or on where a tier can carry it (auto)."""
+
+    enabled: bool | None = None  # None: auto
+    via: str | None = None
+    stream: str = INVALIDATION_DEFAULTS["STREAM"]
+    heartbeat: float = INVALIDATION_DEFAULTS["HEARTBEAT"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,7 @@ class TieredOptions:
     l1_max_staleness: float | None = DEFAULTS["L1_MAX_STALENESS"]
     breaker: BreakerOptions = field(default_factory=BreakerOptions)
     clock: Callable[[], float] = time.time
-    invalidation: Any = DEFAULTS["INVALIDATION"]
+    invalidation: InvalidationOptions = field(default_factory=InvalidationOptions)
     embedded_default: bool = False
     unknown: tuple[str, ...] = ()
     #: Identity of what the tiers share: equal keys share one chain per process.
@@ -155,6 +174,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     names = [t.name for t in tiers]
     if len(set(names)) != len(names):
         raise ImproperlyConfigured(f"tier names must be unique, got {names}")
+    invalidation = _parse_invalidation(options.get("INVALIDATION"), names)
 
     share_key = config_identity(
         {
@@ -162,6 +182,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
             "clock": clock,
             "staleness": staleness,
             "breaker": dataclasses.asdict(breaker),
+            "invalidation": dataclasses.asdict(invalidation),
         }
     )
     return TieredOptions(
@@ -170,7 +191,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         l1_max_staleness=None if staleness is None else float(staleness),
         breaker=breaker,
         clock=clock,
-        invalidation=options.get("INVALIDATION"),
+        invalidation=invalidation,
         embedded_default=embedded,
         unknown=unknown,
         share_key=share_key,
@@ -232,6 +253,45 @@ def _load_clock(clock: Any) -> Callable[[], float]:
     if not callable(clock):
         raise ImproperlyConfigured(f"CLOCK must be callable, not {clock!r}")
     return clock
+
+
+def _parse_invalidation(raw: Any, names: list[str]) -> InvalidationOptions:
+    if raw is None or raw is True:
+        return InvalidationOptions(enabled=None if raw is None else True)
+    if raw is False:
+        return InvalidationOptions(enabled=False)
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(
+            f"INVALIDATION must be None, True, False or a dict, not {raw!r}"
+        )
+    unknown = set(raw) - set(INVALIDATION_DEFAULTS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"unknown INVALIDATION keys {sorted(map(str, unknown))}; known: "
+            f"{sorted(INVALIDATION_DEFAULTS)}"
+        )
+    merged = {**INVALIDATION_DEFAULTS, **raw}
+    if merged["VIA"] is not None and merged["VIA"] not in names:
+        raise ImproperlyConfigured(
+            f"INVALIDATION['VIA'] names no tier: {merged['VIA']!r} not in {names}"
+        )
+    if not isinstance(merged["STREAM"], str) or not merged["STREAM"]:
+        raise ImproperlyConfigured("INVALIDATION['STREAM'] must be a non-empty string")
+    heartbeat = merged["HEARTBEAT"]
+    if (
+        isinstance(heartbeat, bool)
+        or not isinstance(heartbeat, (int, float))
+        or not 0 < heartbeat < math.inf
+    ):
+        raise ImproperlyConfigured(
+            "INVALIDATION['HEARTBEAT'] must be a positive number of seconds"
+        )
+    return InvalidationOptions(
+        enabled=True,
+        via=merged["VIA"],
+        stream=merged["STREAM"],
+        heartbeat=float(heartbeat),
+    )
 
 
 def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:

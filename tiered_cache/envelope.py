@@ -42,6 +42,7 @@ __all__ = [
     "is_raw_int",
     "materialize",
     "new_stamp",
+    "observe_stamp",
     "peek",
     "retime",
 ]
@@ -135,7 +136,13 @@ _INT64_MAX = 2**63 - 1
 
 
 class _StampClock:
-    """Wall-clock nanoseconds, bumped so that no stamp is handed out twice."""
+    """A hybrid logical clock: wall-clock nanoseconds, never handing out a stamp
+    twice, and moved past every stamp this process has seen from others.
+
+    ``observe`` is called for stamps that arrive from other processes and
+    machines (bus messages), so a write that follows a remote write it has
+    heard of gets a larger stamp even when this machine's clock runs behind.
+    """
 
     def __init__(self) -> None:
         self.last = 0
@@ -149,8 +156,19 @@ class _StampClock:
             self.last = now
         return now
 
+    def observe(self, stamp: int) -> None:
+        if stamp > self.last:
+            with self._lock:
+                if stamp > self.last:
+                    self.last = stamp
+
 
 _stamps = _StampClock()
+
+
+def observe_stamp(stamp: int) -> None:
+    """Move this process's clock past ``stamp`` (seen from another process)."""
+    _stamps.observe(stamp)
 
 
 def new_stamp() -> int:

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["Registry", "renewed_lock"]
+__all__ = ["Registry", "after_fork_in_child", "renewed_lock"]
 
 T = TypeVar("T")
 
@@ -88,6 +88,16 @@ class Registry(Generic[T]):
 
 
 _registries: weakref.WeakSet = weakref.WeakSet()
+_callbacks: list[Callable[[], None]] = []
+
+
+def after_fork_in_child(callback: Callable[[], None]) -> None:
+    """Run ``callback`` in every forked child, after the locks are renewed.
+
+    For state that must not be shared with the parent: a background thread
+    (which does not survive ``fork()``), a per-process identity.
+    """
+    _callbacks.append(callback)
 
 
 def _after_fork_in_child() -> None:
@@ -95,6 +105,8 @@ def _after_fork_in_child() -> None:
         owner._lock = threading.Lock()  # type: ignore[attr-defined]
     for registry in list(_registries):
         registry._after_fork()
+    for callback in list(_callbacks):
+        callback()
 
 
 if hasattr(os, "register_at_fork"):

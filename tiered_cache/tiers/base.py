@@ -43,7 +43,7 @@ import enum
 import importlib.util
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -53,7 +53,7 @@ from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from ..stats import TierStats
 
-__all__ = ["COMPRESSORS", "BaseTier", "Scope"]
+__all__ = ["COMPRESSORS", "BaseTier", "Scope", "Stream", "StreamState"]
 
 COMPRESSORS = ("zlib", "zstd")
 
@@ -70,6 +70,41 @@ class Scope(enum.IntEnum):
 
     def __str__(self) -> str:
         return self.name.lower()
+
+
+class StreamState(NamedTuple):
+    """Where a bus stream stands, for a reader that wants to know what it missed.
+
+    ``generation`` names the server's life: it changes when the server lost
+    its data (restarted empty, flushed), so a reader holding another one has
+    missed messages. ``first_id`` is the oldest entry still kept: a reader
+    whose last id is older may have missed entries that cannot be replayed.
+    """
+
+    generation: str
+    last_id: str
+    first_id: str
+
+
+class Stream:
+    """An append-only log of messages that readers resume from an id.
+
+    The invalidation bus (``tiered_cache.coherence``) rides on it. A tier that
+    can carry one returns it from ``BaseTier.stream``. Every method raises
+    ``TierUnavailable`` when the transport fails.
+    """
+
+    def append(self, fields: Mapping[str, str]) -> str:
+        """Add one message; return its id (ids increase)."""
+        raise NotImplementedError
+
+    def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
+        """Return up to ``count`` messages after id ``after``, waiting ``block`` s."""
+        raise NotImplementedError
+
+    def state(self) -> StreamState:
+        """Return the generation, the newest id and the oldest id kept."""
+        raise NotImplementedError
 
 
 class BaseTier:
@@ -283,6 +318,29 @@ class BaseTier:
 
     def close(self) -> None:
         """Release per-request resources; shared pools stay open."""
+
+    # -- coherence ------------------------------------------------------------
+
+    def invalidate(self, key: str, stamp: int) -> bool:
+        """Drop the copy of ``key`` if it is older than ``stamp``; return whether.
+
+        A copy written at ``stamp`` or later stays (a late message never drops
+        a newer value), and the tier remembers ``stamp`` for a while so that a
+        promotion racing the message cannot install the older value after it.
+        Tiers that hold copies (``holds_copies``) implement it.
+        """
+        raise NotImplementedError
+
+    def invalidate_all(self) -> None:
+        """Drop every copy (the bus missed messages it cannot replay)."""
+        raise NotImplementedError
+
+    def stream(self, name: str) -> Stream:
+        """Return the stream ``name`` on this tier, for the invalidation bus.
+
+        Tiers that cannot carry a bus raise ``NotImplementedError``.
+        """
+        raise NotImplementedError
 
     def keys(self, namespace: str) -> Iterable[str]:
         """Return the keys held under ``namespace`` (expired ones may be among them).

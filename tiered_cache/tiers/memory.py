@@ -24,6 +24,7 @@ import decimal
 import pickle
 import sys
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -69,6 +70,8 @@ _VALUE, _PICKLED, _DEADLINE, _EXPIRES, _STAMP, _SIZE = range(6)
 _loads = pickle.loads
 
 DEFAULT_MAX_BYTES = 64 * 2**20
+#: Invalidation stamps remembered (see ``invalidate``); the oldest go first.
+FLOORS = 4096
 DEFAULT_MAX_VALUE_BYTES = 2**20
 
 
@@ -102,6 +105,9 @@ class MemoryTier(BaseTier):
         except (ValueError, TypeError) as exc:
             raise ImproperlyConfigured(f"tier {self.name!r}: {exc}") from exc
         self._data: dict[str, tuple] = {}
+        # Stamps of recent invalidations: a promotion that read the older value
+        # before the message arrived must not install it after (bounded).
+        self._floors: OrderedDict[str, int] = OrderedDict()
         self._lock = renewed_lock(self)
         self._bytes = 0
         self._on_hit = self.policy.on_hit
@@ -213,6 +219,26 @@ class MemoryTier(BaseTier):
             self._data[key] = (new_value,) + entry[1:]
             return new_value
 
+    def invalidate(self, key: str, stamp: int) -> bool:
+        with self._lock:
+            floors = self._floors
+            if floors.get(key, -1) < stamp:
+                floors[key] = stamp
+                floors.move_to_end(key)
+                if len(floors) > FLOORS:
+                    floors.popitem(last=False)
+            entry = self._data.get(key)
+            if entry is None or entry[_STAMP] >= stamp:
+                return False
+            self._remove(key)
+            return True
+
+    def invalidate_all(self) -> None:
+        with self._lock:
+            for key in list(self._data):
+                self._remove(key)
+            self._floors.clear()
+
     def clear(self, namespace: str) -> int:
         with self._lock:
             doomed = [key for key in self._data if key.startswith(namespace)]
@@ -293,13 +319,17 @@ class MemoryTier(BaseTier):
         """Insert under the lock; evict as the policy says. Return stored or not."""
         data = self._data
         current = data.get(key)
-        if (
-            respect_newer
-            and current is not None
-            and current[_STAMP] > entry[_STAMP]
-            and not _expired(current, self.clock())
+        if respect_newer and (
+            (
+                current is not None
+                and current[_STAMP] > entry[_STAMP]
+                and not _expired(current, self.clock())
+            )
+            or self._floors.get(key, -1) > entry[_STAMP]
         ):
-            # A promotion racing a newer write: the newer value stays.
+            # A promotion racing a newer write, or a value another process has
+            # replaced since (its invalidation arrived first): nothing older
+            # than what is known is installed.
             return False
         if current is not None:
             self._remove(key)

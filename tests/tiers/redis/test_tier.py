@@ -130,9 +130,15 @@ def test_get_many_set_many_delete_many(setup: Setup):
     t.delete_many(["a", "b", "nope"])
     assert sorted(t.get_many(["a", "b", "c"])) == ["c"]
     assert t.get_many([]) == {}
-    stored = sorted(setup.raw.keys())
+    # The invalidation bus of other tests' caches keeps its stream in this db.
+    stored = sorted(
+        k for k in setup.raw.scan_iter() if not k.startswith(b"{tiered_cache")
+    )
     assert t.set_many({}) is None and t.delete_many([]) is None
-    assert sorted(setup.raw.keys()) == stored == [b"c", b"old"]  # old: dead to us
+    again = sorted(
+        k for k in setup.raw.scan_iter() if not k.startswith(b"{tiered_cache")
+    )
+    assert again == stored == [b"c", b"old"]  # old: dead to us
 
 
 def test_clear_removes_only_the_namespace(setup: Setup):

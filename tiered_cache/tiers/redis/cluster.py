@@ -80,6 +80,8 @@ class RedisClusterTier(RedisTier):
         if not self._urls:
             raise ImproperlyConfigured(f"tier {self.name!r}: LOCATION names no node")
         self._sentinels = None
+        self._streams = {}
+        self.socket_timeout = options.get("SOCKET_TIMEOUT", DEFAULT_SOCKET_TIMEOUT)
         kwargs: dict[str, Any] = {
             "socket_timeout": options.get("SOCKET_TIMEOUT", DEFAULT_SOCKET_TIMEOUT),
             "socket_connect_timeout": options.get(

@@ -27,6 +27,7 @@ from ..base import BaseTier
 from . import counters, wire
 from .connections import DJANGO_REDIS_OPTIONS, is_sentinel, redact_url, redis_options
 from .errors import TRANSPORT_ERRORS, is_wrongtype, transport, unavailable
+from .stream import RedisStream
 
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "KEYS_LIMIT", "RedisTier"]
 
@@ -117,6 +118,14 @@ class RedisTier(BaseTier):
         elif len(self._urls) > 1:
             self.mode = "replicas"
         self._sentinels = options.get("SENTINELS") if self.mode == "sentinel" else None
+        self.socket_timeout: float | None = options["SOCKET_TIMEOUT"]
+        self._streams: dict[str, RedisStream] = {}
+
+    def stream(self, name: str) -> RedisStream:
+        stream = self._streams.get(name)
+        if stream is None:
+            stream = self._streams[name] = RedisStream(self, name)
+        return stream
 
     # -- reads --------------------------------------------------------------
 

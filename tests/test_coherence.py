@@ -1,0 +1,201 @@
+"""The invalidation bus keeps copies in other processes coherent.
+
+Two configurations in one process have two chains, two L1s and two buses with
+origins of their own, so they stand for two processes here; the test with real
+processes is ``test_processes_never_read_a_replaced_value``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.matrix import L1, real_l2
+from tests.support.redis_servers import RedisServer, wait_until
+from tiered_cache.envelope import Record, new_stamp
+from tiered_cache.tiers.memory import MemoryTier
+
+pytestmark = pytest.mark.redis_server
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A redis-server of this test's own: tests flush, kill and restart it."""
+    with RedisServer.start(tmp_path / "redis") as server:
+        yield server
+
+
+def pair(make_cache, url, **options):
+    """Two caches over one Redis, as two processes would have them."""
+    tiers = [L1, real_l2(url)]
+    a = make_cache(tiers, KEY_PREFIX="co", **options)
+    b = make_cache(tiers, KEY_PREFIX="co", BREAKER={"OPEN_SECONDS": 4.9}, **options)
+    assert a._chain is not b._chain and a._chain.bus and b._chain.bus
+    return a, b
+
+
+def in_l1(cache, key) -> bool:
+    return cache.tier("l1").has_key(cache.stored_key(key))
+
+
+def test_a_write_reaches_the_other_l1(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    a.set("k", "v1")
+    assert b.get("k") == "v1" and in_l1(b, "k")
+    a.set("k", "v2")
+    wait_until(lambda: not in_l1(b, "k"), timeout=2, what="B's copy dropped")
+    assert b.get("k") == "v2"
+    assert in_l1(a, "k")  # a process's own echo does not evict its write
+    assert b._chain.bus.stats.dropped >= 1
+
+
+def test_a_delete_reaches_the_other_l1(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    a.set("k", "v")
+    assert b.get("k") == "v"
+    assert a.delete("k") is True
+    wait_until(lambda: not in_l1(b, "k"), timeout=2, what="B's copy dropped")
+    assert b.get("k") is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c.touch("k", 1000),
+        lambda c: c.incr("n"),
+        lambda c: c.delete_many(["k", "n"]),
+        lambda c: c.set_many({"k": "x", "n": 5}),
+        lambda c: c.clear(),
+    ],
+)
+def test_every_change_is_announced(make_cache, server, change):
+    a, b = pair(make_cache, server.url(1))
+    a.set_many({"k": "v", "n": 1})
+    assert b.get_many(["k", "n"]) == {"k": "v", "n": 1}
+    received = b._chain.bus.stats.received
+    change(a)
+    wait_until(
+        lambda: b._chain.bus.stats.received > received, timeout=2, what="a message"
+    )
+    assert b.get("k") == a.get("k") and b.get("n") == a.get("n")
+
+
+def test_a_late_message_never_drops_a_newer_copy(clock):
+    tier = MemoryTier("", {}, name="l1", clock=clock)
+    old = new_stamp()
+    tier.set("k", Record.for_value("newer", None))
+    assert tier.invalidate("k", old) is False
+    assert tier.get_value("k", None) == "newer"
+    assert tier.invalidate("k", new_stamp()) is True
+    assert tier.get_value("k", None) is None
+
+
+def test_a_promotion_racing_the_message_cannot_install_the_older_value(clock):
+    tier = MemoryTier("", {}, name="l1", clock=clock)
+    read_before = Record.for_value("old", None)  # read from L2 before the write
+    tier.invalidate("k", new_stamp())  # the write's message arrives first
+    tier.set("k", read_before)  # then the promotion
+    assert tier.get_value("k", None) is None
+    tier.set("k", Record.for_value("new", None))  # a later value is installed
+    assert tier.get_value("k", None) == "new"
+
+
+def test_redis_restarted_empty_drops_every_copy(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    a.set("k", "v")
+    assert b.get("k") == "v" and in_l1(b, "k")
+    gaps = b._chain.bus.stats.gaps
+    server.restart()  # no persistence: the data, the stream and its generation go
+    wait_until(lambda: b._chain.bus.stats.gaps > gaps, timeout=5, what="a gap")
+    assert not in_l1(b, "k")
+    assert b.get("k") is None
+
+
+def test_a_trimmed_stream_is_a_gap(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    bus = b._chain.bus
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    wait_until(lambda: bus.last_id != "0-0", timeout=2, what="B read a message")
+    bus.stop()  # B stops reading while A writes on and the stream is trimmed
+    for i in range(5):
+        a.set(f"other{i}", i)
+    server.client(1).xtrim(bus.stream.key, maxlen=1, approximate=False)
+    bus._check_position()
+    assert bus.stats.gaps == 1 and not in_l1(b, "k")
+
+
+def test_killed_bus_connections_miss_nothing(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    admin = server.client(0)
+    keys = [f"once{i}" for i in range(40)]
+    for key in keys:
+        a.set(key, "old")
+        assert b.get(key) == "old"
+    for key in keys:  # each key written once more, while connections die
+        admin.client_kill_filter(_type="normal", skipme=True)
+        a.set(key, "new")
+    wait_until(
+        lambda: all(b.get(key) == "new" for key in keys),
+        timeout=3,
+        what="every replaced value dropped from B's L1",
+    )
+    assert b._chain.bus.stats.gaps == 0  # replayed from the stream, not guessed
+
+
+def test_no_bus_without_a_tier_to_carry_it(make_cache, tmp_path):
+    disk = {"NAME": "l3", "BACKEND": "diskcache.DjangoCache", "LOCATION": str(tmp_path)}
+    assert make_cache([L1, disk])._chain.bus is None
+
+
+def test_invalidation_false_turns_the_bus_off(make_cache, server):
+    cache = make_cache([L1, real_l2(server.url(1))], INVALIDATION=False)
+    assert cache._chain.bus is None
+
+
+def test_processes_never_read_a_replaced_value(server, tmp_path):
+    """1 writer and 4 reader processes: after ``set`` returns, readers follow.
+
+    Each reader records what it read; the writer records when each version's
+    ``set`` returned. A reader that reads version ``v`` later than 1 s after
+    version ``v + 1`` was written has served a replaced value: a bound far
+    above the bus's delay (``bench/coherence.py`` measures it), far below
+    ``L1_MAX_STALENESS``.
+    """
+    script = ROOT / "tests" / "coherence_worker.py"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": server.url(2)}
+    out = tmp_path / "out"
+    out.mkdir()
+    readers = [
+        subprocess.Popen(
+            [sys.executable, str(script), "read", str(out / f"r{i}"), "4"], env=env
+        )
+        for i in range(4)
+    ]
+    time.sleep(0.5)  # readers warm their L1s first (no event exists across processes)
+    writer = subprocess.run(
+        [sys.executable, str(script), "write", str(out / "w"), "3"],
+        env=env,
+        timeout=60,
+    )
+    assert writer.returncode == 0
+    for reader in readers:
+        assert reader.wait(timeout=60) == 0
+    written = dict(
+        (int(v), float(t)) for v, t in (line.split() for line in (out / "w").open())
+    )
+    late = []
+    for i in range(4):
+        for line in (out / f"r{i}").open():
+            at, version = line.split()
+            replaced_at = written.get(int(version) + 1)
+            if replaced_at is not None and float(at) > replaced_at + 1.0:
+                late.append((i, version, float(at) - replaced_at))
+    assert len(written) > 20
+    assert late == []

@@ -1,0 +1,276 @@
+"""The invalidation bus: other processes drop their copies when a value changes.
+
+Every process keeps copies in tiers narrower than the authority (L1 always;
+L3 below an L2). After a change at the authority the chain *announces* it on a
+stream carried by the authority's tier (a Redis Stream: ``tiers/redis/stream``),
+and every other process's *listener* thread drops its superseded copies.
+
+Messages. ``{"o": origin, "w": [[key, stamp], ...]}`` for writes and deletes:
+a copy older than the stamp is dropped, a newer one stays (a late message never
+drops a newer value), and the tier remembers the stamp for a while, so that a
+promotion which read the old value before the message arrived cannot install
+it after (``BaseTier.invalidate``). ``{"o", "x": [key, ...]}`` drops copies
+whatever their stamp: ``touch`` and ``incr`` change a value without a new
+write stamp. ``{"o", "c": namespace}`` is ``clear()``. A listener skips
+messages of its own origin: a process's own writes are not evicted by their
+echo. Origins are per chain, so two configurations in one process behave as
+two processes would.
+
+Stamps. A stamp is a hybrid logical clock (``envelope.new_stamp``): wall-clock
+nanoseconds, moved past every stamp the process has seen on the bus. A write
+that follows a remote write it heard of therefore gets a larger stamp even
+when its machine's clock runs behind; writes that are concurrent across
+machines are ordered by their stamps, ties impossible within a process. Copies
+compare stamps; the authority keeps what was written last.
+
+Losing nothing, or knowing it. A listener reads the stream from the last id it
+saw, so a dropped or killed connection misses nothing that the stream still
+holds. It *knows* it may have missed something when the oldest entry kept is
+newer than its last id (trimmed past it: it lagged by ``MAXLEN`` entries), or
+when the authority's *generation* changed (restarted empty,
+flushed): then it drops every copy (an epoch bump), since it cannot know which
+changed. A listener that cannot read for longer than one heartbeat drops every
+copy too and, until it reads again, keeps new copies for at most
+``2 × HEARTBEAT + 1`` seconds (``L1_MAX_STALENESS`` otherwise): staleness stays
+bounded while the bus is down (docs/faults.rst I3, #21-#26).
+
+The listener never adds work to a read: it runs in its own daemon thread,
+started with the chain and again in every forked child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .envelope import observe_stamp
+from .exceptions import TierUnavailable
+from .forksafe import after_fork_in_child
+from .resilience import LogThrottle
+from .tiers.base import Stream
+
+__all__ = ["BusStats", "InvalidationBus"]
+
+logger = logging.getLogger(__name__)
+
+#: Messages read per call.
+_BATCH = 1000
+
+
+@dataclass
+class BusStats:
+    """Counters of one bus in this process."""
+
+    announced: int = 0
+    announce_errors: int = 0
+    received: int = 0
+    dropped: int = 0
+    gaps: int = 0
+    outages: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class InvalidationBus:
+    """Announce changes on a stream; apply other processes' announcements."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        invalidate: Callable[[str, int], Any],
+        drop: Callable[[str], Any],
+        clear: Callable[[str], Any],
+        drop_all: Callable[[], Any],
+        bound_staleness: Callable[[float | None], Any],
+        staleness: float | None,
+        heartbeat: float,
+        name: str,
+    ) -> None:
+        self.stream = stream
+        self.name = name
+        self.heartbeat = heartbeat
+        self.stats = BusStats()
+        self._invalidate = invalidate
+        self._drop = drop
+        self._clear = clear
+        self._drop_all = drop_all
+        self._bound_staleness = bound_staleness
+        self._staleness = staleness
+        self._log = LogThrottle()
+        self.healthy = True
+        self.last_id: str | None = None
+        self.generation: str | None = None
+        self._ready = threading.Event()
+        # Find the place in the stream before the first read of this process
+        # can copy anything: a change announced before that is already in the
+        # authority. One bounded call; the listener retries if it fails.
+        with contextlib.suppress(TierUnavailable):
+            self._check_position()
+        self._start()
+        _buses.add(self)
+
+    def _start(self) -> None:
+        self.origin = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"tiered_cache-bus-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    # -- announcing (the write path) ----------------------------------------------
+
+    def announce_writes(self, stamps: Iterable[tuple[str, int]]) -> None:
+        """Say that these keys changed at these stamps (set, delete)."""
+        self._announce({"w": json.dumps([[key, stamp] for key, stamp in stamps])})
+
+    def announce_drops(self, keys: Sequence[str]) -> None:
+        """Say that copies of these keys must go whatever their stamp."""
+        self._announce({"x": json.dumps(list(keys))})
+
+    def announce_clear(self, namespace: str) -> None:
+        self._announce({"c": namespace})
+
+    def _announce(self, fields: dict[str, str]) -> None:
+        fields["o"] = self.origin
+        try:
+            self.stream.append(fields)
+        except TierUnavailable as exc:
+            # The change is made; other processes learn of it when their copy
+            # expires (L1_MAX_STALENESS). Counted and logged, never raised.
+            self.stats.announce_errors += 1
+            if self._log.allow("announce"):
+                logger.warning(
+                    "invalidation bus %s: cannot announce (%s)", self.name, exc
+                )
+            return
+        self.stats.announced += 1
+
+    # -- listening -----------------------------------------------------------------
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the listener has found its place in the stream (tests)."""
+        return self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        failing_since: float | None = None
+        next_check = 0.0
+        while not self._stop.is_set():
+            try:
+                if self.last_id is None or time.monotonic() >= next_check:
+                    self._check_position()
+                    next_check = time.monotonic() + self.heartbeat
+                if failing_since is not None:
+                    self._recovered(failing_since)
+                    failing_since = None
+                for entry_id, fields in self.stream.read(
+                    self.last_id or "0-0", self.heartbeat, _BATCH
+                ):
+                    self._apply(fields)
+                    self.last_id = entry_id
+            except TierUnavailable as exc:
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    if self._log.allow("listen"):
+                        logger.warning(
+                            "invalidation bus %s: cannot read (%s); local copies "
+                            "are dropped if it lasts over %ss",
+                            self.name,
+                            exc,
+                            self.heartbeat,
+                        )
+                elif self.healthy and now - failing_since >= self.heartbeat:
+                    self._outage()
+                self._stop.wait(min(self.heartbeat / 4, 0.25))
+            except Exception:  # a bug must not kill the listener silently
+                logger.exception("invalidation bus %s: listener error", self.name)
+                self._stop.wait(self.heartbeat)
+
+    def _check_position(self) -> None:
+        """Find out whether anything was missed since ``last_id``."""
+        state = self.stream.state()
+        if self.last_id is None:  # first start: nothing copied yet to miss
+            self.last_id, self.generation = state.last_id, state.generation
+            self._ready.set()
+            return
+        trimmed = self.last_id != "0-0" and _newer(state.first_id, self.last_id)
+        if state.generation != self.generation or trimmed:
+            self.stats.gaps += 1
+            logger.warning(
+                "invalidation bus %s: messages were lost (%s); dropping every "
+                "local copy",
+                self.name,
+                "the server lost its data"
+                if state.generation != self.generation
+                else "the stream was trimmed past this reader",
+            )
+            self._drop_all()
+            self.last_id, self.generation = state.last_id, state.generation
+
+    def _outage(self) -> None:
+        self.healthy = False
+        self.stats.outages += 1
+        self._drop_all()
+        self._bound_staleness(2 * self.heartbeat + 1)
+
+    def _recovered(self, since: float) -> None:
+        if not self.healthy:
+            self.healthy = True
+            self._bound_staleness(self._staleness)
+            logger.warning(
+                "invalidation bus %s: reading again after %.1fs",
+                self.name,
+                time.monotonic() - since,
+            )
+
+    def _apply(self, fields: dict[str, str]) -> None:
+        if fields.get("o") == self.origin:
+            return
+        self.stats.received += 1
+        if "w" in fields:
+            for key, stamp in json.loads(fields["w"]):
+                observe_stamp(stamp)
+                self.stats.dropped += bool(self._invalidate(key, stamp))
+        elif "x" in fields:
+            for key in json.loads(fields["x"]):
+                self.stats.dropped += bool(self._drop(key))
+        elif "c" in fields:
+            self._clear(fields["c"])
+
+
+def _newer(a: str, b: str) -> bool:
+    """Return whether stream id ``a`` is after ``b`` (ids are ``ms-seq``)."""
+    return _id(a) > _id(b)
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+_buses: weakref.WeakSet[InvalidationBus] = weakref.WeakSet()
+
+
+def _restart_in_child() -> None:
+    # Threads do not survive fork(): each child listens on its own from where
+    # the parent was (the copies it inherited are that fresh), with an origin
+    # of its own (its writes are not its parent's).
+    for bus in list(_buses):
+        bus._start()
+
+
+after_fork_in_child(_restart_in_child)

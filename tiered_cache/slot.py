@@ -1,0 +1,194 @@
+"""``Slot``: a tier as the backend calls it, and the one call path into it.
+
+A slot owns the tier's circuit breaker, the fail-open decision, the error log
+lines (once per burst) and every counter of a call's outcome. Nothing else
+calls a tier, so nothing else can forget to count, log or consult the breaker
+(the chain's fast path, documented in ``tiered_cache.chain``, is the one
+exception).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from .envelope import Record, materialize
+from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
+from .resilience import CLOSED, CircuitBreaker, LogThrottle
+from .sentinels import MISSING, UNAVAILABLE
+from .tiers.base import BaseTier
+
+__all__ = ["Slot"]
+
+logger = logging.getLogger(__name__)
+
+_NOTHING: Collection[str] = ()
+
+
+class Slot:
+    """A tier with its breaker, fail-open decision, log throttle and counters."""
+
+    __slots__ = ("tier", "name", "stats", "breaker", "fail_open", "_log")
+
+    def __init__(
+        self,
+        tier: BaseTier,
+        breaker: CircuitBreaker | None,
+        *,
+        fail_open: bool,
+        log_throttle: LogThrottle,
+    ) -> None:
+        self.tier = tier
+        self.name = tier.name
+        self.stats = tier.stats
+        #: ``None`` for a tier that cannot fail: there is nothing to guard.
+        self.breaker = breaker
+        self.fail_open = fail_open
+        self._log = log_throttle
+
+    # -- the one call path -----------------------------------------------------
+
+    def call(self, op: str, *args: Any) -> Any:
+        """Run ``tier.<op>(*args)``; ``UNAVAILABLE`` when it could not answer.
+
+        With FAIL_OPEN off, the ``TierUnavailable`` (or ``CircuitOpen``)
+        reaches the caller instead, chained to its cause.
+        """
+        breaker = self.breaker
+        if breaker is not None and breaker.state != CLOSED and not breaker.allow():
+            self.stats.skipped += 1
+            if self.fail_open:
+                return UNAVAILABLE
+            raise CircuitOpen(self.name, op)
+        try:
+            result = getattr(self.tier, op)(*args)
+        except TierUnavailable as exc:
+            self._failed(op, exc)
+            if self.fail_open:
+                return UNAVAILABLE
+            raise
+        if breaker is not None:
+            breaker.record_success()
+        return result
+
+    def _failed(self, op: str, exc: TierUnavailable) -> None:
+        breaker = self.breaker
+        if breaker is not None:
+            if exc.alive:
+                # It answered (OOM, disk full): reachable, so the breaker stays
+                # closed and reads keep using the tier.
+                breaker.record_success()
+            else:
+                breaker.record_failure()
+        self.stats.errors += 1
+        if self._log.allow(f"{self.name}:{op}:{exc.kind}"):
+            logger.warning(
+                "cache tier %s failed during %s [%s] (%s); %s",
+                self.name,
+                op,
+                exc.kind,
+                exc.__cause__ or exc,
+                "continuing without it" if self.fail_open else "raising",
+            )
+
+    # -- counted operations ------------------------------------------------------
+
+    def get(self, key: str) -> Record | Any:
+        """Return the record at ``key`` with its value unpickled, or a sentinel."""
+        record = self.call("get", key)
+        if record is UNAVAILABLE:
+            return UNAVAILABLE
+        if record is MISSING:
+            self.stats.misses += 1
+            return MISSING
+        if not self._readable(key, record):
+            return MISSING
+        self.stats.hits += 1
+        return record
+
+    def get_many(self, keys: list[str]) -> dict[str, Record] | Any:
+        """Return ``{key: record}`` of the readable hits, or ``UNAVAILABLE``."""
+        records = self.call("get_many", keys)
+        if records is UNAVAILABLE:
+            return UNAVAILABLE
+        hits = {k: r for k, r in records.items() if self._readable(k, r)}
+        self.stats.hits += len(hits)
+        self.stats.misses += len(keys) - len(hits)
+        return hits
+
+    def _readable(self, key: str, record: Record) -> bool:
+        """Unpickle the value; a bad payload is rejected and deleted (a miss)."""
+        try:
+            materialize(record)
+        except EnvelopeError as exc:
+            self.tier.reject(key, exc)
+            self.call("delete", key)
+            return False
+        return True
+
+    def store(
+        self, records: Mapping[str, Record], *, promotion: bool = False
+    ) -> Collection[str]:
+        """Write the records this tier accepts; return the keys it did not store.
+
+        A record the tier refuses (placement) is not stored; unless this is a
+        promotion, any older copy is deleted, so no tier keeps serving a value
+        that was replaced. Refused keys are not reported as failures. One
+        record (``set``, a ``get`` hit) takes a path with no intermediate dict:
+        it is the L2-hit path of the benchmark.
+        """
+        tier = self.tier
+        if len(records) == 1:
+            ((key, record),) = records.items()
+            if not tier.accepts(record):
+                if not promotion:
+                    self.stats.refused += 1
+                    self.delete(key)
+                return _NOTHING
+            if self.call("set", key, record) is UNAVAILABLE:
+                return (key,)
+            stored = 1
+        else:
+            accepted = {k: r for k, r in records.items() if tier.accepts(r)}
+            if not promotion and len(accepted) < len(records):
+                refused = [k for k in records if k not in accepted]
+                self.stats.refused += len(refused)
+                self.delete_many(refused)
+            if not accepted:
+                return _NOTHING
+            if self.call("set_many", accepted) is UNAVAILABLE:
+                return accepted.keys()
+            stored = len(accepted)
+        self.stats.sets += stored
+        if promotion:
+            self.stats.promotions += stored
+        return _NOTHING
+
+    def add(self, key: str, record: Record) -> bool | Any:
+        """Store only if absent, atomically here; ``UNAVAILABLE`` if not asked."""
+        added = self.call("add", key, record)
+        if added is True:
+            self.stats.sets += 1
+        return added
+
+    def delete(self, key: str) -> bool | Any:
+        deleted = self.call("delete", key)
+        if deleted is True:
+            self.stats.deletes += 1
+        return deleted
+
+    def delete_many(self, keys: list[str]) -> None:
+        if not keys:
+            return
+        if len(keys) == 1:
+            self.delete(keys[0])
+        elif self.call("delete_many", keys) is not UNAVAILABLE:
+            self.stats.deletes += len(keys)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the counters, with the breaker state when there is one."""
+        info: dict[str, Any] = self.stats.snapshot()
+        if self.breaker is not None:
+            info["breaker"] = self.breaker.state
+        return info

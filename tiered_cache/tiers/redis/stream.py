@@ -1,0 +1,98 @@
+"""The invalidation bus's transport on Redis: a Stream and a generation key.
+
+A Redis Stream keeps messages after they are read, so a listener that lost
+its connection resumes from the last id it saw and misses nothing, unlike
+pub/sub, which drops messages silently while a subscriber is away or slow
+(docs/faults.rst #21, #22). ``MAXLEN ~`` bounds it; ``XINFO STREAM`` tells a
+reader whether trimming went past it (the first entry kept is after the last
+one it read).
+
+A restart that loses the data (no persistence, a flush) would leave a reader
+waiting on ids that no longer mean anything. The *generation* key holds a
+random token written once (``SET NX``): a reader that finds another token, or
+none, knows the server's data is not what it was, and must treat everything
+before as missed. Both keys share a hash tag, so on Cluster they live in one
+slot; when that slot's master fails over, its replica serves both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import redis.exceptions as rex
+
+from ..base import Stream, StreamState
+from .errors import TRANSPORT_ERRORS, unavailable
+
+__all__ = ["RedisStream"]
+
+#: Entries kept (approximately): a reader away for longer has a gap.
+DEFAULT_MAXLEN = 100_000
+
+
+class RedisStream(Stream):
+    """One Redis Stream ``{name}`` and its generation key, through a tier."""
+
+    def __init__(self, tier: Any, name: str, maxlen: int = DEFAULT_MAXLEN) -> None:
+        self.tier = tier
+        self.key = f"{{{name}}}"  # one hash slot with the generation key
+        self.generation_key = f"{self.key}:generation"
+        self.maxlen = maxlen
+        timeout = tier.socket_timeout
+        #: A blocking read must answer well within the socket timeout.
+        self.max_block = 0.05 if timeout is None else min(0.05, timeout / 2)
+
+    def _client(self) -> Any:
+        return self.tier._writer(self.key)
+
+    def append(self, fields: Mapping[str, str]) -> str:
+        try:
+            entry = self._client().xadd(
+                self.key, dict(fields), maxlen=self.maxlen, approximate=True
+            )
+        except TRANSPORT_ERRORS as exc:
+            raise unavailable(self.tier.name, "announce", exc) from exc
+        return _text(entry)
+
+    def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
+        block_ms = int(min(block, self.max_block) * 1000)
+        try:
+            reply = self._client().xread(
+                {self.key: after}, count=count, block=block_ms or None
+            )
+        except TRANSPORT_ERRORS as exc:
+            raise unavailable(self.tier.name, "listen", exc) from exc
+        messages = []
+        for _stream, entries in reply or ():
+            for entry_id, fields in entries:
+                messages.append(
+                    (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+                )
+        return messages
+
+    def state(self) -> StreamState:
+        client = self._client()
+        try:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(self.generation_key, uuid.uuid4().hex, nx=True)
+            pipe.get(self.generation_key)
+            _, generation = pipe.execute()
+            try:
+                info = client.xinfo_stream(self.key)
+            except rex.ResponseError as exc:
+                if "no such key" not in str(exc).lower():
+                    raise
+                info = {}
+        except TRANSPORT_ERRORS as exc:
+            raise unavailable(self.tier.name, "listen", exc) from exc
+        return StreamState(
+            generation=_text(generation),
+            last_id=_text(info.get("last-generated-id", "0-0")),
+            first_id=_text((info.get("first-entry") or ("0-0",))[0]),
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
