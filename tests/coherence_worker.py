@@ -2,7 +2,8 @@
 
 ``python tests/coherence_worker.py write OUT SECONDS``: sets ``k`` to 0, 1, 2...
 and writes ``version time_set_returned`` lines. ``... read OUT SECONDS``: reads
-``k`` as fast as it can and writes ``last_time_seen version`` lines. The cache
+``k`` as fast as it can and writes ``start_of_last_read_that_saw_it version``
+lines. The cache
 is L1 + the Redis at ``$REDIS_URL``, with the bus on (the default).
 """
 
@@ -51,9 +52,12 @@ def main() -> None:
         return
     last_seen: dict[int, float] = {}
     while time.monotonic() < end:
+        # When the read *started*: a reader descheduled after reading must not
+        # look as if it had read the value later than it did.
+        started = time.time()
         version = cache.get("k")
         if version is not None:
-            last_seen[version] = time.time()
+            last_seen[version] = started
     with open(out, "w") as log:
         for version, at in sorted(last_seen.items()):
             log.write(f"{at} {version}\n")

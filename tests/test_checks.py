@@ -111,6 +111,14 @@ def test_embedded_default_says_where_it_keeps_data(settings):
             {"OPTIONS": {"TIERS": [L1, disk("/tmp/l3") | {"OPTIONS": {"sise": 1}}]}},
             ["tiered_cache.E001"],
         ),
+        (
+            {
+                "OPTIONS": {
+                    "TIERS": [L1, disk("/tmp/l3") | {"OPTIONS": {"SIZE_LIMIT": 1}}]
+                }
+            },
+            ["tiered_cache.E001"],
+        ),
     ],
 )
 def test_each_misconfiguration_has_its_id(settings, conf, expected):
@@ -207,6 +215,7 @@ def test_checks_run_through_django(settings):
         ({"OPTIONS": {"TIERS": {"l1": L1}}}, "E001"),
         ({"OPTIONS": {"TIERS": [{**L1, "OPTIONS": {"MAX_BYTE": 1}}]}}, "E001"),
         ({"OPTIONS": {"TIERS": [L1, disk("/dev/null/l3")]}}, "E005"),
+        ({"OPTIONS": {"TIERS": [L1, disk("/proc/tiered/l3")]}}, "E005"),
         ({"TIMEOUT": -5, "OPTIONS": {"TIERS": [L1]}}, "E006"),
     ],
 )

@@ -99,7 +99,22 @@ def test_embedded_default_backend_works_with_nothing_running(
     settings.BASE_DIR = tmp_path / "project"
     cache = TieredCache("", {"KEY_PREFIX": "embedded"})
     assert [t.name for t in cache.tiers] == ["l1", "l3"]
+    _wait_until_open(cache.tier("l3"))  # a loaded machine may take over 0.5 s
     cache.set("k", {"v": 1})
     cache.tier("l1").delete(cache.stored_key("k"))
     assert cache.get("k") == {"v": 1}  # from L3 on local disk
     assert list((tmp_path / "tiered_cache").iterdir())[0].name.startswith("project-")
+
+
+def _wait_until_open(disk) -> None:
+    from tests.support.redis_servers import wait_until
+    from tiered_cache.exceptions import TierUnavailable
+
+    def opened() -> bool:
+        try:
+            disk.has_key("probe")
+        except TierUnavailable:
+            return False
+        return True
+
+    wait_until(opened, timeout=10, what="the L3 folder open")

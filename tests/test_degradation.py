@@ -174,3 +174,19 @@ def test_disk_full_does_not_open_the_breaker(make_cache, tmp_path, monkeypatch):
     assert cache.breaker_state("l3") == "closed"  # reads still work
     cache.tier("l1").delete(cache.stored_key("kept"))
     assert cache.get("kept") == "v"
+
+
+def test_a_short_outage_is_seen_ending(chained, caplog):
+    """Fewer failures than open the breaker: the end is logged as the start was."""
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        doubles.FAULTS["l2"] = True
+        chained.set("k", "v")
+        doubles.FAULTS["l2"] = False
+        chained.set("k", "v")
+        chained.set("k", "v")
+    lines = [r.getMessage() for r in caplog.records]
+    assert chained.breaker_state("l2") == "closed"
+    assert sum("failed during set" in line for line in lines) == 1
+    assert sum("l2 answered again" in line for line in lines) == 1

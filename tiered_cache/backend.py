@@ -369,7 +369,12 @@ class TieredCache(BaseCache):
     # -- introspection ---------------------------------------------------------------
 
     def tier(self, name: str) -> BaseTier:
-        """Return the tier called ``name`` (``"l1"``, ``"l2"``...) for raw access."""
+        """Return the tier called ``name`` (``"l1"``, ``"l2"``...) for raw access.
+
+        Tier methods take the *stored* key (``stored_key``) and speak
+        ``Record`` objects (``tier.get(cache.stored_key("k"))`` is a ``Record``
+        or ``MISSING``; ``envelope.materialize(record)`` is the value).
+        """
         try:
             return self._chain.by_name[name].tier
         except KeyError:

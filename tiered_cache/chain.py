@@ -107,7 +107,11 @@ class Chain:
         copies = self._copies
 
         def each(op: str, *args: Any) -> int:
-            return sum(slot.call(op, *args) is True for slot in copies)
+            return sum(
+                slot.call(op, *args) is True
+                for slot in copies
+                if _implements(slot.tier, op) or op in ("delete", "clear")
+            )
 
         def bound(seconds: float | None) -> None:
             for slot in copies:

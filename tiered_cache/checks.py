@@ -291,7 +291,12 @@ def _check_disk_location(where: str, location: Any) -> list[checks.CheckMessage]
 
 
 def _unwritable(directory: str) -> str:
-    """Say why ``directory`` cannot be created or written ('' when it can)."""
+    """Say why ``directory`` cannot be created or written ('' when it can).
+
+    ``os.access`` says yes to root for any path, even on ``/proc``, so the
+    check writes: a probe folder is created in the directory (or in its
+    nearest existing parent) and removed at once.
+    """
     path = os.path.abspath(directory)
     while not os.path.exists(path):
         parent = os.path.dirname(path)
@@ -300,11 +305,11 @@ def _unwritable(directory: str) -> str:
         path = parent
     if not os.path.isdir(path):
         return f"cannot be created ({path} is not a directory)"
-    if not os.access(path, os.W_OK | os.X_OK):
-        verb = (
-            "is not writable"
-            if path == os.path.abspath(directory)
-            else (f"cannot be created ({path} is not writable)")
-        )
-        return verb
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tiered_cache-check-", dir=path))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if path == os.path.abspath(directory):
+            return f"is not writable ({reason})"
+        return f"cannot be created ({path}: {reason})"
     return ""

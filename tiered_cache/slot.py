@@ -29,7 +29,7 @@ _NOTHING: Collection[str] = ()
 class Slot:
     """A tier with its breaker, fail-open decision, log throttle and counters."""
 
-    __slots__ = ("tier", "name", "stats", "breaker", "fail_open", "_log")
+    __slots__ = ("tier", "name", "stats", "breaker", "fail_open", "_log", "_failing")
 
     def __init__(
         self,
@@ -46,6 +46,8 @@ class Slot:
         self.breaker = breaker
         self.fail_open = fail_open
         self._log = log_throttle
+        #: A failure was logged and no success since: the next one is logged too.
+        self._failing = False
 
     # -- the one call path -----------------------------------------------------
 
@@ -70,7 +72,16 @@ class Slot:
             raise
         if breaker is not None:
             breaker.record_success()
+        if self._failing:
+            self._answered_again(op)
         return result
+
+    def _answered_again(self, op: str) -> None:
+        # The failure was a WARNING; so is its end, once (a breaker that
+        # opened logs its own closing).
+        self._failing = False
+        if self._log.allow(f"{self.name}:recovered"):
+            logger.warning("cache tier %s answered again (%s)", self.name, op)
 
     def _failed(self, op: str, exc: TierUnavailable) -> None:
         breaker = self.breaker
@@ -82,6 +93,7 @@ class Slot:
             else:
                 breaker.record_failure()
         self.stats.errors += 1
+        self._failing = True
         if self._log.allow(f"{self.name}:{op}:{exc.kind}"):
             logger.warning(
                 "cache tier %s failed during %s [%s] (%s); %s",

@@ -112,8 +112,14 @@ class DiskTier(BaseTier):
     def validate_options(cls, options: Mapping[str, Any], *, name: str) -> None:
         """Upper-case keys are ours; lower-case ones are diskcache settings."""
         ours = {key: v for key, v in options.items() if str(key).isupper()}
-        super().validate_options(ours, name=name)
         known = _OUR_SETTINGS | set(DEFAULT_SETTINGS)
+        shouted = sorted(str(k) for k in ours if str(k).lower() in known)
+        if shouted:
+            raise ImproperlyConfigured(
+                f"tier {name!r}: unknown OPTIONS {shouted}; diskcache settings "
+                f"are lower case: {[key.lower() for key in shouted]}"
+            )
+        super().validate_options(ours, name=name)
         unknown = sorted(
             str(key) for key in options if key not in ours and key not in known
         )
@@ -236,6 +242,17 @@ class DiskTier(BaseTier):
         with self.files.call("delete", key) as shard:
             record = self._row(shard, key, take=True)
         return record is not MISSING and record.is_live(self.clock())
+
+    def invalidate(self, key: str, stamp: int) -> bool:
+        """As ``BaseTier.invalidate``, without the memory of recent stamps: a
+        promotion racing the message can still install an older copy here.
+        """
+        with self.files.call("invalidate", key) as shard, shard.transact():
+            record = self._row(shard, key, take=False)
+            if record is MISSING or record.stamp >= stamp:
+                return False
+            shard.delete(key)
+            return True
 
     def touch(self, key: str, expires_at: float | None) -> bool:
         """As ``BaseTier.touch``; envelopes carry their expiry, so the entry is
