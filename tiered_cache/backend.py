@@ -55,14 +55,18 @@ error does not raise from the constructor (Django's own system checks build
 every cache, and ``manage.py check`` must report the error with its hint):
 every cache call raises it instead.
 
-What is *not* promised (yet). Copies in tiers narrower than the widest
-(L1 always, L3 below an L2) are not invalidated when another process or
-machine writes. L1 copies are trusted for at most ``L1_MAX_STALENESS``
-seconds; L3 copies below an L2 are not bounded yet (``Chain.unbounded``
-names them). A write that reached L1/L3 while L2 was down is not replayed
-into L2 when it returns, and a hit found only in L3 is promoted back into L2
-(which may resurrect a value another machine deleted while this machine
-missed it): both are bounded by the TTL until the invalidation bus lands.
+Coherence. Copies in tiers narrower than the widest (L1 always, L3 below an
+L2) are kept coherent by the invalidation bus (``tiered_cache.coherence``):
+every change at the authority is announced on a Redis Stream, and every other
+process drops its older copies. L1 copies are also trusted for at most
+``L1_MAX_STALENESS`` seconds, the bound when everything else fails.
+
+What is *not* promised (yet). L3 copies below an L2 are not bounded by
+``L1_MAX_STALENESS`` (``Chain.unbounded`` names them), and a gap in the bus
+does not drop them. A write that reached L1/L3 while L2 was down is not
+replayed into L2 when it returns, and a hit found only in L3 is promoted back
+into L2 (which may resurrect a value another machine deleted while none of
+this machine's processes was listening): both are bounded by the TTL.
 ``set_many`` reports a key as failed when its authority did not store it,
 even if a narrower tier did.
 """
