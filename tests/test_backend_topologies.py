@@ -11,18 +11,22 @@ pytestmark = pytest.mark.redis_server
 
 
 @pytest.fixture
-def cluster_cache(make_cache, redis_cluster):
-    spec = {
+def cluster_spec(redis_cluster):
+    return {
         "NAME": "l2",
         "BACKEND": "tiered_cache.tiers.RedisClusterTier",
         "LOCATION": redis_cluster.startup_urls,
     }
-    return make_cache([L1, spec])
 
 
 @pytest.fixture
-def sentinel_cache(make_cache, redis_sentinel):
-    spec = {
+def cluster_cache(make_cache, cluster_spec):
+    return make_cache([L1, cluster_spec])
+
+
+@pytest.fixture
+def sentinel_spec(redis_sentinel):
+    return {
         "NAME": "l2",
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": f"redis://{redis_sentinel.service_name}/0",
@@ -32,7 +36,11 @@ def sentinel_cache(make_cache, redis_sentinel):
             "SENTINELS": redis_sentinel.sentinels,
         },
     }
-    return make_cache([L1, spec])
+
+
+@pytest.fixture
+def sentinel_cache(make_cache, sentinel_spec):
+    return make_cache([L1, sentinel_spec])
 
 
 def forget_l1(cache, *keys):
@@ -71,3 +79,21 @@ def test_sentinel_api(sentinel_cache):
     cache.clear()
     # Reads go to the replica: wait for replication, bounded.
     wait_until(lambda: not cache.has_key("n"), timeout=5, what="clear() replicated")
+
+
+@pytest.mark.parametrize("topology", ["cluster_spec", "sentinel_spec"])
+def test_the_bus_rides_on_every_topology(make_cache, request, topology):
+    """Two configurations (two processes' L1s) over one Cluster or Sentinel."""
+    spec = request.getfixturevalue(topology)
+    a = make_cache([L1, spec], KEY_PREFIX="bus")
+    b = make_cache([L1, spec], KEY_PREFIX="bus", BREAKER={"OPEN_SECONDS": 4.9})
+    assert a._chain.bus is not None and b._chain.bus is not None
+    a.set("k", "v1")
+    wait_until(lambda: b.get("k") == "v1", timeout=5, what="the value replicated")
+    assert b.tier("l1").has_key(b.stored_key("k"))
+    a.set("k", "v2")
+    wait_until(
+        lambda: not b.tier("l1").has_key(b.stored_key("k")),
+        timeout=5,
+        what="B's L1 copy dropped by the bus",
+    )
