@@ -92,3 +92,54 @@ def test_a_refusing_tier_drops_its_old_copy(make_cache, value_bytes):
     assert cache.get("k") == "y" * value_bytes
     refused = cache.tier("l1").stats.refused
     assert refused == (1 if value_bytes > 1000 else 0)
+
+
+class RecordedMachineTier(DictTier):
+    """A machine-wide tier that notes every write, in order, with the others."""
+
+    def set(self, key, record):
+        ORDER.append((self.name, "set"))
+        super().set(key, record)
+
+    def delete(self, key):
+        ORDER.append((self.name, "delete"))
+        return super().delete(key)
+
+
+class RecordedDeploymentTier(RecordedMachineTier):
+    scope = Scope.DEPLOYMENT
+
+
+ORDER: list[tuple[str, str]] = []
+
+
+def test_a_tier_that_refuses_drops_its_copy_after_the_authority_stored(make_cache):
+    """Else a reader in between finds the old value below and promotes it back."""
+    cache = make_cache(
+        [
+            L1,
+            {
+                "NAME": "l2",
+                "BACKEND": "tests.test_chain.RecordedDeploymentTier",
+                "OPTIONS": {"MAX_VALUE_BYTES": 100},
+            },
+            {"NAME": "l3", "BACKEND": "tests.test_chain.RecordedMachineTier"},
+        ]
+    )
+    cache.set("k", "small")
+    ORDER.clear()
+    cache.set("k", "x" * 1000)  # too big for L2: L3 is the authority
+    assert ORDER == [("l3", "set"), ("l2", "delete")]
+    assert cache.get("k") == "x" * 1000
+
+
+def test_a_read_racing_a_delete_cannot_put_the_value_back_into_l1(make_cache):
+    cache = make_cache([L1, THIRD_PARTY])
+    cache.set("k", "old")
+    final = cache.stored_key("k")
+    read_before = cache.tier("l3").get(final)  # a reader fetched it from below...
+    assert cache.delete("k") is True  # ...then the delete ran...
+    cache._chain.promote({final: read_before}, cache._chain.slots[:1])  # ...then
+    assert cache.get("k") is None  # the promotion: refused
+    cache.set("k", "new")
+    assert cache.get("k") == "new"

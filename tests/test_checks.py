@@ -96,6 +96,18 @@ def test_embedded_default_says_where_it_keeps_data(settings):
             ["tiered_cache.W008"],
         ),
         ({"TIMEOUT": -1, "OPTIONS": {"TIERS": [L1]}}, ["tiered_cache.E006"]),
+        (
+            {
+                "OPTIONS": {
+                    "TIERS": [L1, REDIS | {"OPTIONS": {"IGNORE_EXCEPTIONS": True}}]
+                }
+            },
+            ["tiered_cache.W009"],
+        ),
+        (
+            {"OPTIONS": {"TIERS": [L1, REDIS | {"LOCATION": "redis://h:notaport/0"}]}},
+            [],  # the URL is checked when the tier is built (see below)
+        ),
         ({"TIMEOUT": 0, "OPTIONS": {"TIERS": [L1]}}, []),
         ({"TIMEOUT": None, "OPTIONS": {"TIERS": [L1]}}, []),
         ({"OPTIONS": {"TIERS": {"l1": L1}}}, ["tiered_cache.E001"]),
@@ -245,4 +257,21 @@ def test_misconfigured_cache_raises_on_use_not_when_built():
     cache.close()  # Django calls it after every request: never raises
     for call in (lambda: cache.get("k"), lambda: cache.set("k", 1)):
         with pytest.raises(ImproperlyConfigured, match="TIERS must be a non-empty"):
+            call()
+
+
+@pytest.mark.parametrize(
+    "location", ["notaurl://x", "redis://127.0.0.1:notaport/0", "127.0.0.1:6379"]
+)
+def test_a_bad_redis_location_is_a_configuration_error(location):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tiered_cache.backend import TieredCache
+
+    spec = REDIS | {"LOCATION": location}
+    cache = TieredCache("", {"OPTIONS": {"TIERS": [L1, spec]}})
+    with pytest.raises(ImproperlyConfigured, match="LOCATION"):
+        cache.get("k")
+    for call in (lambda: cache.tiers, lambda: cache.breaker_state("l2")):
+        with pytest.raises(ImproperlyConfigured):
             call()

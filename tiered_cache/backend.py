@@ -121,6 +121,7 @@ _API = (
     "tier",
     "stats",
     "check",
+    "breaker_state",
 )
 
 
@@ -170,7 +171,7 @@ class TieredCache(BaseCache):
 
         for name in _API:
             setattr(self, name, refuse)
-        self._chain = None
+        self._chain = self._slots = _Unusable(refuse)  # type: ignore[assignment]
 
     # -- keys and timeouts -------------------------------------------------------
     #
@@ -367,7 +368,7 @@ class TieredCache(BaseCache):
 
     def close(self, **kwargs: Any) -> None:
         # Django calls this after every request; tiers keep their shared pools.
-        if self._chain is not None:
+        if not isinstance(self._chain, _Unusable):
             self._chain.close()
 
     # -- introspection ---------------------------------------------------------------
@@ -416,6 +417,24 @@ class TieredCache(BaseCache):
     def check(self) -> list[str]:
         """Return broken invariants of the tiers (empty when healthy)."""
         return self._chain.check()
+
+
+class _Unusable:
+    """The chain of a misconfigured cache: any use raises the configuration error."""
+
+    def __init__(self, refuse: Any) -> None:
+        self._refuse = refuse
+
+    def __getattr__(self, name: str) -> Any:
+        self._refuse()
+
+    def __iter__(self) -> Iterator[Any]:
+        self._refuse()
+        return iter(())
+
+    def __len__(self) -> int:
+        self._refuse()
+        return 0
 
 
 class _ExpiryView(Mapping):

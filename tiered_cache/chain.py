@@ -50,7 +50,9 @@ class Chain:
 
     def __init__(self, options: TieredOptions) -> None:
         self.clock = options.clock
-        self.log_throttle = LogThrottle()
+        # One throttle for every chain over these tiers (they differ only in
+        # FAIL_OPEN): a failure is one log line, not one per chain.
+        self.log_throttle = _throttles.get_or_create(options.share_key, LogThrottle)
         slots = tuple(
             Slot(
                 *_shared_tier(options, spec),
@@ -160,7 +162,12 @@ class Chain:
         """
         authority = {key: self.authority_for(r) for key, r in records.items()}
         failed = {key for key, slot in authority.items() if slot is None}
-        for slot in self.write_order:
+        # The authorities first: a tier that refuses the value drops its older
+        # copy only once the new value is stored, or a reader in between could
+        # find the old value below and promote it back up, for good.
+        first = [slot for slot in self.write_order if slot in authority.values()]
+        rest = [slot for slot in self.write_order if slot not in first]
+        for slot in first + rest:
             if slot is skip:
                 continue
             for key in slot.store(records):
@@ -201,6 +208,7 @@ class Chain:
             for other in self.write_order:
                 if other is not slot:
                     other.delete(key)
+            self._fence([key], new_stamp())
             bus = self._announcing()
             if bus is not None:
                 bus.announce_drops([key])
@@ -250,10 +258,21 @@ class Chain:
         self._announce_deletes(keys)
 
     def _announce_deletes(self, keys: list[str]) -> None:
+        stamp = new_stamp()  # after the delete: older copies go
+        self._fence(keys, stamp)
         bus = self._announcing()
         if bus is not None:
-            stamp = new_stamp()  # after the delete: older copies go
             bus.announce_writes((key, stamp) for key in keys)
+
+    def _fence(self, keys: Iterable[str], stamp: int) -> None:
+        """Keep values older than ``stamp`` out of this process's copies.
+
+        A read that fetched the old value below before a delete (or ``incr``)
+        must not promote it into L1 after: the copy tiers remember ``stamp``.
+        """
+        for key in keys:
+            for slot in self._copies:
+                slot.call("invalidate", key, stamp)
 
     # -- reads -----------------------------------------------------------------
 
@@ -300,6 +319,7 @@ class Chain:
 # over the same tiers see the same data while deciding differently what a
 # caller sees of a failure.
 _tiers: Registry[tuple[BaseTier, CircuitBreaker | None]] = Registry()
+_throttles: Registry[LogThrottle] = Registry()
 _chains: Registry[Chain] = Registry()
 
 

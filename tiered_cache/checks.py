@@ -38,6 +38,7 @@ E007 = "tiered_cache.E007"  # INVALIDATION asked for, but no tier can carry the 
 W006 = "tiered_cache.W006"  # keys have no fixed start: clear() cannot isolate them
 W007 = "tiered_cache.W007"  # LOCATION looks like a server or a path, not a store name
 W008 = "tiered_cache.W008"  # the memory tier is not first
+W009 = "tiered_cache.W009"  # a tier OPTIONS key that has no effect in that tier
 E005 = "tiered_cache.E005"  # an L3 folder cannot be created or written
 E006 = "tiered_cache.E006"  # a negative TIMEOUT: nothing would ever be stored
 I001 = "tiered_cache.I001"  # the embedded default: where it keeps its data
@@ -235,6 +236,17 @@ def _check_tier(where: str, index: int, tier: Any) -> list[checks.CheckMessage]:
                 "and timeout are decided once, for every tier.",
                 obj=where,
                 id=W001,
+            )
+        )
+    options = tier.spec.get("OPTIONS") or {}
+    for key in sorted(set(options) & tier.cls.ineffective_options):
+        messages.append(
+            checks.Warning(
+                f"OPTIONS[{key!r}] has no effect in this tier.",
+                hint="The tier stores its own envelopes and FAIL_OPEN decides what "
+                "a failure means; remove the option.",
+                obj=where,
+                id=W009,
             )
         )
     if tier.cls.__name__ == "MemoryTier" and index != 0:

@@ -135,7 +135,7 @@ class Slot:
             materialize(record)
         except EnvelopeError as exc:
             self.tier.reject(key, exc)
-            self.call("delete", key)
+            self.delete(key)
             return False
         return True
 
@@ -191,11 +191,7 @@ class Slot:
         return deleted
 
     def delete_many(self, keys: list[str]) -> None:
-        if not keys:
-            return
-        if len(keys) == 1:
-            self.delete(keys[0])
-        elif self.call("delete_many", keys) is not UNAVAILABLE:
+        if keys and self.call("delete_many", keys) is not UNAVAILABLE:
             self.stats.deletes += len(keys)
 
     def snapshot(self) -> dict[str, Any]:

@@ -138,6 +138,8 @@ class BaseTier:
     known_options: ClassVar[frozenset[str]] = frozenset(
         {"MAX_VALUE_BYTES", "COMPRESS_MIN_BYTES", "COMPRESSOR", "COMPRESS_LEVEL"}
     )
+    #: Known OPTIONS that have no effect here (``manage.py check`` warns).
+    ineffective_options: ClassVar[frozenset[str]] = frozenset()
     #: Default of ``OPTIONS["MAX_VALUE_BYTES"]`` (``None``: no limit).
     default_max_value_bytes: int | None = None
     #: Default of ``OPTIONS["COMPRESS_MIN_BYTES"]`` (``None``: never compress).
@@ -243,16 +245,23 @@ class BaseTier:
         raise NotImplementedError
 
     def get_value(self, key: str, default: Any) -> Any:
-        """Return the value for ``key`` or ``default`` (the fast read path)."""
+        """Return the value for ``key`` or ``default`` (the fast read path).
+
+        The backend calls it only on a top tier that cannot fail, without a
+        slot, so it counts its own hit or miss.
+        """
         record = self.get(key)
         if record is MISSING:
+            self.stats.misses += 1
             return default
         try:
-            return materialize(record)
+            value = materialize(record)
         except EnvelopeError as exc:
             self.reject(key, exc)
             self.delete(key)
             return default
+        self.stats.hits += 1
+        return value
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """Return ``{key: Record}`` for the keys present; absent keys are left out."""

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
     "DJANGO_REDIS_OPTIONS",
+    "INEFFECTIVE_DJANGO_REDIS_OPTIONS",
     "TieredConnectionFactory",
     "TieredSentinelConnectionFactory",
     "freeze",
@@ -63,6 +64,20 @@ DJANGO_REDIS_OPTIONS = frozenset(
         "SENTINEL_KWARGS",
         "SOCKET_CONNECT_TIMEOUT",
         "SOCKET_TIMEOUT",
+    }
+)
+
+#: django-redis OPTIONS a tier accepts but that have no effect in it: the tier
+#: stores its own envelopes (serializer, pickle version) and the backend decides
+#: what a failure means (FAIL_OPEN). Accepted, so that a configuration copied
+#: from django-redis works; ``manage.py check`` warns (W009).
+INEFFECTIVE_DJANGO_REDIS_OPTIONS = frozenset(
+    {
+        "SERIALIZER",
+        "PICKLE_VERSION",
+        "IGNORE_EXCEPTIONS",
+        "LOG_IGNORED_EXCEPTIONS",
+        "CLOSE_CONNECTION",
     }
 )
 

@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import redis.exceptions as rex
@@ -25,7 +26,13 @@ from ...resilience import LogThrottle
 from ...sentinels import MISSING
 from ..base import BaseTier
 from . import counters, wire
-from .connections import DJANGO_REDIS_OPTIONS, is_sentinel, redact_url, redis_options
+from .connections import (
+    DJANGO_REDIS_OPTIONS,
+    INEFFECTIVE_DJANGO_REDIS_OPTIONS,
+    is_sentinel,
+    redact_url,
+    redis_options,
+)
 from .errors import TRANSPORT_ERRORS, is_wrongtype, transport, unavailable
 from .stream import RedisStream
 
@@ -96,14 +103,20 @@ class RedisTier(BaseTier):
     """
 
     mode = "single"
-    known_options = BaseTier.known_options | DJANGO_REDIS_OPTIONS
+    known_options = (
+        BaseTier.known_options | DJANGO_REDIS_OPTIONS | INEFFECTIVE_DJANGO_REDIS_OPTIONS
+    )
+    ineffective_options = INEFFECTIVE_DJANGO_REDIS_OPTIONS
     default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
     def configure(self) -> None:
-        options = redis_options(self.options)
-        client_cls = import_string(
-            options.get("CLIENT_CLASS", "django_redis.client.DefaultClient")
-        )
+        try:
+            options = redis_options(self.options)
+            client_cls = import_string(
+                options.get("CLIENT_CLASS", "django_redis.client.DefaultClient")
+            )
+        except ImportError as exc:
+            raise ImproperlyConfigured(f"tier {self.name!r}: {exc}") from exc
         if not callable(getattr(client_cls, "get_client", None)):
             raise ImproperlyConfigured(
                 f"tier {self.name!r}: CLIENT_CLASS {client_cls!r} has no get_client()"
@@ -113,6 +126,8 @@ class RedisTier(BaseTier):
             self.location, {**self.params, "OPTIONS": options}, backend=None
         )
         self._urls: list[str] = list(self._client._server)
+        for url in self._urls:
+            _check_url(self.name, url)
         if is_sentinel(options):
             self.mode = "sentinel"
         elif len(self._urls) > 1:
@@ -410,6 +425,20 @@ class RedisTier(BaseTier):
         except EnvelopeError as exc:
             self.reject(key, exc)
             return MISSING
+
+
+def _check_url(name: str, url: str) -> None:
+    """Refuse a LOCATION redis-py would only reject at the first call."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (parsing the port is the check)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"tier {name!r}: LOCATION {url!r}: {exc}") from exc
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(
+            f"tier {name!r}: LOCATION {url!r} must start with redis://, rediss:// "
+            "or unix://"
+        )
 
 
 def _pattern(namespace: str) -> str:
