@@ -219,3 +219,11 @@ def test_expire_info_view_like_locmem(make_cache, clock):
     with pytest.raises(KeyError):
         info[cache.make_key("missing")]
     assert len(info) == 1 and list(info) == [cache.stored_key("ttl")]
+
+
+@pytest.mark.filterwarnings("ignore::django.core.cache.backends.base.CacheKeyWarning")
+def test_expire_info_maps_long_and_odd_keys_like_the_tiers(make_cache, clock):
+    cache = make_cache([L1, L2], LOCATION="store")
+    for key in ("k" * 2000, "surrogate-\udc00"):
+        cache.set(key, 1, timeout=10)
+        assert cache._expire_info[cache.make_key(key)] == pytest.approx(clock.now + 10)

@@ -82,6 +82,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
 from .chain import chain_for
+from .compat import ExpiryView
 from .conf import options_for
 from .envelope import Record
 from .keys import (
@@ -208,11 +209,18 @@ class TieredCache(BaseCache):
         """Return the key every tier stores, and whether it passed validation."""
         final = self.make_key(key, version)
         clean = validate_key(final)
-        if self._store_prefix:
-            final = self._store_prefix + final
+        return self._storable(self._store_prefix + final), clean
+
+    def _storable(self, final: str) -> str:
+        """Return the form of a prefixed final key that every tier can hold."""
         if not final.isascii() or len(final) > MAX_STORED_KEY_LENGTH:
-            final = storable_key(final, self.namespace)
-        return final, clean
+            return storable_key(final, self.namespace)
+        return final
+
+    def _stored_from_made(self, key: str) -> str:
+        """Map a ``make_key`` result (or an already stored key) to the stored key."""
+        prefix = self._store_prefix
+        return self._storable(key if key.startswith(prefix) else prefix + key)
 
     def _expires_at(self, timeout: Any) -> float | None:
         """Return the absolute expiry for ``timeout`` (Django semantics)."""
@@ -412,7 +420,11 @@ class TieredCache(BaseCache):
         ``_expire_info[cache.make_key(key)]`` to see a key's expiry; this view
         answers from the first tier holding the key (``None`` = never expires).
         """
-        return _ExpiryView(self)
+        chain = self._chain
+        return ExpiryView(
+            find=lambda key: chain.find(self._stored_from_made(key)),
+            keys=lambda: chain.keys(self.namespace),
+        )
 
     def check(self) -> list[str]:
         """Return broken invariants of the tiers (empty when healthy)."""
@@ -435,29 +447,3 @@ class _Unusable:
     def __len__(self) -> int:
         self._refuse()
         return 0
-
-
-class _ExpiryView(Mapping):
-    """Read-only ``{key: expires_at}`` over the tiers of one cache.
-
-    Keys are ``make_key`` results or stored keys; iteration yields stored keys.
-    """
-
-    def __init__(self, cache: TieredCache) -> None:
-        self._cache = cache
-
-    def __getitem__(self, key: str) -> float | None:
-        cache = self._cache
-        prefix = cache._store_prefix
-        stored = key if key.startswith(prefix) else prefix + key
-        record = cache._chain.find(stored)
-        if record is MISSING:
-            raise KeyError(key)
-        return record.expires_at
-
-    def __iter__(self) -> Iterator[str]:
-        """Iterate over this cache's keys in the top tier (L1)."""
-        return iter(self._cache._chain.keys(self._cache.namespace))
-
-    def __len__(self) -> int:
-        return len(list(iter(self)))
