@@ -222,3 +222,19 @@ def test_a_delete_reaches_the_other_machines_l3(make_cache, server, tmp_path):
         what="machine two's L3 copy dropped",
     )
     assert two.get("k") is None
+
+
+def test_an_outage_of_the_bus_drops_copies_and_shortens_trust(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    a.set("k", "v")
+    assert b.get("k") == "v" and in_l1(b, "k")
+    bus = b._chain.bus
+    server.pause()  # hung: connections stay open, nothing answers
+    try:
+        wait_until(lambda: not bus.healthy, timeout=5, what="the outage noticed")
+        assert not in_l1(b, "k")
+        assert b.tier("l1").max_staleness == 2 * bus.heartbeat + 1
+    finally:
+        server.resume()
+    wait_until(lambda: bus.healthy, timeout=5, what="the bus reading again")
+    assert b.tier("l1").max_staleness == 60.0

@@ -182,19 +182,14 @@ class InvalidationBus:
                     self._apply(fields)
                     self.last_id = entry_id
             except TierUnavailable as exc:
+                # One failed read is retried at once from the same id: nothing
+                # is lost (a busy machine can miss a socket timeout). Only a
+                # failure lasting a heartbeat is an outage, logged and acted on.
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
-                    if self._log.allow("listen"):
-                        logger.warning(
-                            "invalidation bus %s: cannot read (%s); local copies "
-                            "are dropped if it lasts over %ss",
-                            self.name,
-                            exc,
-                            self.heartbeat,
-                        )
                 elif self.healthy and now - failing_since >= self.heartbeat:
-                    self._outage()
+                    self._outage(exc)
                 self._stop.wait(min(self.heartbeat / 4, 0.25))
             except Exception:  # a bug must not kill the listener silently
                 logger.exception("invalidation bus %s: listener error", self.name)
@@ -221,7 +216,15 @@ class InvalidationBus:
             self._drop_all()
             self.last_id, self.generation = state.last_id, state.generation
 
-    def _outage(self) -> None:
+    def _outage(self, exc: TierUnavailable) -> None:
+        logger.warning(
+            "invalidation bus %s: cannot read for %ss (%s); dropping local copies "
+            "and keeping new ones at most %ss until it reads again",
+            self.name,
+            self.heartbeat,
+            exc,
+            2 * self.heartbeat + 1,
+        )
         self.healthy = False
         self.stats.outages += 1
         self._drop_all()
