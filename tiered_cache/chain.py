@@ -24,6 +24,7 @@ backend instance (Django makes one per thread and per request).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -204,6 +205,24 @@ class Slot:
         elif self.call("delete_many", keys) is not UNAVAILABLE:
             self.stats.deletes += len(keys)
 
+    def acquire_lease(self, key: str, seconds: float) -> str | None | Any:
+        """Take the lease ``key`` (``BaseTier.acquire_lease``).
+
+        Return its token, ``None`` when another holder has it, or
+        ``UNAVAILABLE`` when the tier did not answer (the outcome is then
+        unknown: act as if the lease were not held, never wait on it).
+        """
+        token = self.call("acquire_lease", key, seconds)
+        if token is None:
+            self.stats.leases_refused += 1
+        elif token is not UNAVAILABLE:
+            self.stats.leases += 1
+        return token
+
+    def release_lease(self, key: str, token: str) -> Any:
+        """Give the lease back if ``token`` holds it; ``UNAVAILABLE`` if not asked."""
+        return self.call("release_lease", key, token)
+
     def snapshot(self) -> dict[str, Any]:
         """Return the counters, with the breaker state when there is one."""
         info: dict[str, Any] = self.stats.snapshot()
@@ -365,6 +384,17 @@ class Chain:
         except NotImplementedError:
             return ()
         return () if keys is UNAVAILABLE else keys
+
+    @functools.cached_property
+    def lease_slot(self) -> Slot | None:
+        """Return the widest tier that holds leases (``BaseTier.holds_leases``).
+
+        ``None`` when no tier can: stampede protection is then per process.
+        """
+        for slot in self.write_order:
+            if slot.tier.holds_leases:
+                return slot
+        return None
 
     def close(self) -> None:
         for slot in self.slots:
