@@ -77,6 +77,7 @@ from typing import Any
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
+from . import stampede
 from .chain import chain_for
 from .conf import options_for
 from .envelope import Record
@@ -281,6 +282,21 @@ class TieredCache(BaseCache):
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         return self._chain.has(self._key(key, version))
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Return the value at ``key``; if missing, store ``default`` (or its result).
+
+        Django's semantics; a callable ``default`` runs once per key per
+        process and, when a tier holds leases (L2), once per deployment
+        (``tiered_cache.stampede``).
+        """
+        return stampede.get_or_set(self, self._chain, key, default, timeout, version)
 
     # -- writes --------------------------------------------------------------------
 
