@@ -27,6 +27,15 @@ import fakeredis
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from tests.flights import (
+    Work,
+    fake_l2,
+    flights,
+    in_background,
+    in_threads,
+    l1,
+    lease_of,
+)
 from tests.matrix import L1, l3, real_l2
 from tests.support.redis_servers import wait_until
 from tiered_cache import stampede
@@ -36,97 +45,6 @@ from tiered_cache.exceptions import TierUnavailable
 ROOT = Path(__file__).resolve().parents[1]
 #: Sanity bound for "did not wait": far above the cost, far below a lease.
 PROMPT = 5.0
-
-
-def fake_l2(server: fakeredis.FakeServer) -> dict[str, Any]:
-    return {
-        "NAME": "l2",
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": "redis://fakeredis.invalid:6379/0",
-        "OPTIONS": {
-            "CONNECTION_POOL_KWARGS": {
-                "connection_class": fakeredis.FakeRedisConnection,
-                "server": server,
-            }
-        },
-    }
-
-
-def l1(process: int = 0) -> dict[str, Any]:
-    """An L1 of its own per simulated process (a distinct configuration)."""
-    return {**L1, "OPTIONS": {"MAX_ENTRIES": 100_000 + process}}
-
-
-class Work:
-    """A computation that counts its calls, may wait for a condition, and fails."""
-
-    def __init__(self, value: Any = "v", *, until=None, seconds=0.0, error=None):
-        self.value = value
-        self.until = until
-        self.seconds = seconds
-        self.error = error
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> Any:
-        with self._lock:
-            self.calls += 1
-        if self.until is not None:
-            wait_until(self.until, timeout=10, what="callers to join the flight")
-        if self.seconds:
-            time.sleep(self.seconds)  # the expensive work being protected
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-def in_threads(count: int, call) -> list[tuple[str, Any, float]]:
-    """Run ``call()`` in ``count`` threads at once; ``(kind, result, seconds)``."""
-    go = threading.Event()
-    outcomes: list[tuple[str, Any, float]] = []
-    lock = threading.Lock()
-
-    def run() -> None:
-        go.wait()
-        started = time.perf_counter()
-        try:
-            outcome = ("ok", call(), time.perf_counter() - started)
-        except BaseException as exc:
-            outcome = ("error", exc, time.perf_counter() - started)
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    go.set()
-    for thread in threads:
-        thread.join(30)
-    assert len(outcomes) == count, "a caller hung"
-    return outcomes
-
-
-def flights(cache):
-    return stampede.coordinator_for(cache._chain)
-
-
-def lease_of(cache, key: str) -> str:
-    return stampede.lease_key(cache.namespace, cache.stored_key(key))
-
-
-def in_background(call) -> tuple[threading.Thread, list]:
-    result: list = []
-
-    def run() -> None:
-        started = time.perf_counter()
-        try:
-            result.append(("ok", call(), time.perf_counter() - started))
-        except BaseException as exc:
-            result.append(("error", exc, time.perf_counter() - started))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, result
 
 
 # -- single flight in one process ---------------------------------------------

@@ -231,17 +231,18 @@ class Coordinator:
         *,
         lease_key: str | None = None,
         lease_seconds: float | None = None,
-    ) -> bool:
+    ) -> Any:
         """Recompute now, unless a thread here or a lease holder elsewhere does.
 
-        Never waits. Return whether ``produce`` ran; its exception propagates
+        Never waits. Return what ``produce`` returned, or ``MISSING`` when it
+        did not run; its exception propagates
         (and reaches the threads that joined the flight meanwhile). A lease
         tier that does not answer means "not now": the caller still holds a
         valid value.
         """
         with self._lock:
             if key in self._flights:
-                return False
+                return MISSING
             flight = self._flights[key] = _Flight()
         slot = self.lease
         try:
@@ -253,7 +254,7 @@ class Coordinator:
                     token = UNAVAILABLE
                 if token is None or token is UNAVAILABLE:
                     flight.abandoned = True
-                    return False
+                    return MISSING
             try:
                 flight.value = produce(False)
             finally:
@@ -267,7 +268,7 @@ class Coordinator:
             raise
         finally:
             self._land(key, flight)
-        return True
+        return flight.value
 
     # -- helpers -------------------------------------------------------------------
 
