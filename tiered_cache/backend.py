@@ -55,6 +55,13 @@ error does not raise from the constructor (Django's own system checks build
 every cache, and ``manage.py check`` must report the error with its hint):
 every cache call raises it instead.
 
+Stampedes. ``get_or_set`` computes a missing value once per key per process
+(single flight) and, when a tier holds leases (L2), once per deployment: a
+lease in Redis decides which process computes, the others wait for its value
+(bounded by the lease) and compute themselves when Redis does not answer.
+The logic lives in ``tiered_cache.stampede``; leases are taken through the
+chain's lease slot like any other tier call.
+
 What is *not* promised (yet). Copies in tiers narrower than the widest
 (L1 always, L3 below an L2) are not invalidated when another process or
 machine writes. L1 copies are trusted for at most ``L1_MAX_STALENESS``
