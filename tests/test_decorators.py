@@ -327,6 +327,70 @@ def test_xfetch_never_waits_and_skips_when_another_process_refreshes(
     assert report.stats.early == 0
 
 
+def test_xfetch_refreshes_under_a_lease_and_gives_it_back(
+    make_cache, clock, stopwatch, draw
+):
+    server = fakeredis.FakeServer()
+    cache = make_cache([L1, fake_l2(server)])
+    stopwatch[0] = 10.0
+    work = Counter("v1")
+    report = cached(100, key=lambda: "r", cache=cache, early_recompute=1.0)(work)
+    report()
+    clock.advance(99)
+    draw[0] = 0.5
+    work.value = "v2"
+    assert report() == "v2" and report.stats.early == 1
+    assert cache.stats()["l2"]["leases"] == 2  # the first computation, the refresh
+    lease = stampede.lease_key(cache.namespace, cache.stored_key("r"))
+    assert fakeredis.FakeRedis(server=server).exists(lease) == 0
+
+
+def test_xfetch_skips_while_this_process_already_refreshes(
+    make_cache, clock, stopwatch, draw
+):
+    cache = make_cache([L1])
+    stopwatch[0] = 10.0
+    refreshing = threading.Event()
+    release = threading.Event()
+    calls = []
+
+    def work() -> str:
+        calls.append(1)
+        if len(calls) == 2:  # the first refresh: hold it
+            refreshing.set()
+            release.wait(10)
+        return f"v{len(calls)}"
+
+    report = cached(100, key=lambda: "r", cache=cache, early_recompute=1.0)(work)
+    assert report() == "v1"
+    clock.advance(99)
+    draw[0] = 0.5
+    first, result = in_background(report)
+    refreshing.wait(10)
+    try:
+        assert report() == "v1"  # no second refresh, no waiting
+    finally:
+        release.set()
+        first.join(10)
+    assert result[0][:2] == ("ok", "v2") and len(calls) == 2
+
+
+def test_xfetch_with_fail_open_off_and_redis_down_serves_the_value(
+    make_cache, clock, stopwatch, draw
+):
+    server = fakeredis.FakeServer()
+    cache = make_cache([L1, fake_l2(server)], FAIL_OPEN=False)
+    stopwatch[0] = 10.0
+    work = Counter("v1")
+    report = cached(50, key=lambda: "r", cache=cache, early_recompute=1.0)(work)
+    report()
+    clock.advance(49)  # within L1_MAX_STALENESS: L1 still serves the hit
+    draw[0] = 0.5
+    # The lease call fails (FAIL_OPEN off raises): the refresh is skipped.
+    server.connected = False
+    assert report() == "v1" and work.calls == 1
+
+
 def test_an_early_recomputation_that_raises_serves_the_current_value(
     make_cache, clock, stopwatch, draw, caplog
 ):

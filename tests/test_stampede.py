@@ -321,6 +321,25 @@ def test_a_forked_child_starts_with_no_flights(make_cache):
     assert result[0][:2] == ("ok", "parent")
 
 
+def test_waiters_share_a_result_that_cannot_be_copied():
+    coordinator = stampede.Coordinator(None)
+    callers = 5
+    result = threading.Lock()  # cannot be pickled: nothing to copy it with
+
+    def produce(outage: bool):
+        wait_until(
+            lambda: coordinator.waiting("k") >= callers - 1,
+            timeout=10,
+            what="callers to join",
+        )
+        return result
+
+    outcomes = in_threads(
+        callers, lambda: coordinator.run("k", lambda: stampede.MISSING, produce)
+    )
+    assert all(kind == "ok" and value is result for kind, value, _ in outcomes)
+
+
 # -- failing open -------------------------------------------------------------
 
 
