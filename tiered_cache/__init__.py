@@ -11,11 +11,12 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["MemoryTier", "TieredCache", "__version__"]
+__all__ = ["MemoryTier", "TieredCache", "__version__", "cached"]
 
 _LAZY = {
     "TieredCache": "tiered_cache.backend",
     "MemoryTier": "tiered_cache.tiers.memory",
+    "cached": "tiered_cache.decorators",
 }
 
 

@@ -61,6 +61,13 @@ every change at the authority is announced on a Redis Stream, and every other
 process drops its older copies. L1 copies are also trusted for at most
 ``L1_MAX_STALENESS`` seconds, the bound when everything else fails.
 
+Stampedes. ``get_or_set`` computes a missing value once per key per process
+(single flight) and, when a tier holds leases (L2), once per deployment: a
+lease in Redis decides which process computes, the others wait for its value
+(bounded by the lease) and compute themselves when Redis does not answer.
+The logic lives in ``tiered_cache.stampede``; leases are taken through the
+chain's lease slot like any other tier call.
+
 What is *not* promised (yet). L3 copies below an L2 are not bounded by
 ``L1_MAX_STALENESS`` (``Chain.unbounded`` names them), and a gap in the bus
 does not drop them. A write that reached L1/L3 while L2 was down is not
@@ -81,6 +88,7 @@ from typing import Any
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
+from . import stampede
 from .chain import chain_for
 from .compat import ExpiryView
 from .conf import options_for
@@ -294,6 +302,21 @@ class TieredCache(BaseCache):
 
     def has_key(self, key: Any, version: int | None = None) -> bool:
         return self._chain.has(self._key(key, version))
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Return the value at ``key``; if missing, store ``default`` (or its result).
+
+        Django's semantics; a callable ``default`` runs once per key per
+        process and, when a tier holds leases (L2), once per deployment
+        (``tiered_cache.stampede``).
+        """
+        return stampede.get_or_set(self, self._chain, key, default, timeout, version)
 
     # -- writes --------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ backend instance (Django makes one per thread and per request).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -305,6 +306,17 @@ class Chain:
         except NotImplementedError:
             return ()
         return () if keys is UNAVAILABLE else keys
+
+    @functools.cached_property
+    def lease_slot(self) -> Slot | None:
+        """Return the widest tier that holds leases (``BaseTier.holds_leases``).
+
+        ``None`` when no tier can: stampede protection is then per process.
+        """
+        for slot in self.write_order:
+            if slot.tier.holds_leases:
+                return slot
+        return None
 
     def close(self) -> None:
         for slot in self.slots:

@@ -30,6 +30,8 @@ __all__ = [
     "DEFAULTS",
     "INVALIDATION_DEFAULTS",
     "InvalidationOptions",
+    "STAMPEDE_DEFAULTS",
+    "StampedeOptions",
     "TierSpec",
     "TieredOptions",
     "config_identity",
@@ -45,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER": {},
     "CLOCK": None,  # None: time.time
     "INVALIDATION": None,  # None: on when a tier can carry the bus (see below)
+    "STAMPEDE": {},
 }
 #: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
 BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
@@ -65,6 +68,28 @@ BREAKER_DEFAULTS: dict[str, Any] = {
 #: (the backend builds the final key once); the system check says so.
 TIER_KEYS = frozenset({"NAME", "BACKEND", "LOCATION", "OPTIONS"})
 IGNORED_TIER_KEYS = frozenset({"TIMEOUT", "KEY_PREFIX", "VERSION", "KEY_FUNCTION"})
+
+
+@dataclass(frozen=True)
+class StampedeOptions:
+    """``OPTIONS["STAMPEDE"]`` (lower-cased): how ``get_or_set`` coordinates.
+
+    ``lease_seconds``: the longest a process holds the lease on a missing
+    key (``None``: no lease, single flight per process only); it is also the
+    longest other processes wait for its value before computing it
+    themselves. ``max_poll_seconds``: the longest pause between two looks at
+    the cache while waiting.
+    """
+
+    lease_seconds: float | None = 5.0
+    max_poll_seconds: float = 0.05
+
+
+#: ``OPTIONS["STAMPEDE"]`` keys and defaults, from ``StampedeOptions``.
+STAMPEDE_DEFAULTS: dict[str, Any] = {
+    option.name.upper(): option.default
+    for option in dataclasses.fields(StampedeOptions)
+}
 
 _DEFAULT_NAMES = {
     "MemoryTier": "l1",
@@ -106,6 +131,7 @@ class TieredOptions:
     breaker: BreakerOptions = field(default_factory=BreakerOptions)
     clock: Callable[[], float] = time.time
     invalidation: InvalidationOptions = field(default_factory=InvalidationOptions)
+    stampede: StampedeOptions = field(default_factory=StampedeOptions)
     embedded_default: bool = False
     unknown: tuple[str, ...] = ()
     #: Identity of what the tiers share: equal keys share one chain per process.
@@ -138,6 +164,9 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     clock = _load_clock(options.get("CLOCK"))
     breaker = _parse_breaker(
         options.get("BREAKER") if options.get("BREAKER") is not None else {}
+    )
+    stampede = _parse_stampede(
+        options.get("STAMPEDE") if options.get("STAMPEDE") is not None else {}
     )
 
     raw_tiers = options.get("TIERS")
@@ -192,6 +221,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         breaker=breaker,
         clock=clock,
         invalidation=invalidation,
+        stampede=stampede,
         embedded_default=embedded,
         unknown=unknown,
         share_key=share_key,
@@ -313,6 +343,33 @@ def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
         if not math.isfinite(value):
             raise ImproperlyConfigured(f"BREAKER[{key!r}] must be finite")
     return BreakerOptions(**{k.lower(): v for k, v in merged.items()})
+
+
+def _parse_stampede(raw: Mapping[str, Any]) -> StampedeOptions:
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured("STAMPEDE must be a dict")
+    unknown = set(raw) - set(STAMPEDE_DEFAULTS)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"unknown STAMPEDE keys {sorted(unknown)}; "
+            f"known: {sorted(STAMPEDE_DEFAULTS)}"
+        )
+    merged = {**STAMPEDE_DEFAULTS, **raw}
+    for key, value in merged.items():
+        if key == "LEASE_SECONDS" and value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not value > 0
+            or not math.isfinite(value)
+        ):
+            raise ImproperlyConfigured(
+                f"STAMPEDE[{key!r}] must be a positive, finite number of seconds"
+                + (" or None" if key == "LEASE_SECONDS" else "")
+                + f", not {value!r}"
+            )
+    return StampedeOptions(**{k.lower(): v for k, v in merged.items()})
 
 
 def config_identity(obj: Any) -> str:

@@ -194,6 +194,24 @@ class Slot:
         if keys and self.call("delete_many", keys) is not UNAVAILABLE:
             self.stats.deletes += len(keys)
 
+    def acquire_lease(self, key: str, seconds: float) -> str | None | Any:
+        """Take the lease ``key`` (``BaseTier.acquire_lease``).
+
+        Return its token, ``None`` when another holder has it, or
+        ``UNAVAILABLE`` when the tier did not answer (the outcome is then
+        unknown: act as if the lease were not held, never wait on it).
+        """
+        token = self.call("acquire_lease", key, seconds)
+        if token is None:
+            self.stats.leases_refused += 1
+        elif token is not UNAVAILABLE:
+            self.stats.leases += 1
+        return token
+
+    def release_lease(self, key: str, token: str) -> Any:
+        """Give the lease back if ``token`` holds it; ``UNAVAILABLE`` if not asked."""
+        return self.call("release_lease", key, token)
+
     def snapshot(self) -> dict[str, Any]:
         """Return the counters, with the breaker state when there is one."""
         info: dict[str, Any] = self.stats.snapshot()

@@ -22,6 +22,8 @@ COUNTERS = (
     "skipped",
     "refused",
     "breaker_opened",
+    "leases",
+    "leases_refused",
 )
 
 

@@ -21,6 +21,10 @@ those declarations alone (see ``tiered_cache.chain``):
   in this chain, which go stale when another process or machine writes: they
   need invalidation and are trusted only for ``max_staleness`` seconds
   (``bound_staleness``).
+* ``holds_leases``: whether it can hold *leases* (``acquire_lease``,
+  ``release_lease``), the short-lived locks that let one process of the whole
+  scope compute a missing value while the others wait for it
+  (``tiered_cache.stampede``). Optional; the default tier holds none.
 
 Errors: a tier raises ``TierUnavailable`` (chained to the cause) for anything
 its transport does wrong (connection refused, timeout, disk full, OOM). It
@@ -134,6 +138,8 @@ class BaseTier:
     may_be_authority: ClassVar[bool] = True
     #: Calls can fail: guarded by a circuit breaker, never on the fast path.
     fallible: ClassVar[bool] = True
+    #: Implements ``acquire_lease``/``release_lease`` (stampede protection).
+    holds_leases: ClassVar[bool] = False
     #: The OPTIONS keys this tier understands; subclasses add theirs.
     known_options: ClassVar[frozenset[str]] = frozenset(
         {"MAX_VALUE_BYTES", "COMPRESS_MIN_BYTES", "COMPRESSOR", "COMPRESS_LEVEL"}
@@ -320,6 +326,35 @@ class BaseTier:
 
         Tiers are shared by caches with other prefixes and by other
         applications: never flush a whole database here.
+        """
+        raise NotImplementedError
+
+    # -- leases (optional: ``holds_leases``) ----------------------------------
+
+    def acquire_lease(self, key: str, seconds: float) -> str | None:
+        """Take the lease ``key`` for ``seconds`` if nobody holds it.
+
+        Return a token that identifies this holder, or ``None`` when another
+        holder has it. The lease ends by itself after ``seconds`` of real time
+        (whatever the backend's clock says), so a holder that dies never
+        blocks the others for longer. ``key`` is a final key under the cache's
+        namespace (``clear()`` removes it) that no value is stored under.
+        Like every call, a transport failure raises ``TierUnavailable``: the
+        outcome is then unknown (the lease may have been taken), and callers
+        must not wait for a lease across it.
+
+        Only tiers with ``holds_leases`` implement this; the default raises
+        ``NotImplementedError``.
+        """
+        raise NotImplementedError
+
+    def release_lease(self, key: str, token: str) -> None:
+        """Give the lease ``key`` back if ``token`` still holds it.
+
+        Atomic compare-and-delete: a holder whose lease already expired (and
+        was taken by another) removes nothing. Only tiers with
+        ``holds_leases`` implement this; the default raises
+        ``NotImplementedError``.
         """
         raise NotImplementedError
 

@@ -14,6 +14,8 @@ only when such a tier is configured. One module per concern:
     What is stored under a key (envelope or raw integer) and how it is judged.
 ``counters``
     ``incr``: INCRBY in 64 bits, an atomic Python step past them.
+``leases``
+    Leases for stampede protection: ``SET NX PX``, compare-and-delete.
 ``connections``
     django-redis glue: OPTIONS defaults, pools keyed by every option.
 ``errors``

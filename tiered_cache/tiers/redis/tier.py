@@ -25,7 +25,7 @@ from ...exceptions import EnvelopeError
 from ...resilience import LogThrottle
 from ...sentinels import MISSING
 from ..base import BaseTier
-from . import counters, wire
+from . import counters, leases, wire
 from .connections import (
     DJANGO_REDIS_OPTIONS,
     INEFFECTIVE_DJANGO_REDIS_OPTIONS,
@@ -323,6 +323,20 @@ class RedisTier(BaseTier):
     def incr(self, key: str, delta: int) -> int:
         """See ``BaseTier`` and ``counters``; counts on past 64 bits."""
         return counters.incr(self, key, delta)
+
+    # -- leases (stampede protection) -----------------------------------------
+
+    holds_leases = True
+
+    @transport("acquire_lease")
+    def acquire_lease(self, key: str, seconds: float) -> str | None:
+        """See ``BaseTier`` and ``leases``: ``SET NX PX`` at the key's primary."""
+        return leases.acquire(self._writer(key), key, seconds)
+
+    @transport("release_lease")
+    def release_lease(self, key: str, token: str) -> None:
+        """See ``BaseTier`` and ``leases``: a compare-and-delete script."""
+        leases.release(self._writer(key), key, token)
 
     @transport("clear")
     def clear(self, namespace: str) -> int:
