@@ -82,7 +82,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
@@ -91,7 +91,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import stampede
 from .chain import chain_for
 from .compat import ExpiryView
-from .conf import options_for
+from .conf import Refusal, options_for
 from .envelope import Record
 from .keys import (
     MAX_STORED_KEY_LENGTH,
@@ -172,15 +172,10 @@ class TieredCache(BaseCache):
     def _refuse_every_call(self, error: ImproperlyConfigured) -> None:
         """Make every cache call raise ``error`` (see "Failure" above)."""
 
-        def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise ImproperlyConfigured(
-                f"this TieredCache is misconfigured: {error} (manage.py check "
-                "reports it with a hint when 'tiered_cache' is in INSTALLED_APPS)"
-            ) from error
-
+        refusal = Refusal(error)
         for name in _API:
-            setattr(self, name, refuse)
-        self._chain = self._slots = _Unusable(refuse)  # type: ignore[assignment]
+            setattr(self, name, refusal.refuse)
+        self._chain = self._slots = refusal  # type: ignore[assignment]
 
     # -- keys and timeouts -------------------------------------------------------
     #
@@ -399,7 +394,7 @@ class TieredCache(BaseCache):
 
     def close(self, **kwargs: Any) -> None:
         # Django calls this after every request; tiers keep their shared pools.
-        if not isinstance(self._chain, _Unusable):
+        if not isinstance(self._chain, Refusal):
             self._chain.close()
 
     # -- introspection ---------------------------------------------------------------
@@ -452,21 +447,3 @@ class TieredCache(BaseCache):
     def check(self) -> list[str]:
         """Return broken invariants of the tiers (empty when healthy)."""
         return self._chain.check()
-
-
-class _Unusable:
-    """The chain of a misconfigured cache: any use raises the configuration error."""
-
-    def __init__(self, refuse: Any) -> None:
-        self._refuse = refuse
-
-    def __getattr__(self, name: str) -> Any:
-        self._refuse()
-
-    def __iter__(self) -> Iterator[Any]:
-        self._refuse()
-        return iter(())
-
-    def __len__(self) -> int:
-        self._refuse()
-        return 0

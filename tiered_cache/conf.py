@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULTS",
     "INVALIDATION_DEFAULTS",
     "InvalidationOptions",
+    "Refusal",
     "STAMPEDE_DEFAULTS",
     "StampedeOptions",
     "TierSpec",
@@ -370,6 +371,34 @@ def _parse_stampede(raw: Mapping[str, Any]) -> StampedeOptions:
                 + f", not {value!r}"
             )
     return StampedeOptions(**{k.lower(): v for k, v in merged.items()})
+
+
+class Refusal:
+    """Stands in for what a misconfigured cache would use: every use raises.
+
+    The backend does not raise a configuration error from its constructor
+    (Django's system checks build every cache, and ``manage.py check`` must
+    report it with its hint); it raises it from every call instead.
+    """
+
+    def __init__(self, error: ImproperlyConfigured) -> None:
+        self.error = error
+
+    def refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise ImproperlyConfigured(
+            f"this TieredCache is misconfigured: {self.error} (manage.py check "
+            "reports it with a hint when 'tiered_cache' is in INSTALLED_APPS)"
+        ) from self.error
+
+    def __getattr__(self, name: str) -> Any:
+        self.refuse()
+
+    def __iter__(self) -> Any:
+        self.refuse()
+
+    def __len__(self) -> int:
+        self.refuse()
+        return 0
 
 
 def config_identity(obj: Any) -> str:
