@@ -40,6 +40,7 @@ started with the chain and again in every forked child.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -277,3 +278,10 @@ def _restart_in_child() -> None:
 
 
 after_fork_in_child(_restart_in_child)
+
+
+@atexit.register
+def _stop_listening() -> None:
+    # Servers are often gone before the interpreter is: no outage lines then.
+    for bus in list(_buses):
+        bus._stop.set()
