@@ -295,13 +295,7 @@ def _parse_invalidation(raw: Any, names: list[str]) -> InvalidationOptions:
         raise ImproperlyConfigured(
             f"INVALIDATION must be None, True, False or a dict, not {raw!r}"
         )
-    unknown = set(raw) - set(INVALIDATION_DEFAULTS)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"unknown INVALIDATION keys {sorted(map(str, unknown))}; known: "
-            f"{sorted(INVALIDATION_DEFAULTS)}"
-        )
-    merged = {**INVALIDATION_DEFAULTS, **raw}
+    merged = _merged("INVALIDATION", raw, INVALIDATION_DEFAULTS)
     if merged["VIA"] is not None and merged["VIA"] not in names:
         raise ImproperlyConfigured(
             f"INVALIDATION['VIA'] names no tier: {merged['VIA']!r} not in {names}"
@@ -325,15 +319,20 @@ def _parse_invalidation(raw: Any, names: list[str]) -> InvalidationOptions:
     )
 
 
-def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
+def _merged(name: str, raw: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``raw`` (a dict option) over its defaults; refuse unknown keys."""
     if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured("BREAKER must be a dict")
-    unknown = set(raw) - set(BREAKER_DEFAULTS)
+        raise ImproperlyConfigured(f"{name} must be a dict, not {raw!r}")
+    unknown = sorted(str(key) for key in raw if key not in defaults)
     if unknown:
         raise ImproperlyConfigured(
-            f"unknown BREAKER keys {sorted(unknown)}; known: {sorted(BREAKER_DEFAULTS)}"
+            f"unknown {name} keys {unknown}; known: {sorted(defaults)}"
         )
-    merged = {**BREAKER_DEFAULTS, **raw}
+    return {**defaults, **raw}
+
+
+def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
+    merged = _merged("BREAKER", raw, BREAKER_DEFAULTS)
     for key, value in merged.items():
         if (
             isinstance(value, bool)
@@ -347,15 +346,7 @@ def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
 
 
 def _parse_stampede(raw: Mapping[str, Any]) -> StampedeOptions:
-    if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured("STAMPEDE must be a dict")
-    unknown = set(raw) - set(STAMPEDE_DEFAULTS)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"unknown STAMPEDE keys {sorted(unknown)}; "
-            f"known: {sorted(STAMPEDE_DEFAULTS)}"
-        )
-    merged = {**STAMPEDE_DEFAULTS, **raw}
+    merged = _merged("STAMPEDE", raw, STAMPEDE_DEFAULTS)
     for key, value in merged.items():
         if key == "LEASE_SECONDS" and value is None:
             continue
