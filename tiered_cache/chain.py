@@ -280,10 +280,11 @@ class Chain:
     def promote(self, hits: Mapping[str, Record], above: Sequence[Slot]) -> None:
         """Copy hits into the faster tiers, keeping their remaining lifetime."""
         now = self.clock()
-        if all(record.is_live(now) for record in hits.values()):
-            live = hits
-        else:
-            live = {key: record for key, record in hits.items() if record.is_live(now)}
+        live = hits
+        for record in hits.values():
+            if not record.is_live(now):
+                live = {k: r for k, r in hits.items() if r.is_live(now)}
+                break
         if live:
             for slot in above:
                 slot.store(live, promotion=True)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .envelope import Record, materialize
+from .envelope import MISSING_VALUE, Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
@@ -114,7 +114,7 @@ class Slot:
         if record is MISSING:
             self.stats.misses += 1
             return MISSING
-        if not self._readable(key, record):
+        if record.value is MISSING_VALUE and not self._readable(key, record):
             return MISSING
         self.stats.hits += 1
         return record
