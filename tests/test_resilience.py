@@ -133,3 +133,14 @@ def test_log_throttle():
     assert throttle.allow("a")
     throttle.reset()
     assert throttle.allow("a")
+
+
+def test_success_costs_nothing_again_once_failures_leave_the_window():
+    b, clock = breaker(failure_threshold=100, min_calls=1000, window=10)
+    assert b.quiet
+    b.record_failure()
+    b.record_success()
+    assert not b.quiet and b.state == CLOSED  # a failure is still in the window
+    clock.now += 11
+    b.record_success()
+    assert b.quiet  # nothing left to remember: the next success is free

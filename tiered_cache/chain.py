@@ -285,8 +285,19 @@ class Chain:
             if not record.is_live(now):
                 live = {k: r for k, r in hits.items() if r.is_live(now)}
                 break
-        if live:
-            for slot in above:
+        if not live:
+            return
+        top = self.fast_top
+        for slot in above:
+            if slot.tier is top and len(live) == 1:
+                # The fast path's other half: local memory cannot fail, so the
+                # one promoted hit of a ``get`` skips the slot's wrapper.
+                ((key, record),) = live.items()
+                if top.accepts(record):  # type: ignore[union-attr]
+                    top.set(key, record)  # type: ignore[union-attr]
+                    slot.stats.sets += 1
+                    slot.stats.promotions += 1
+            else:
                 slot.store(live, promotion=True)
 
     def has(self, key: str) -> bool:

@@ -57,17 +57,12 @@ counted; the next call tries again.
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import enum
 import functools
-import hashlib
 import inspect
 import logging
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +71,7 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from . import stampede
 from .backend import TieredCache
+from .function_keys import bounded_name, default_key
 from .resilience import LogThrottle
 from .sentinels import MISSING
 
@@ -83,9 +79,6 @@ __all__ = ["CachedStats", "cached", "default_key"]
 
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
-
-#: Longest ``<module>.<qualname>`` kept whole in a default key.
-MAX_NAME_LENGTH = 120
 
 # Indirections the tests replace (a fake random draw, a fake stopwatch).
 _timer = time.perf_counter
@@ -194,7 +187,7 @@ class _Rules:
         grace: float,
     ) -> None:
         self.func = func
-        self.name = _bounded_name(f"{func.__module__}.{func.__qualname__}")
+        self.name = bounded_name(f"{func.__module__}.{func.__qualname__}")
         self.timeout = timeout
         self.key = key
         self.cache = cache
@@ -360,85 +353,6 @@ def _is_entry(entry: Any) -> bool:
         and len(entry) == 3
         and type(entry[1]) is float
         and (entry[2] is None or type(entry[2]) is float)
-    )
-
-
-# -- keys --------------------------------------------------------------------------
-
-
-def default_key(name: str, args: tuple, kwargs: dict) -> str:
-    """Return ``cached:<name>:<digest of the arguments>`` (see the module doc)."""
-    parts: list[str] = []
-    _encode(args, parts)
-    _encode(kwargs, parts)
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass"))
-    return f"cached:{name}:{digest.hexdigest()[:32]}"
-
-
-def _bounded_name(name: str) -> str:
-    if len(name) <= MAX_NAME_LENGTH:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{name[: MAX_NAME_LENGTH - 17]}~{digest}"
-
-
-_SCALARS = (
-    decimal.Decimal,
-    uuid.UUID,
-    datetime.datetime,
-    datetime.date,
-    datetime.time,
-    datetime.timedelta,
-    complex,
-)
-
-
-def _encode(obj: Any, out: list[str]) -> None:
-    """Append a canonical, process-independent form of ``obj`` to ``out``."""
-    if obj is None or obj is True or obj is False:
-        out.append(repr(obj))
-    elif isinstance(obj, enum.Enum):
-        cls = type(obj)
-        out.append(f"E{cls.__module__}.{cls.__qualname__}.{obj.name}")
-    elif isinstance(obj, int):
-        out.append(f"i{int(obj)}")
-    elif isinstance(obj, float):
-        out.append(f"f{float(obj).hex()}")
-    elif isinstance(obj, str):
-        out.append(f"s{len(obj)}:{obj}")
-    elif isinstance(obj, (bytes, bytearray, memoryview)):
-        data = bytes(obj)
-        out.append(f"b{len(data)}:{data.hex()}")
-    elif isinstance(obj, (tuple, list)):
-        out.append("(" if isinstance(obj, tuple) else "[")
-        for item in obj:
-            _encode(item, out)
-        out.append(")")
-    elif isinstance(obj, dict):
-        items = sorted((_encoded(k), _encoded(v)) for k, v in obj.items())
-        out.append("{" + "".join(f"{k}={v};" for k, v in items) + "}")
-    elif isinstance(obj, (set, frozenset)):
-        out.append("<" + ";".join(sorted(_encoded(item) for item in obj)) + ">")
-    elif isinstance(obj, _SCALARS):
-        out.append(f"o{type(obj).__name__}:{obj}")
-    else:
-        out.append(_model_or_refuse(obj))
-
-
-def _encoded(obj: Any) -> str:
-    parts: list[str] = []
-    _encode(obj, parts)
-    return "\x1e".join(parts)
-
-
-def _model_or_refuse(obj: Any) -> str:
-    from django.db.models import Model
-
-    if isinstance(obj, Model) and obj.pk is not None:
-        return f"M{obj._meta.label_lower}:{_encoded(obj.pk)}"
-    raise TypeError(
-        f"cached(): cannot build a cache key from a {type(obj).__qualname__} "
-        "argument the same way in every process; pass key=... to the decorator"
     )
 
 

@@ -73,6 +73,10 @@ class CircuitBreaker:
         self._probing = False
         self._probe_started = 0.0
         self._calls: deque[tuple[float, bool]] = deque()
+        self._failures = 0  # failed calls in ``_calls``
+        #: Closed with no failure in the window: a success has nothing to note
+        #: (callers may skip ``record_success``, the common case).
+        self.quiet = True
 
     def allow(self) -> bool:
         """Return whether a call may be attempted now."""
@@ -92,19 +96,22 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         """Note a call that worked."""
-        if self.state == CLOSED and not self._consecutive and not self._calls:
+        if self.quiet:
             return  # the common case costs nothing
         with self._lock:
             self._consecutive = 0
             self._note(False)
             if self.state != CLOSED:
                 self._probing = False
-                self._calls.clear()
                 self._transition(CLOSED)
+                self._forget()
+            elif not self._failures:  # the last failure left the window
+                self._forget()
 
     def record_failure(self) -> None:
         """Note a call that failed; may open the breaker."""
         with self._lock:
+            self.quiet = False
             self._consecutive += 1
             self._note(True)
             if self.state == HALF_OPEN:
@@ -117,18 +124,25 @@ class CircuitBreaker:
         """Close the breaker and forget history (tests, admin actions)."""
         with self._lock:
             self._consecutive = 0
-            self._calls.clear()
             self._probing = False
             if self.state != CLOSED:
                 self._transition(CLOSED)
+            self._forget()
+
+    def _forget(self) -> None:
+        """Closed with nothing to remember: back to the quiet state."""
+        self._calls.clear()
+        self._failures = 0
+        self.quiet = True
 
     def _note(self, failed: bool) -> None:
         now = self._clock()
         calls = self._calls
         calls.append((now, failed))
+        self._failures += failed
         horizon = now - self.window
         while calls and calls[0][0] < horizon:
-            calls.popleft()
+            self._failures -= calls.popleft()[1]
 
     def _should_open(self) -> bool:
         if self._consecutive >= self.failure_threshold:
@@ -136,8 +150,7 @@ class CircuitBreaker:
         calls = self._calls
         if len(calls) < self.min_calls:
             return False
-        failures = sum(1 for _, failed in calls if failed)
-        return failures / len(calls) >= self.failure_rate
+        return self._failures / len(calls) >= self.failure_rate
 
     def _open(self) -> None:
         self._opened_at = self._clock()

@@ -70,7 +70,7 @@ class Slot:
             if self.fail_open:
                 return UNAVAILABLE
             raise
-        if breaker is not None:
+        if breaker is not None and not breaker.quiet:
             breaker.record_success()
         if self._failing:
             self._answered_again(op)

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from django_redis.pool import ConnectionFactory, SentinelConnectionFactory
 from redis.backoff import NoBackoff
@@ -35,6 +36,7 @@ __all__ = [
     "TieredConnectionFactory",
     "TieredSentinelConnectionFactory",
     "freeze",
+    "check_url",
     "is_sentinel",
     "redact_url",
     "redis_options",
@@ -132,6 +134,20 @@ def redis_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _RETRY_KEYS = frozenset({"retry", "retry_on_error", "retry_on_timeout"})
+
+
+def check_url(name: str, url: str) -> None:
+    """Refuse a LOCATION redis-py would only reject at the first call."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (parsing the port is the check)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"tier {name!r}: LOCATION {url!r}: {exc}") from exc
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(
+            f"tier {name!r}: LOCATION {url!r} must start with redis://, rediss:// "
+            "or unix://"
+        )
 
 
 def is_sentinel(options: Mapping[str, Any]) -> bool:

@@ -13,7 +13,6 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 import redis.exceptions as rex
@@ -29,6 +28,7 @@ from . import counters, leases, wire
 from .connections import (
     DJANGO_REDIS_OPTIONS,
     INEFFECTIVE_DJANGO_REDIS_OPTIONS,
+    check_url,
     is_sentinel,
     redact_url,
     redis_options,
@@ -127,7 +127,7 @@ class RedisTier(BaseTier):
         )
         self._urls: list[str] = list(self._client._server)
         for url in self._urls:
-            _check_url(self.name, url)
+            check_url(self.name, url)
         if is_sentinel(options):
             self.mode = "sentinel"
         elif len(self._urls) > 1:
@@ -439,20 +439,6 @@ class RedisTier(BaseTier):
         except EnvelopeError as exc:
             self.reject(key, exc)
             return MISSING
-
-
-def _check_url(name: str, url: str) -> None:
-    """Refuse a LOCATION redis-py would only reject at the first call."""
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018  (parsing the port is the check)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"tier {name!r}: LOCATION {url!r}: {exc}") from exc
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ImproperlyConfigured(
-            f"tier {name!r}: LOCATION {url!r} must start with redis://, rediss:// "
-            "or unix://"
-        )
 
 
 def _pattern(namespace: str) -> str:
