@@ -55,25 +55,17 @@ error does not raise from the constructor (Django's own system checks build
 every cache, and ``manage.py check`` must report the error with its hint):
 every cache call raises it instead.
 
-Coherence. Copies in tiers narrower than the widest (L1 always, L3 below an
-L2) are kept coherent by the invalidation bus (``tiered_cache.coherence``):
-every change at the authority is announced on a Redis Stream, and every other
-process drops its older copies. L1 copies are also trusted for at most
-``L1_MAX_STALENESS`` seconds, the bound when everything else fails.
+Coherence and stampedes. Copies in tiers narrower than the widest (L1; L3
+below an L2) are dropped by the invalidation bus (``tiered_cache.coherence``)
+when another process changes the value, and L1 copies are trusted at most
+``L1_MAX_STALENESS`` seconds. ``get_or_set`` computes a missing value once per
+key per process and, with a Redis lease, once per deployment
+(``tiered_cache.stampede``).
 
-Stampedes. ``get_or_set`` computes a missing value once per key per process
-(single flight) and, when a tier holds leases (L2), once per deployment: a
-lease in Redis decides which process computes, the others wait for its value
-(bounded by the lease) and compute themselves when Redis does not answer.
-The logic lives in ``tiered_cache.stampede``; leases are taken through the
-chain's lease slot like any other tier call.
-
-What is *not* promised (yet). L3 copies below an L2 are not bounded by
-``L1_MAX_STALENESS`` (``Chain.unbounded`` names them), and a gap in the bus
-does not drop them. A write that reached L1/L3 while L2 was down is not
-replayed into L2 when it returns, and a hit found only in L3 is promoted back
-into L2 (which may resurrect a value another machine deleted while none of
-this machine's processes was listening): both are bounded by the TTL.
+What is *not* promised (yet): L3 copies below an L2 are not bounded by
+``L1_MAX_STALENESS``; writes made while L2 was down are not replayed; a hit
+found only in L3 is promoted back into L2, which can bring back a value deleted
+while none of this machine's processes listened (docs/design.rst).
 ``set_many`` reports a key as failed when its authority did not store it,
 even if a narrower tier did.
 """
@@ -85,6 +77,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
@@ -111,27 +104,9 @@ _EXPIRED = -math.inf  # a timeout <= 0: "do not store", Django semantics
 #: What raises the configuration error of a misconfigured cache (``close`` is
 #: left alone: Django calls it after every request).
 _API = (
-    "get",
-    "get_many",
-    "has_key",
-    "set",
-    "set_many",
-    "add",
-    "incr",
-    "decr",
-    "touch",
-    "delete",
-    "delete_many",
-    "clear",
-    "get_or_set",
-    "incr_version",
-    "decr_version",
-    "stored_key",
-    "tier",
-    "stats",
-    "check",
-    "breaker_state",
-)
+    "get get_many has_key set set_many add incr decr touch delete delete_many clear "
+    "get_or_set incr_version decr_version stored_key tier stats check breaker_state"
+).split()
 
 
 class _KeyPart:
@@ -312,6 +287,18 @@ class TieredCache(BaseCache):
         (``tiered_cache.stampede``).
         """
         return stampede.get_or_set(self, self._chain, key, default, timeout, version)
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        # The coordinated path in a thread, like every a* method here.
+        return await sync_to_async(self.get_or_set, thread_sensitive=True)(
+            key, default, timeout=timeout, version=version
+        )
 
     # -- writes --------------------------------------------------------------------
 
