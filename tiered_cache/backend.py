@@ -103,10 +103,11 @@ _KEY_MEMO_SIZE = 4096
 _EXPIRED = -math.inf  # a timeout <= 0: "do not store", Django semantics
 #: What raises the configuration error of a misconfigured cache (``close`` is
 #: left alone: Django calls it after every request).
-_API = (
-    "get get_many has_key set set_many add incr decr touch delete delete_many clear "
-    "get_or_set incr_version decr_version stored_key tier stats check breaker_state"
-).split()
+_API = [
+    "get", "get_many", "has_key", "set", "set_many", "add", "incr", "decr",
+    "touch", "delete", "delete_many", "clear", "get_or_set", "incr_version",
+    "decr_version", "stored_key", "tier", "stats", "check", "breaker_state",
+]  # fmt: skip
 
 
 class _KeyPart:
