@@ -109,12 +109,12 @@ class Chain:
         self._via = via = carriers[0]
         copies = self._copies
 
-        def each(op: str, *args: Any) -> int:
-            return sum(
-                slot.call(op, *args) is True
-                for slot in copies
-                if _implements(slot.tier, op) or op in ("delete", "clear")
-            )
+        # Every copy tier implements ``invalidate`` (see ``_copies``); dropping
+        # every copy at once is optional (L3 cannot, see the design doc).
+        droppable = tuple(s for s in copies if _implements(s.tier, "invalidate_all"))
+
+        def each(op: str, *args: Any, among: tuple[Slot, ...] = copies) -> int:
+            return sum(slot.call(op, *args) is True for slot in among)
 
         def bound(seconds: float | None) -> None:
             for slot in copies:
@@ -125,7 +125,7 @@ class Chain:
             invalidate=lambda key, stamp: each("invalidate", key, stamp),
             drop=lambda key: each("delete", key),
             clear=lambda namespace: each("clear", namespace),
-            drop_all=lambda: each("invalidate_all"),
+            drop_all=lambda: each("invalidate_all", among=droppable),
             bound_staleness=bound,
             staleness=options.l1_max_staleness,
             heartbeat=settings.heartbeat,

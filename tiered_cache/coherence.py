@@ -111,7 +111,6 @@ class InvalidationBus:
         self.healthy = True
         self.last_id: str | None = None
         self.generation: str | None = None
-        self._ready = threading.Event()
         # Find the place in the stream before the first read of this process
         # can copy anything: a change announced before that is already in the
         # authority. One bounded call; the listener retries if it fails.
@@ -158,10 +157,6 @@ class InvalidationBus:
 
     # -- listening -----------------------------------------------------------------
 
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait until the listener has found its place in the stream (tests)."""
-        return self._ready.wait(timeout)
-
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
@@ -201,7 +196,6 @@ class InvalidationBus:
         state = self.stream.state()
         if self.last_id is None:  # first start: nothing copied yet to miss
             self.last_id, self.generation = state.last_id, state.generation
-            self._ready.set()
             return
         trimmed = self.last_id != "0-0" and _newer(state.first_id, self.last_id)
         if state.generation != self.generation or trimmed:
