@@ -262,7 +262,14 @@ def test_no_lease_without_a_tier_that_holds_leases_and_when_switched_off(
 def test_four_simulated_processes_compute_once(make_cache):
     """The acceptance case on fakeredis, in one process (fast)."""
     server = fakeredis.FakeServer()
-    caches = [make_cache([l1(p), fake_l2(server)], KEY_PREFIX="four") for p in range(4)]
+    # The lease outlives the join timeout: callers that finish were woken by
+    # the value landing, not by the lease running out.
+    caches = [
+        make_cache(
+            [l1(p), fake_l2(server)], KEY_PREFIX="four", STAMPEDE={"LEASE_SECONDS": 60}
+        )
+        for p in range(4)
+    ]
     work = Work({"answer": 42}, seconds=0.3)
     go = threading.Event()
     outcomes: list[tuple[Any, float]] = []
@@ -287,8 +294,7 @@ def test_four_simulated_processes_compute_once(make_cache):
         thread.join(30)
     assert len(outcomes) == 200
     assert all(value == {"answer": 42} for value, _ in outcomes)
-    assert work.calls <= 2
-    assert max(took for _, took in outcomes) < 0.8
+    assert work.calls <= 2  # how long the waiters wait: bench/stampede.py
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -44,8 +44,8 @@ by itself.
 
 Not promised: a computation slower than its lease may run twice (the lease
 expires and another process takes it); leases are not fenced (a holder past
-its lease still stores its value, as ``add`` would). ``aget_or_set`` keeps
-Django's behaviour (no coordination).
+its lease still stores its value, as ``add`` would). ``aget_or_set`` runs
+the coordinated ``get_or_set`` in a thread (Django's ``sync_to_async``).
 """
 
 from __future__ import annotations

@@ -139,8 +139,8 @@ def test_open_while_another_process_holds_the_lock_is_bounded(
     assert time.perf_counter() - start < 1.0
     start = time.perf_counter()
     with pytest.raises(TierUnavailable):
-        tier.set("k", rec("v"))  # past the deadline: fails at once
-    assert time.perf_counter() - start < 0.1
+        tier.set("k", rec("v"))  # past the deadline: fails without a new wait
+    assert time.perf_counter() - start < 0.2  # less than one more OPEN_TIMEOUT
 
 
 def test_open_completes_in_the_background_once_the_lock_is_gone(

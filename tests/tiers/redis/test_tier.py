@@ -134,14 +134,10 @@ def test_get_many_set_many_delete_many(setup: Setup):
     assert sorted(t.get_many(["a", "b", "c"])) == ["c"]
     assert t.get_many([]) == {}
     # The invalidation bus of other tests' caches keeps its stream in this db.
-    stored = sorted(
-        k for k in setup.raw.scan_iter() if not k.startswith(b"{tiered_cache")
-    )
+    stored = {k for k in setup.raw.scan_iter() if not k.startswith(b"{tiered_cache")}
     assert t.set_many({}) is None and t.delete_many([]) is None
-    again = sorted(
-        k for k in setup.raw.scan_iter() if not k.startswith(b"{tiered_cache")
-    )
-    assert again == stored == [b"c", b"old"]  # old: dead to us
+    again = {k for k in setup.raw.scan_iter() if not k.startswith(b"{tiered_cache")}
+    assert again == stored == {b"c", b"old"}  # old: dead to us
 
 
 def test_clear_removes_only_the_namespace(setup: Setup):
@@ -151,8 +147,9 @@ def test_clear_removes_only_the_namespace(setup: Setup):
     t.set_many({"ab:1": rec(1), "a:1": rec(1), "foreign": rec(1)})
     raw.set("a*-planted-by-someone-else", b"1")  # still in the namespace
     assert t.clear("a*") == 1201
-    left = sorted(k.decode() for k in raw.scan_iter() if not k.startswith(BUS))
-    assert left == ["a:1", "ab:1", "foreign"]
+    # SCAN may return a key twice while Redis resizes its table: compare sets
+    left = {k.decode() for k in raw.scan_iter() if not k.startswith(BUS)}
+    assert left == {"a:1", "ab:1", "foreign"}
     assert t.clear("a*") == 0
     with pytest.raises(ValueError):
         t.clear("")

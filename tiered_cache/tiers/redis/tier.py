@@ -215,18 +215,22 @@ class RedisTier(BaseTier):
 
     @transport("keys")
     def keys(self, namespace: str) -> list[str]:
-        """See ``BaseTier``; SCAN, at most ``KEYS_LIMIT`` keys (every primary)."""
+        """See ``BaseTier``; SCAN, at most ``KEYS_LIMIT`` keys (every primary).
+
+        SCAN may return a key twice while Redis resizes its table, so the
+        keys are collected in a dict (insertion-ordered, no repeats).
+        """
         pattern = _pattern(namespace)
-        found: list[str] = []
+        found: dict[str, None] = {}
         for client in self._primaries():
             for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
                 try:
-                    found.append(key.decode())
+                    found[key.decode()] = None
                 except UnicodeDecodeError:  # not one of ours: we write str keys
                     continue
                 if len(found) >= KEYS_LIMIT:
-                    return found
-        return found
+                    return list(found)
+        return list(found)
 
     # -- writes -------------------------------------------------------------
 
