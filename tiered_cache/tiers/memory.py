@@ -337,9 +337,18 @@ class MemoryTier(BaseTier):
         if self.max_bytes is not None and size > self.max_bytes:
             self.stats.refused += 1
             return False
-        if self._full(size) and not self.policy.admit(key, size):
-            self.stats.refused += 1
-            return False
+        if self._full(size):
+            if not self.policy.admit(key, size):
+                self.stats.refused += 1
+                return False
+            self._evict_for(size)
+        data[key] = entry
+        self._bytes += size
+        self.policy.on_insert(key, size, entry[_EXPIRES])
+        return True
+
+    def _evict_for(self, size: int) -> None:
+        """Evict the policy's victims until ``size`` more bytes fit, or none is left."""
         while self._full(size):
             victim = self.policy.victim()
             if victim is None:
@@ -348,10 +357,6 @@ class MemoryTier(BaseTier):
                 self.stats.evictions += 1
             else:
                 self.policy.on_remove(victim)
-        data[key] = entry
-        self._bytes += size
-        self.policy.on_insert(key, size, entry[_EXPIRES])
-        return True
 
     def _full(self, incoming: int) -> bool:
         if self.max_bytes is not None and self._bytes + incoming > self.max_bytes:

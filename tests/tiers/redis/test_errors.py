@@ -21,6 +21,7 @@ from tiered_cache.envelope import materialize
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.tiers.redis import ALIVE_KINDS, error_kind
 from tiered_cache.tiers.redis.errors import unavailable
+from tiered_cache.tiers.redis.stack import ConnectionStack
 
 
 def test_error_kinds_and_which_mean_the_server_answered():
@@ -102,6 +103,7 @@ def test_pool_exhaustion_waits_boundedly_then_fails(own_server, clock):
     )
     pool = t._writer("").connection_pool
     assert pool.max_connections == 2
+    assert isinstance(pool.pool, ConnectionStack)  # the waits below are its own
 
     errors: list[BaseException] = []
     done: list[int] = []

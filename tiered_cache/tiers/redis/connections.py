@@ -26,6 +26,7 @@ from redis.retry import Retry
 
 from ...forksafe import Registry
 from ..base import BaseTier
+from .stack import ConnectionStack
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -115,6 +116,7 @@ def redis_options(options: Mapping[str, Any]) -> dict[str, Any]:
         if issubclass(pool_cls, redis.BlockingConnectionPool):
             pool_kwargs.setdefault("max_connections", DEFAULT_MAX_CONNECTIONS)
             pool_kwargs.setdefault("timeout", DEFAULT_POOL_TIMEOUT)
+            pool_kwargs.setdefault("queue_class", ConnectionStack)
     if not pool_kwargs.keys() & _RETRY_KEYS:
         pool_kwargs["retry"] = _NO_RETRY
     result["CONNECTION_POOL_KWARGS"] = pool_kwargs

@@ -19,7 +19,7 @@ import redis.exceptions as rex
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ...envelope import HEADER_SIZE, MAGIC, Record, retime
+from ...envelope import HEADER_SIZE, MAGIC, Record, decode, retime
 from ...exceptions import EnvelopeError
 from ...resilience import LogThrottle
 from ...sentinels import MISSING
@@ -146,8 +146,31 @@ class RedisTier(BaseTier):
 
     # -- reads --------------------------------------------------------------
 
-    @transport("get")
     def get(self, key: str) -> Record | Any:
+        """See ``BaseTier``. This is the L2-hit path, so the common case (an
+        envelope, or nothing) is written out here: ``@transport``'s mapping and
+        ``wire.parse``'s envelope branch cost a Python frame each, a measurable
+        share of an L2 hit (``bench/latency.py --breakdown``). Everything else
+        goes to the helpers below, which are the whole read."""
+        client = self._reader(key)
+        try:
+            data = client.get(key)
+        except TRANSPORT_ERRORS as exc:
+            return self._get_after(key, exc)
+        if data is None:
+            return MISSING
+        if not data.startswith(MAGIC):
+            return self._get_tail(key, client, data)
+        try:
+            record = decode(data)
+        except EnvelopeError as exc:
+            self.reject(key, exc)
+            return MISSING
+        # Our clock may run ahead of Redis' TTL.
+        return record if record.is_live(self.clock()) else MISSING
+
+    def _read(self, key: str) -> Record | Any:
+        """``get`` without the transport mapping (a retry after ``_recover``)."""
         client = self._reader(key)
         try:
             data = client.get(key)
@@ -158,6 +181,23 @@ class RedisTier(BaseTier):
             return MISSING
         if data is None:
             return MISSING
+        return self._get_tail(key, client, data)
+
+    def _get_after(self, key: str, exc: BaseException) -> Record | Any:
+        """Finish a ``get`` whose first try raised ``exc`` (see ``transport``)."""
+        if isinstance(exc, rex.ResponseError) and is_wrongtype(exc):
+            self.reject(key, "not a string")
+            return MISSING
+        if not self._recover(exc):
+            raise unavailable(self.name, "get", exc) from exc
+        try:
+            return self._read(key)
+        except TRANSPORT_ERRORS as again:
+            self._recover(again)
+            raise unavailable(self.name, "get", again) from again
+
+    @transport("get")
+    def _get_tail(self, key: str, client: redis.Redis, data: bytes) -> Record | Any:
         parsed = self._parse(key, data)
         if type(parsed) is int:
             return wire.int_record(parsed, client.pexpiretime(key), self.clock())
