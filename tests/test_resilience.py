@@ -123,6 +123,44 @@ def test_breaking_and_healing_are_logged_at_the_same_level(caplog):
     ]
 
 
+def test_a_dead_tier_whose_probes_keep_failing_logs_one_line(caplog):
+    b, clock = breaker(failure_threshold=1, open_seconds=5)
+    with caplog.at_level(logging.WARNING):
+        b.record_failure()
+        for _ in range(10):  # 50 s of failed probes
+            clock.now += 5
+            assert b.allow()
+            b.record_failure()
+        clock.now += 5
+        assert b.allow()
+        b.record_success()
+    assert [r.getMessage() for r in caplog.records] == [
+        "tier l2 circuit breaker closed -> open",
+        "tier l2 circuit breaker half_open -> closed"
+        " (10 transitions since the last line not logged)",
+    ]
+
+
+def test_a_flapping_breaker_logs_one_pair_per_interval(caplog):
+    b, clock = breaker(failure_threshold=1, open_seconds=1)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(8):  # open, probe, close: every 2 s for 16 s
+            b.record_failure()
+            clock.now += 1
+            assert b.allow()
+            b.record_success()
+            clock.now += 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "tier l2 circuit breaker closed -> open",
+        "tier l2 circuit breaker half_open -> closed",
+        "tier l2 circuit breaker closed -> open"
+        " (8 transitions since the last line not logged)",
+        "tier l2 circuit breaker half_open -> closed",
+    ]
+    assert b.state == CLOSED
+
+
 def test_log_throttle():
     clock = Clock()
     throttle = LogThrottle(10, clock=clock)

@@ -75,7 +75,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
@@ -94,6 +94,9 @@ from .keys import (
 )
 from .sentinels import MISSING, UNAVAILABLE
 from .tiers.base import BaseTier
+
+if TYPE_CHECKING:
+    from .slot import Slot
 
 __all__ = ["TieredCache"]
 
@@ -244,12 +247,19 @@ class TieredCache(BaseCache):
             if value is not MISSING:
                 return value
         slots = self._slots
+        failed = None
         for index in range(self._below, len(slots)):
             record = slots[index].get(key)
-            if record is MISSING or record is UNAVAILABLE:
+            if record is MISSING:
+                continue
+            if record is UNAVAILABLE:
+                failed = (failed or ()) + (slots[index],)
                 continue
             if index:
-                self._chain.promote({key: record}, slots[:index])
+                above = slots[:index]
+                if failed:  # it just failed: promoting would pay its timeout again
+                    above = [slot for slot in above if slot not in failed]
+                self._chain.promote({key: record}, above)
             return record.value
         return default
 
@@ -258,16 +268,21 @@ class TieredCache(BaseCache):
         found: dict[Any, Any] = {}
         pending = list(originals)
         slots = self._slots
+        failed: list[Slot] = []
         for index, slot in enumerate(slots):
             if not pending:
                 break
             hits = slot.get_many(pending)
-            if hits is UNAVAILABLE or not hits:
+            if hits is UNAVAILABLE:
+                failed.append(slot)
+                continue
+            if not hits:
                 continue
             for final, record in hits.items():
                 found[originals[final]] = record.value
             if index:
-                self._chain.promote(hits, slots[:index])
+                above = [s for s in slots[:index] if s not in failed]
+                self._chain.promote(hits, above)
             pending = [final for final in pending if final not in hits]
         return found
 

@@ -21,7 +21,10 @@ class TierUnavailable(TierError):
     ``kind`` is a short, bounded label for logs and counters (``timeout``,
     ``oom``, ``disk_full``...). ``alive`` says the tier *answered* and refused
     this call (Redis OOM, a full disk): reads still work, so the failure must
-    not open the circuit breaker, which guards reachability.
+    not open the circuit breaker, which guards reachability. ``busy`` says the
+    call never reached the tier: this process had no free connection within
+    the pool's bound. That is back-pressure from our own concurrency, not a
+    fault of the tier, so it is counted on its own and leaves the breaker be.
     """
 
     def __init__(
@@ -32,11 +35,13 @@ class TierUnavailable(TierError):
         *,
         kind: str = "unavailable",
         alive: bool = False,
+        busy: bool = False,
     ) -> None:
         self.tier = tier
         self.operation = operation
         self.kind = kind
         self.alive = alive
+        self.busy = busy
         message = f"tier {tier!r} unavailable during {operation}"
         if detail:
             message = f"{message}: {detail}"

@@ -7,9 +7,15 @@ in the last ``window`` seconds failed at ``failure_rate`` or more. OPEN refuses
 calls for ``open_seconds``; then one caller is let through as a HALF_OPEN probe:
 its success closes the breaker, its failure opens it again.
 
-Transitions are logged once each (never one line per failed call) and counted.
+Transitions are logged, never one line per failed call, and counted.
 Opening and closing are logged at the same level (WARNING), so a log that
 shows a tier breaking also shows it healing; the half-open probe is DEBUG.
+The log is rate-limited per breaker: an opening is logged when the log does
+not already say "open" and no opening was logged in the last
+``LOG_INTERVAL`` seconds; a closing is logged when the last line said "open".
+A dead tier whose probes keep failing therefore logs one line, and a flapping
+one at most one open/close pair per interval, the next line saying how many
+transitions went unlogged (docs/faults.rst I5).
 The breaker is shared by every backend instance that shares the tier, so one
 thread's discovery protects all others.
 """
@@ -17,6 +23,7 @@ thread's discovery protects all others.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +38,9 @@ logger = logging.getLogger(__name__)
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
+
+#: Seconds between two logged openings of one breaker (see above).
+LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class CircuitBreaker:
         self._probe_started = 0.0
         self._calls: deque[tuple[float, bool]] = deque()
         self._failures = 0  # failed calls in ``_calls``
+        self._logged = CLOSED  # the state the last logged line showed
+        self._logged_open_at = -math.inf
+        self._unlogged = 0  # transitions since that line
         #: Closed with no failure in the window: a success has nothing to note
         #: (callers may skip ``record_success``, the common case).
         self.quiet = True
@@ -128,6 +141,7 @@ class CircuitBreaker:
             if self.state != CLOSED:
                 self._transition(CLOSED)
             self._forget()
+            self._logged, self._logged_open_at, self._unlogged = CLOSED, -math.inf, 0
 
     def _forget(self) -> None:
         """Closed with nothing to remember: back to the quiet state."""
@@ -159,13 +173,33 @@ class CircuitBreaker:
             self._on_open()
 
     def _transition(self, state: str) -> None:
-        if state == self.state:
+        previous = self.state
+        if state == previous:
             return
-        level = logging.DEBUG if state == HALF_OPEN else logging.WARNING
-        logger.log(
-            level, "tier %s circuit breaker %s -> %s", self.name, self.state, state
-        )
         self.state = state
+        if state == HALF_OPEN:
+            logger.debug("tier %s circuit breaker %s -> %s", self.name, previous, state)
+            return
+        now = self._clock()
+        if state == OPEN:
+            shown = self._logged != OPEN and now - self._logged_open_at >= LOG_INTERVAL
+        else:
+            shown = self._logged == OPEN
+        if not shown:
+            self._unlogged += 1
+            return
+        unlogged = (
+            f" ({self._unlogged} transitions since the last line not logged)"
+            if self._unlogged
+            else ""
+        )
+        logger.warning(
+            "tier %s circuit breaker %s -> %s%s", self.name, previous, state, unlogged
+        )
+        self._logged = state
+        self._unlogged = 0
+        if state == OPEN:
+            self._logged_open_at = now
 
 
 class LogThrottle:

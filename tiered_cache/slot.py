@@ -84,6 +84,9 @@ class Slot:
             logger.warning("cache tier %s answered again (%s)", self.name, op)
 
     def _failed(self, op: str, exc: TierUnavailable) -> None:
+        if exc.busy:
+            self._busy(op, exc)
+            return
         breaker = self.breaker
         if breaker is not None:
             if exc.alive:
@@ -102,6 +105,21 @@ class Slot:
                 exc.kind,
                 exc.__cause__ or exc,
                 "continuing without it" if self.fail_open else "raising",
+            )
+
+    def _busy(self, op: str, exc: TierUnavailable) -> None:
+        # Back-pressure, not a fault: the tier was never asked, so neither the
+        # breaker nor the failure log hears of it (docs/faults.rst #12).
+        self.stats.busy += 1
+        if self._log.allow(f"{self.name}:busy"):
+            logger.warning(
+                "cache tier %s: no free connection in time during %s (%s); "
+                "a miss for this call, the tier is not marked failing. Many at "
+                "once mean the pool is too small for this process's concurrency "
+                "(CONNECTION_POOL_KWARGS max_connections / timeout)",
+                self.name,
+                op,
+                exc.__cause__ or exc,
             )
 
     # -- counted operations ------------------------------------------------------

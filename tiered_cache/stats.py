@@ -18,6 +18,7 @@ COUNTERS = (
     "expirations",
     "promotions",
     "errors",
+    "busy",
     "rejected",
     "skipped",
     "refused",

@@ -136,8 +136,9 @@ def test_pool_exhaustion_waits_boundedly_then_fails(own_server, clock):
     held = [pool.get_connection() for _ in range(2)]
     try:
         started = time.monotonic()
-        with pytest.raises(TierUnavailable, match="No connection available"):
+        with pytest.raises(TierUnavailable, match="No connection available") as info:
             t.get("k1")
+        assert info.value.kind == "pool" and info.value.busy  # back-pressure
         assert time.monotonic() - started < FAST
     finally:
         for connection in held:

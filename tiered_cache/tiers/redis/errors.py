@@ -77,6 +77,8 @@ def error_kind(exc: BaseException) -> str:
     (docs/faults.rst #8, #9), so they get labels of their own.
     """
     cause = exc.__cause__ if isinstance(exc, TierUnavailable) else exc
+    if type(cause) is rex.ConnectionError and str(cause) == _POOL_EMPTY:
+        return "pool"  # BlockingConnectionPool's wait ran out
     for cls, kind in _KINDS:
         if isinstance(cause, cls):
             return kind
@@ -88,11 +90,21 @@ def error_kind(exc: BaseException) -> str:
     return "connection"
 
 
+#: What redis-py's ``BlockingConnectionPool`` raises when no connection came
+#: free within its ``timeout`` (a plain ``ConnectionError``).
+_POOL_EMPTY = "No connection available."
+
+
 def unavailable(tier: str, op: str, exc: BaseException) -> TierUnavailable:
     """Return the ``TierUnavailable`` reporting ``exc``; raise it ``from exc``."""
     kind = error_kind(exc)
     return TierUnavailable(
-        tier, op, f"{type(exc).__name__}: {exc}", kind=kind, alive=kind in ALIVE_KINDS
+        tier,
+        op,
+        f"{type(exc).__name__}: {exc}",
+        kind=kind,
+        alive=kind in ALIVE_KINDS,
+        busy=kind == "pool",
     )
 
 
