@@ -35,13 +35,26 @@ if TYPE_CHECKING:
 __all__ = ["incr"]
 
 # PEXPIRETIME is -2 for a missing key, -1 without expiry, else the absolute
-# expiry in ms, compared with the backend's clock (ARGV[2], ms).
+# expiry in ms. Only a raw integer's expiry was set on the backend's clock
+# (PXAT, see ``wire``), so only then is it compared with that clock (ARGV[2],
+# ms); anything longer than 20 bytes cannot be a 64-bit integer (an envelope's
+# header alone is 21) and goes to Python ({1}), which reads the envelope's own
+# expiry: a relative PX is on Redis' clock, which may differ from ours. The
+# result is read back with GET, as a string: Lua holds numbers as doubles, so
+# returning INCRBY's reply would round every count above 2**53.
 _INCR_LUA = """\
 local expires = redis.call('PEXPIRETIME', KEYS[1])
-if expires == -2 or (expires >= 0 and expires <= tonumber(ARGV[2])) then
+if expires == -2 then
   return false
 end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('STRLEN', KEYS[1]) > 20 then
+  return {1}
+end
+if expires >= 0 and expires <= tonumber(ARGV[2]) then
+  return false
+end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+return redis.call('GET', KEYS[1])
 """
 _INCR_SHA = hashlib.sha1(_INCR_LUA.encode()).hexdigest()
 
@@ -79,9 +92,10 @@ def _incrby(client: Any, key: str, delta: int, now_ms: int) -> Any:
     """
     try:
         try:
-            return client.evalsha(_INCR_SHA, 1, key, delta, now_ms)
+            result = client.evalsha(_INCR_SHA, 1, key, delta, now_ms)
         except rex.NoScriptError:
-            return client.eval(_INCR_LUA, 1, key, delta, now_ms)
+            result = client.eval(_INCR_LUA, 1, key, delta, now_ms)
+        return _NOT_HERE if type(result) is list else result
     except rex.ResponseError as exc:
         if is_wrongtype(exc) or any(text in str(exc) for text in _NOT_INT64):
             return _NOT_HERE

@@ -358,7 +358,7 @@ class RedisTier(BaseTier):
                         elif envelope_head:
                             pipe.pexpire(key, ms)
                         else:  # a raw int's expiry is absolute (see wire.set_args)
-                            pipe.pexpireat(key, math.ceil(expires_at * 1000))  # type: ignore[operator]
+                            pipe.pexpireat(key, wire.pxat(expires_at))  # type: ignore[arg-type]
                     pipe.execute()
                     return True
                 except rex.WatchError:

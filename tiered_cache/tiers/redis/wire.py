@@ -63,6 +63,16 @@ def ttl_ms(expires_at: float | None, now: float) -> int | None:
     return math.ceil((expires_at - now) * 1000)
 
 
+def pxat(expires_at: float) -> int:
+    """Return ``expires_at`` in whole ms for ``PXAT``/``PEXPIREAT``, rounded down.
+
+    Down, not up: a raw int carries no envelope, so this is its only expiry,
+    and an entry must never outlive the timeout it was given (rounding up kept
+    it live for up to 1 ms past its end, where every other tier had dropped it).
+    """
+    return math.floor(expires_at * 1000)
+
+
 def set_args(
     key: str,
     record: Record,
@@ -83,7 +93,7 @@ def set_args(
     args: tuple = ("SET", key, value)
     if ms is not None and ms <= MAX_PX:
         if type(value) is int:  # no envelope: Redis keeps the absolute expiry
-            args += ("PXAT", math.ceil(record.expires_at * 1000))  # type: ignore[operator]
+            args += ("PXAT", pxat(record.expires_at))  # type: ignore[arg-type]
         else:
             args += ("PX", ms)
     if nx:
