@@ -10,7 +10,6 @@ those together; ``RedisClusterTier`` (``cluster``) overrides the routing only.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
