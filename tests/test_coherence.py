@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -148,6 +149,51 @@ def test_killed_bus_connections_miss_nothing(make_cache, server):
         what="every replaced value dropped from B's L1",
     )
     assert b._chain.bus.stats.gaps == 0  # replayed from the stream, not guessed
+
+
+@pytest.mark.parametrize("joined", [True, False], ids=["transaction", "outbox"])
+def test_keys_written_once_while_connections_keep_dying(make_cache, server, joined):
+    """No message lost when a kill lands between a write and its announcement.
+
+    Connections are killed every few milliseconds while each key is written
+    once more: no later write would hide a lost message. A write the kill
+    stopped before Redis took it is the outage journal's case; every key
+    Redis took must leave B's L1 within the acceptance bound (3 s). Both
+    ways: the write and its message in one transaction, and (as on Cluster)
+    the message sent after the write, through the outbox when that fails.
+    """
+    tiers = [L1, real_l2(server.url(1))]
+    # A's breaker stays closed: every write is tried, none skipped for a while.
+    never = {"FAILURE_THRESHOLD": 10**6, "MIN_CALLS": 10**6}
+    a = make_cache(tiers, KEY_PREFIX="co", BREAKER=never)
+    b = make_cache(tiers, KEY_PREFIX="co")
+    a._chain.bus.stream.joins_writes = joined
+    authority = make_cache([real_l2(server.url(1))], KEY_PREFIX="co")  # no L1
+    keys = [f"once{i}" for i in range(150)]
+    a.set_many(dict.fromkeys(keys, "old"))
+    assert b.get_many(keys) == dict.fromkeys(keys, "old")
+    stop = threading.Event()
+
+    def kill() -> None:
+        admin = server.client(0)
+        while not stop.wait(0.002):
+            admin.client_kill_filter(_type="normal", skipme=True)
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    try:
+        for key in keys:
+            a.set(key, "new")
+    finally:
+        stop.set()
+        killer.join()
+    taken = [key for key in keys if authority.get(key) == "new"]
+    assert len(taken) > len(keys) // 2
+    wait_until(
+        lambda: all(b.get(key) == "new" for key in taken),
+        timeout=3,
+        what="every value Redis took replaced in B's L1",
+    )
 
 
 def test_no_bus_without_a_tier_to_carry_it(make_cache, tmp_path):

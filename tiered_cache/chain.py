@@ -195,6 +195,12 @@ class Chain:
                 for key, record in records.items()
                 if key not in failed
             )
+        unsure = [k for k in failed if authority[k] not in (None, joined, skip)]
+        if unsure and self.bus is not None:
+            # A write that failed may still have been applied (the reply was
+            # lost). Announcing it costs readers a miss at worst; it goes to
+            # the outbox, not to a server that just failed us.
+            self.bus.queue_writes((key, records[key].stamp) for key in unsure)
         return failed
 
     def _joined(

@@ -158,6 +158,12 @@ class InvalidationBus:
         if fields:
             self._announce(fields)
 
+    def queue_writes(self, stamps: Iterable[tuple[str, int]]) -> None:
+        """Announce these writes from the listener thread (see ``Outbox``)."""
+        fields = self.writes_message(stamps)
+        if fields:
+            self.outbox.add(fields)
+
     def announce_drops(self, keys: Sequence[str]) -> None:
         """Say that copies of these keys must go whatever their stamp."""
         if keys:
