@@ -8,14 +8,15 @@ same traffic on a healthy server, while the bus connections are killed every
 100 ms (``CLIENT KILL TYPE normal``), and across a restart that loses the data.
 
 Keys written once: there a later write would hide a lost announcement (the
-readers drop the key at the next message anyway). So the writer sets 300 keys
+next version's message drops the copy anyway). So the writer sets 300 keys
 to 1, the readers copy them into L1, then the writer sets each key to 2 *once*,
-one every 10 ms, while the same faults run. A key's staleness is how long
-after its ``set(2)`` returned any reader still read 1; a lost message would
-show as the whole rest of the run (over 4 s). A set that did not reach Redis
-(its connection killed in flight) is left out of the percentiles and counted
-in ``L2 missed``: L2 still holds 1 then, which is the outage journal's case,
-not the bus's.
+one every 10 ms, while the same faults run (and one more: only the
+connections blocked in ``XREAD``, the listeners', are killed every 100 ms). A
+key's staleness is how long after its ``set(2)`` returned any reader still
+read 1; a lost message would show as the whole rest of the run (over 4 s). A
+set that did not reach Redis (its connection killed in flight, or skipped by
+an open breaker) is left out of the percentiles and counted in ``L2 missed``:
+L2 still holds 1 then, which is the outage journal's case, not the bus's.
 
 Run from the repository root: ``python bench/coherence.py [--seconds 4]``.
 """
@@ -132,6 +133,15 @@ def kill_bus_connections(server: RedisServer, stop: threading.Event) -> None:
         admin.client_kill_filter(_type="normal", skipme=True)
 
 
+def kill_listeners(server: RedisServer, stop: threading.Event) -> None:
+    """Kill only the connections blocked in ``XREAD``: the listeners' own."""
+    admin = server.client(0)
+    while not stop.wait(0.1):
+        for client in admin.client_list(_type="normal"):
+            if client.get("cmd") == "xread":
+                admin.client_kill_filter(_id=client["id"])
+
+
 def restart_empty(
     server: RedisServer, stop: threading.Event, after: float = 1.0
 ) -> None:
@@ -164,6 +174,7 @@ def main() -> None:
             ("restart, data lost", restart_empty, False),
             ("once: healthy", healthy, True),
             ("once: CLIENT KILL every 100 ms", kill_bus_connections, True),
+            ("once: kill XREAD conns /100 ms", kill_listeners, True),
             ("once: SIGKILL, restart empty", kill_restart_empty, True),
         ):
             folder = Path(tmp) / name.replace(" ", "_").replace(":", "").replace(
