@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.matrix import L1, real_l2
+from tests.matrix import L1, l3, real_l2
 from tests.support.redis_servers import RedisServer, wait_until
 from tiered_cache.envelope import Record, new_stamp
 from tiered_cache.sentinels import MISSING
@@ -251,9 +251,8 @@ def test_processes_never_read_a_replaced_value(server, tmp_path):
 def test_a_delete_reaches_the_other_machines_l3(make_cache, server, tmp_path):
     """Two L3 folders stand for two machines; the bus drops the other's copy."""
 
-    def machine(folder: str):
-        disk = {"NAME": "l3", "BACKEND": "diskcache.DjangoCache", "LOCATION": folder}
-        return make_cache([L1, real_l2(server.url(1)), disk], KEY_PREFIX="m")
+    def machine(folder: str):  # l3(): an open timeout a loaded machine meets
+        return make_cache([L1, real_l2(server.url(1)), l3(folder)], KEY_PREFIX="m")
 
     one, two = machine(str(tmp_path / "one")), machine(str(tmp_path / "two"))
     assert one._chain is not two._chain
