@@ -168,20 +168,60 @@ class Chain:
         # find the old value below and promote it back up, for good.
         first = [slot for slot in self.write_order if slot in authority.values()]
         rest = [slot for slot in self.write_order if slot not in first]
+        joined = self._joined(authority, skip)
+        announced = False
         for slot in first + rest:
             if slot is skip:
                 continue
-            for key in slot.store(records):
+            if slot is joined:
+                bus = self.bus
+                missed, announced = slot.store_announced(
+                    records,
+                    bus.stream,  # type: ignore[union-attr]
+                    bus.writes_message(  # type: ignore[union-attr]
+                        (key, record.stamp) for key, record in records.items()
+                    ),
+                )
+                bus.stats.announced += announced  # type: ignore[union-attr]
+            else:
+                missed = slot.store(records)
+            for key in missed:
                 if authority[key] is slot:
                     failed.add(key)
         bus = self._announcing()
-        if bus is not None:
+        if bus is not None and not announced:
             bus.announce_writes(
                 (key, record.stamp)
                 for key, record in records.items()
                 if key not in failed
             )
+        unsure = [k for k in failed if authority[k] not in (None, joined, skip)]
+        if unsure and self.bus is not None:
+            # A write that failed may still have been applied (the reply was
+            # lost). Announcing it costs readers a miss at worst; it goes to
+            # the outbox, not to a server that just failed us.
+            self.bus.queue_writes((key, records[key].stamp) for key in unsure)
         return failed
+
+    def _joined(
+        self, authority: Mapping[str, Slot | None], skip: Slot | None
+    ) -> Slot | None:
+        """Return the tier that stores these records and their announcement at once.
+
+        That is the bus's tier when it is the authority of every record and
+        can append in the same transaction (``Stream.joins_writes``); else the
+        announcement is sent after the writes, and queued if that fails.
+        """
+        via = self._via
+        if (
+            via is None
+            or not authority
+            or via is skip
+            or self._announcing() is None
+            or not self.bus.stream.joins_writes  # type: ignore[union-attr]
+        ):
+            return None
+        return via if all(slot is via for slot in authority.values()) else None
 
     def add(self, key: str, record: Record) -> bool:
         """Store ``record`` if ``key`` is absent, atomically at the authority.

@@ -23,6 +23,15 @@ when its machine's clock runs behind; writes that are concurrent across
 machines are ordered by their stamps, ties impossible within a process. Copies
 compare stamps; the authority keeps what was written last.
 
+Announcements are not lost either. On one server (with replicas or Sentinel)
+a write and its message are one ``MULTI``/``EXEC`` (``Chain.write``): both
+happen or neither. Any other message that cannot be appended (Cluster, where
+the stream's slot is not the key's; a delete; a connection killed in flight)
+waits in a bounded ``Outbox`` that the listener thread sends as soon as the
+tier answers. A queue that overflows becomes one "drop every copy" message
+(``{"o", "a": "1"}``); one that cannot be sent within a heartbeat replaces the
+generation token, so every reader sees a gap at its next position check.
+
 Losing nothing, or knowing it. A listener reads the stream from the last id it
 saw, so a dropped or killed connection misses nothing that the stream still
 holds. It *knows* it may have missed something when the oldest entry kept is
@@ -55,6 +64,7 @@ from typing import Any
 from .envelope import observe_stamp
 from .exceptions import TierUnavailable
 from .forksafe import after_fork_in_child
+from .outbox import Outbox
 from .resilience import LogThrottle
 from .tiers.base import Stream
 
@@ -72,6 +82,8 @@ class BusStats:
 
     announced: int = 0
     announce_errors: int = 0
+    resent: int = 0
+    generation_bumps: int = 0
     received: int = 0
     dropped: int = 0
     gaps: int = 0
@@ -111,6 +123,8 @@ class InvalidationBus:
         self.healthy = True
         self.last_id: str | None = None
         self.generation: str | None = None
+        #: Announcements not sent yet; the listener thread sends them.
+        self.outbox = Outbox()
         # Find the place in the stream before the first read of this process
         # can copy anything: a change announced before that is already in the
         # authority. One bounded call; the listener retries if it fails.
@@ -129,13 +143,31 @@ class InvalidationBus:
 
     # -- announcing (the write path) ----------------------------------------------
 
+    def writes_message(self, stamps: Iterable[tuple[str, int]]) -> dict[str, str]:
+        """Return the message saying these keys changed at these stamps.
+
+        For a tier that appends it with the write itself (``Chain.write``);
+        the chain counts it in ``stats.announced`` when it was appended.
+        """
+        writes = [[key, stamp] for key, stamp in stamps]
+        return {"w": json.dumps(writes), "o": self.origin} if writes else {}
+
     def announce_writes(self, stamps: Iterable[tuple[str, int]]) -> None:
         """Say that these keys changed at these stamps (set, delete)."""
-        self._announce({"w": json.dumps([[key, stamp] for key, stamp in stamps])})
+        fields = self.writes_message(stamps)
+        if fields:
+            self._announce(fields)
+
+    def queue_writes(self, stamps: Iterable[tuple[str, int]]) -> None:
+        """Announce these writes from the listener thread (see ``Outbox``)."""
+        fields = self.writes_message(stamps)
+        if fields:
+            self.outbox.add(fields)
 
     def announce_drops(self, keys: Sequence[str]) -> None:
         """Say that copies of these keys must go whatever their stamp."""
-        self._announce({"x": json.dumps(list(keys))})
+        if keys:
+            self._announce({"x": json.dumps(list(keys))})
 
     def announce_clear(self, namespace: str) -> None:
         self._announce({"c": namespace})
@@ -145,15 +177,51 @@ class InvalidationBus:
         try:
             self.stream.append(fields)
         except TierUnavailable as exc:
-            # The change is made; other processes learn of it when their copy
-            # expires (L1_MAX_STALENESS). Counted and logged, never raised.
+            # The change may well be made: the message waits in the outbox,
+            # which the listener sends as soon as the tier answers again.
             self.stats.announce_errors += 1
+            self.outbox.add(fields)
             if self._log.allow("announce"):
                 logger.warning(
-                    "invalidation bus %s: cannot announce (%s)", self.name, exc
+                    "invalidation bus %s: cannot announce (%s); sending it again "
+                    "once the server answers",
+                    self.name,
+                    exc,
                 )
             return
         self.stats.announced += 1
+
+    def _send_outbox(self) -> None:
+        """Send the queued announcements; past a heartbeat, make readers drop all.
+
+        Runs on the listener thread. Never raises ``TierUnavailable``: a
+        failure here is the writer's, not the reader's, and must not count
+        as an outage of the listener.
+        """
+        messages, since = self.outbox.take()
+        if since is None:
+            return
+        try:
+            for fields in messages:
+                self.stream.append({**fields, "o": self.origin})
+                self.stats.resent += 1
+            return
+        except TierUnavailable:
+            self.outbox.put_back(messages, since)
+        if time.monotonic() - since < self.heartbeat:
+            return
+        # Not sent within the bound: a new generation makes every reader drop
+        # every copy at its next position check (one heartbeat at most).
+        with contextlib.suppress(TierUnavailable, NotImplementedError):
+            self.stream.new_generation()
+            self.outbox.clear()
+            self.stats.generation_bumps += 1
+            logger.warning(
+                "invalidation bus %s: announcements not sent for %.1fs; new "
+                "generation, every process drops its copies",
+                self.name,
+                time.monotonic() - since,
+            )
 
     # -- listening -----------------------------------------------------------------
 
@@ -166,25 +234,32 @@ class InvalidationBus:
         next_check = 0.0
         while not self._stop.is_set():
             try:
+                if self.outbox:
+                    self._send_outbox()
                 if self.last_id is None or time.monotonic() >= next_check:
                     self._check_position()
                     next_check = time.monotonic() + self.heartbeat
+                messages = self.stream.read(
+                    self.last_id or "0-0", self.heartbeat, _BATCH
+                )
+                # Recovered only once a read answered: a hung server whose
+                # reads keep failing is an outage after one heartbeat.
                 if failing_since is not None:
                     self._recovered(failing_since)
                     failing_since = None
-                for entry_id, fields in self.stream.read(
-                    self.last_id or "0-0", self.heartbeat, _BATCH
-                ):
+                for entry_id, fields in messages:
                     self._apply(fields)
                     self.last_id = entry_id
             except TierUnavailable as exc:
-                # One failed read is retried at once from the same id: nothing
-                # is lost (a busy machine can miss a socket timeout). Only a
-                # failure lasting a heartbeat is an outage, logged and acted on.
+                # The first failed read is retried at once from the same id:
+                # nothing is lost, and a killed connection is replaced without
+                # a pause. Only a failure lasting a heartbeat is an outage,
+                # logged and acted on (noticed within two heartbeats).
                 now = time.monotonic()
                 if failing_since is None:
                     failing_since = now
-                elif self.healthy and now - failing_since >= self.heartbeat:
+                    continue
+                if self.healthy and now - failing_since >= self.heartbeat:
                     self._outage(exc)
                 self._stop.wait(min(self.heartbeat / 4, 0.25))
             except Exception:  # a bug must not kill the listener silently
@@ -239,15 +314,19 @@ class InvalidationBus:
         if fields.get("o") == self.origin:
             return
         self.stats.received += 1
+        # A message the outbox resends may carry several kinds at once.
         if "w" in fields:
             for key, stamp in json.loads(fields["w"]):
                 observe_stamp(stamp)
                 self.stats.dropped += bool(self._invalidate(key, stamp))
-        elif "x" in fields:
+        if "x" in fields:
             for key in json.loads(fields["x"]):
                 self.stats.dropped += bool(self._drop(key))
-        elif "c" in fields:
+        if "c" in fields:
             self._clear(fields["c"])
+        if "a" in fields:  # a writer's outbox overflowed: anything may have changed
+            self.stats.gaps += 1
+            self._drop_all()
 
 
 def _newer(a: str, b: str) -> bool:
@@ -268,6 +347,7 @@ def _restart_in_child() -> None:
     # the parent was (the copies it inherited are that fresh), with an origin
     # of its own (its writes are not its parent's).
     for bus in list(_buses):
+        bus.outbox.after_fork()
         bus._start()
 
 

@@ -195,6 +195,21 @@ class Slot:
             self.stats.promotions += stored
         return _NOTHING
 
+    def store_announced(
+        self, records: Mapping[str, Record], stream: Any, fields: Mapping[str, str]
+    ) -> tuple[Collection[str], bool]:
+        """Write records the tier accepts, and their announcement, in one step.
+
+        Return the keys not stored (all or none) and whether the announcement
+        was appended (``BaseTier.set_many_announced``). The chain calls it only
+        when every record is accepted here.
+        """
+        appended = self.call("set_many_announced", records, stream, fields)
+        if appended is UNAVAILABLE:
+            return records.keys(), False
+        self.stats.sets += len(records)
+        return _NOTHING, appended
+
     def add(self, key: str, record: Record) -> bool | Any:
         """Store only if absent, atomically here; ``UNAVAILABLE`` if not asked."""
         added = self.call("add", key, record)

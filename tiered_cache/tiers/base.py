@@ -106,8 +106,21 @@ class Stream:
         """Return up to ``count`` messages after id ``after``, waiting ``block`` s."""
         raise NotImplementedError
 
+    #: Whether the carrying tier can store values and append a message in one
+    #: atomic step (``BaseTier.set_many_announced``): the chain then sends a
+    #: write and its announcement together, and neither is lost without the
+    #: other.
+    joins_writes = False
+
     def state(self) -> StreamState:
         """Return the generation, the newest id and the oldest id kept."""
+        raise NotImplementedError
+
+    def new_generation(self) -> None:
+        """Replace the generation token: every reader then sees a gap.
+
+        The last resort of a writer whose announcements cannot be sent.
+        """
         raise NotImplementedError
 
 
@@ -383,6 +396,17 @@ class BaseTier:
         """Return the stream ``name`` on this tier, for the invalidation bus.
 
         Tiers that cannot carry a bus raise ``NotImplementedError``.
+        """
+        raise NotImplementedError
+
+    def set_many_announced(
+        self, records: Mapping[str, Record], stream: Stream, fields: Mapping[str, str]
+    ) -> bool:
+        """Store ``records`` and append ``fields`` to ``stream`` in one step.
+
+        Only called when ``stream.joins_writes``. Either nothing is stored or
+        every record is; return whether the message was appended as well
+        (False: stored, but the message must be sent again).
         """
         raise NotImplementedError
 

@@ -7,6 +7,13 @@ pub/sub, which drops messages silently while a subscriber is away or slow
 reader whether trimming went past it (the first entry kept is after the last
 one it read).
 
+A write and its announcement go in one ``MULTI``/``EXEC`` when the stream and
+the written keys live on one server (single, replicas, Sentinel: the writes go
+to the primary, and so does the stream): one round trip, and either both
+happen or neither (a connection that dies before ``EXEC`` discards both). On
+Cluster the stream's slot is not the key's, so ``joins_writes`` is False and
+the chain appends separately (``coherence`` queues what fails).
+
 A restart that loses the data (no persistence, a flush) would leave a reader
 waiting on ids that no longer mean anything. The *generation* key holds a
 random token written once (``SET NX``): a reader that finds another token, or
@@ -18,7 +25,7 @@ slot; when that slot's master fails over, its replica serves both.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.exceptions as rex
@@ -40,6 +47,7 @@ class RedisStream(Stream):
         self.key = f"{{{name}}}"  # one hash slot with the generation key
         self.generation_key = f"{self.key}:generation"
         self.maxlen = maxlen
+        self.joins_writes = tier.mode != "cluster"
         timeout = tier.socket_timeout
         #: A blocking read must answer well within the socket timeout.
         self.max_block = 0.05 if timeout is None else min(0.05, timeout / 2)
@@ -55,6 +63,34 @@ class RedisStream(Stream):
         except TRANSPORT_ERRORS as exc:
             raise unavailable(self.tier.name, "announce", exc) from exc
         return _text(entry)
+
+    def append_after(
+        self, commands: Sequence[tuple], fields: Mapping[str, str]
+    ) -> bool:
+        """Run write ``commands`` and append ``fields`` in one transaction.
+
+        Return whether the message was appended. Transport errors are raised
+        as they are (the calling tier method maps them): then nothing was
+        stored, or, if the connection died after ``EXEC``, both were. A
+        command Redis refuses while queueing (``OOM``, ``NOPERM``) aborts the
+        whole transaction. Only a message refused while executing (the
+        stream key holds another type) leaves the writes stored without it.
+        """
+        pipe = self._client().pipeline(transaction=True)
+        for args in commands:
+            pipe.execute_command(*args)
+        pipe.xadd(self.key, dict(fields), maxlen=self.maxlen, approximate=True)
+        *written, appended = pipe.execute(raise_on_error=False)
+        for result in written:
+            if isinstance(result, Exception):
+                raise result
+        return not isinstance(appended, Exception)
+
+    def new_generation(self) -> None:
+        try:
+            self._client().set(self.generation_key, uuid.uuid4().hex)
+        except TRANSPORT_ERRORS as exc:
+            raise unavailable(self.tier.name, "announce", exc) from exc
 
     def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
         block_ms = int(min(block, self.max_block) * 1000)

@@ -288,6 +288,14 @@ class RedisTier(BaseTier):
         if commands:
             self._raise_failures("set_many", self._batch(commands, write=True))
 
+    @transport("set_many")
+    def set_many_announced(
+        self, records: Mapping[str, Record], stream: Any, fields: Mapping[str, str]
+    ) -> bool:
+        """See ``BaseTier``: one ``MULTI``/``EXEC`` at the primary (``stream``)."""
+        commands = [self._set_args(key, record) for key, record in records.items()]
+        return stream.append_after(commands, fields)
+
     @transport("add")
     def add(self, key: str, record: Record) -> bool:
         args = self._set_args(key, record, nx=True)

@@ -1,0 +1,83 @@
+"""The bus's stream on Redis: a write and its announcement in one transaction."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.tiers.redis.common import make_tier, rec
+from tiered_cache.exceptions import TierUnavailable
+from tiered_cache.sentinels import MISSING
+from tiered_cache.tiers.redis import RedisClusterTier
+
+pytestmark = pytest.mark.redis_server
+
+MESSAGE = {"o": "origin", "w": '[["a", 1]]'}
+
+
+def writer_url(server, *, xadd: bool) -> str:
+    """The URL of a user that may (or may not) run XADD, every other command allowed."""
+    server.client(0).execute_command(
+        "ACL", "SETUSER", "writer", "on", ">pw", "~*", "&*", "+@all",
+        "+xadd" if xadd else "-xadd",
+    )  # fmt: skip
+    host, port = server.addr
+    return f"redis://writer:pw@{host}:{port}/1"
+
+
+def calls(server, command: str) -> int:
+    stats = server.client(0).info("commandstats").get(f"cmdstat_{command}", {})
+    return stats.get("calls", 0)
+
+
+def test_the_writes_and_the_message_are_one_transaction(own_server, clock):
+    tier = make_tier(own_server.url(1), clock)
+    stream = tier.stream("bus")
+    assert stream.joins_writes
+    execs = calls(own_server, "exec")
+    assert tier.set_many_announced({"a": rec(1), "b": rec(2)}, stream, MESSAGE)
+    assert calls(own_server, "exec") == execs + 1  # one MULTI/EXEC for all three
+    assert tier.get("a").value == 1 and tier.get("b").value == 2
+    ((_, fields),) = own_server.client(1).xrange(stream.key)
+    assert fields == MESSAGE  # the test client decodes replies
+
+
+def test_a_refused_message_aborts_the_writes(own_server, clock):
+    """Neither without the other: XADD refused while queueing stores nothing."""
+    tier = make_tier(writer_url(own_server, xadd=False), clock)
+    stream = tier.stream("bus")
+    with pytest.raises(TierUnavailable):
+        tier.set_many_announced({"a": rec(1)}, stream, MESSAGE)
+    assert tier.get("a") is MISSING
+    assert own_server.client(1).exists(stream.key) == 0
+
+
+def test_a_message_refused_while_executing_is_reported(own_server, clock):
+    """Redis does not roll back: the writes stay, the caller resends the message."""
+    tier = make_tier(own_server.url(1), clock)
+    stream = tier.stream("bus")
+    own_server.client(1).set(stream.key, "not a stream")
+    assert tier.set_many_announced({"a": rec(1)}, stream, MESSAGE) is False
+    assert tier.get("a").value == 1
+
+
+def test_the_generation_can_be_replaced(own_server, clock):
+    stream = make_tier(own_server.url(1), clock).stream("bus")
+    before = stream.state().generation
+    stream.new_generation()
+    assert stream.state().generation != before
+
+
+def test_on_cluster_the_stream_does_not_join_writes(clock):
+    # The stream's slot is not the keys': no transaction can span both.
+    tier = RedisClusterTier("redis://127.0.0.1:1", {}, name="l2", clock=clock)
+    assert tier.stream("bus").joins_writes is False
+
+
+def test_a_dead_connection_is_an_unavailable_tier(own_server, clock):
+    tier = make_tier(own_server.url(1), clock)
+    stream = tier.stream("bus")
+    own_server.kill()
+    with pytest.raises(TierUnavailable) as caught:
+        tier.set_many_announced({"a": rec(1)}, stream, MESSAGE)
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
