@@ -1,0 +1,389 @@
+"""The outage journal: changes the authority did not answer, reconciled later.
+
+A ``set`` or ``delete`` made while L2 did not answer reached only the local
+tiers, and L2 may go on serving the value it replaced (docs/faults.rst #7,
+#23). The chain *records* such a change here (key, set or delete, the stamp of
+the local write) and *reconciles* it once L2 answers again:
+
+* a delete is replayed through L2's ordinary ``delete``, unless L2 holds a
+  value newer than the delete (written by another process meanwhile);
+* a set is replayed with ``replace_older`` (``BaseTier``): our record is
+  stored only over a live entry with an older stamp, atomically. The value
+  comes from our own local copy with that very stamp. When L2 holds a newer
+  value, nothing (another process deleted it meanwhile), or our local copy is
+  gone, the set becomes an *invalidation*: L2's older entry, if any, is
+  removed the same way, and the copies here are dropped. A miss is fine; an
+  older value is not;
+* every reconciled key is then announced on the bus (other processes and
+  machines drop older copies) and fenced in this process's copy tiers (a
+  listener skips its own messages).
+
+Last change wins per key. The journal is bounded (``MAX_ENTRIES`` keys); a key
+beyond the bound is not lost but *covered*: the journal keeps at most
+``MAX_PREFIXES`` key prefixes that start every forgotten key (merged to their
+common start when there are more), and reconciliation clears each of them at
+L2 and announces a ``clear`` of it, so every process drops its copies under
+it. A prefix that shrinks to nothing (keys sharing no start: a
+``KEY_FUNCTION`` without fixed text) cannot be cleared; that is logged as an
+error and counted (``lost``).
+
+Where it lives. In the machine's L3 when there is one (``read_journal``,
+``update_journal``: one small JSON document under a key outside every
+namespace), so that a restarted process, or any other process of the machine,
+finds and reconciles it; in this process's memory otherwise, or when L3 does
+not answer either. Two processes may replay the same entries: a delete twice
+is a delete, a set is compared by stamp. An entry is removed only once it is
+reconciled, and only if no newer change of the key was recorded meanwhile.
+
+When. The bus listener (``coherence``) calls ``tick`` once a heartbeat after
+it reads the stream successfully, off every request thread: the journal
+reconciles when it holds anything. The listener has just heard L2 answer, so
+an open breaker of L2 is not waited for: one call made directly on the tier
+closes it when it answers (the breaker's probe, early).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .coherence import InvalidationBus
+from .envelope import Record, new_stamp
+from .exceptions import TierUnavailable
+from .forksafe import renewed_lock
+from .resilience import CLOSED
+from .sentinels import MISSING, UNAVAILABLE
+from .slot import Slot
+
+__all__ = ["DELETE", "MAX_ENTRIES", "MAX_PREFIXES", "SET", "Journal", "JournalStats"]
+
+logger = logging.getLogger(__name__)
+
+#: Keys remembered one by one; more are covered by prefixes.
+MAX_ENTRIES = 1000
+#: Prefixes covering the keys beyond ``MAX_ENTRIES``.
+MAX_PREFIXES = 16
+#: Entries reconciled per tick: the listener goes back to reading in between.
+_BATCH = 200
+
+SET, DELETE = "s", "d"
+#: The expiry of a stand-in record: expired on any clock (storing it deletes).
+_EXPIRED = -1e18
+
+# A journal document: {"e": {key: [op, stamp]}, "c": [prefix, ...]}.
+Doc = dict[str, Any]
+
+
+@dataclass
+class JournalStats:
+    """Counters of one journal in this process."""
+
+    recorded: int = 0
+    replayed: int = 0
+    invalidated: int = 0
+    overflowed: int = 0
+    cleared: int = 0
+    lost: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class Journal:
+    """Record what the authority missed; reconcile it when it answers again."""
+
+    def __init__(
+        self,
+        authority: Slot,
+        keeper: Slot | None,
+        copies: tuple[Slot, ...],
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_prefixes: int = MAX_PREFIXES,
+    ) -> None:
+        self.authority = authority
+        self.keeper = keeper
+        self.copies = copies
+        #: The bus that announces what is reconciled (set by the chain).
+        self.bus: InvalidationBus | None = None
+        self.max_entries = max_entries
+        self.max_prefixes = max_prefixes
+        #: One journal per authority (its name and location) per keeper.
+        self.name = hashlib.sha256(
+            repr((authority.name, authority.tier.location)).encode()
+        ).hexdigest()[:16]
+        self.stats = JournalStats()
+        self._memory: Doc = _empty()
+        self._lock = renewed_lock(self)
+        self._logged = False
+
+    # -- recording (the write path, during an outage) ------------------------------
+
+    def record(self, changes: Iterable[tuple[str, str, int]]) -> None:
+        """Remember ``(key, SET or DELETE, stamp)`` changes L2 did not answer."""
+        changes = list(changes)
+        if not changes:
+            return
+        self.stats.recorded += len(changes)
+        if not self._logged:
+            self._logged = True
+            logger.warning(
+                "cache tier %s did not answer a write; journaling changes in %s "
+                "to reconcile them when it answers again",
+                self.authority.name,
+                self.keeper.name if self.keeper is not None else "memory",
+            )
+        if self.keeper is not None:
+            try:
+                done = self.keeper.call(
+                    "update_journal", self.name, lambda data: self._add(data, changes)
+                )
+            except TierUnavailable:
+                done = UNAVAILABLE
+            if done is not UNAVAILABLE:
+                return
+        with self._lock:
+            self._merge(self._memory, changes)
+
+    def _add(self, data: bytes | None, changes: list[tuple[str, str, int]]) -> bytes:
+        doc = _load(data)
+        self._merge(doc, changes)
+        return _dump(doc)  # type: ignore[return-value]
+
+    def _merge(self, doc: Doc, changes: list[tuple[str, str, int]]) -> None:
+        entries, cover = doc["e"], doc["c"]
+        for key, op, stamp in changes:
+            old = entries.get(key)
+            if old is not None:
+                if stamp >= old[1]:
+                    entries[key] = [op, stamp]
+            elif len(entries) < self.max_entries:
+                entries[key] = [op, stamp]
+            else:
+                self.stats.overflowed += 1
+                doc["c"] = cover = _cover(cover, key, self.max_prefixes)
+
+    # -- reconciling (the listener thread) -----------------------------------------
+
+    def pending(self) -> Doc:
+        """Return what is journaled (memory and keeper merged; may be empty)."""
+        with self._lock:
+            doc = json.loads(json.dumps(self._memory))
+        if self.keeper is not None:
+            try:
+                data = self.keeper.call("read_journal", self.name)
+            except TierUnavailable:
+                data = UNAVAILABLE
+            if data is not UNAVAILABLE and data is not None:
+                kept = _load(data)
+                for key, (op, stamp) in kept["e"].items():
+                    old = doc["e"].get(key)
+                    if old is None or stamp > old[1]:
+                        doc["e"][key] = [op, stamp]
+                for prefix in kept["c"]:
+                    if prefix not in doc["c"]:
+                        doc["c"].append(prefix)
+        return doc
+
+    def tick(self) -> None:
+        """Reconcile what is journaled, if anything (called by the listener)."""
+        if self.bus is None:
+            return
+        doc = self.pending()
+        if doc["e"] or doc["c"]:
+            self.reconcile(doc)
+
+    def reconcile(self, doc: Doc | None = None) -> bool:
+        """Replay or invalidate journaled changes; return whether all are done.
+
+        Stops at the first call L2 does not answer: what is left stays
+        journaled for the next tick.
+        """
+        doc = self.pending() if doc is None else doc
+        if not (doc["e"] or doc["c"]) or not self._reach(doc):
+            return not (doc["e"] or doc["c"])
+        done: Doc = _empty()
+        try:
+            finished = self._replay(doc, done)
+        except TierUnavailable:  # FAIL_OPEN off: the slot raises instead
+            finished = False
+        self._forget(done)
+        if finished and len(done["e"]) == len(doc["e"]):
+            if self._logged or done["e"] or done["c"]:
+                logger.warning(
+                    "cache tier %s answers again: journaled changes reconciled "
+                    "(%d replayed, %d turned into invalidations, %d prefixes "
+                    "cleared so far)",
+                    self.authority.name,
+                    self.stats.replayed,
+                    self.stats.invalidated,
+                    self.stats.cleared,
+                )
+            self._logged = False
+            return True
+        return False
+
+    def _reach(self, doc: Doc) -> bool:
+        """Close L2's breaker at once if one direct call answers (see module)."""
+        slot = self.authority
+        breaker = slot.breaker
+        if breaker is None or breaker.state == CLOSED:
+            return True
+        probe = next(iter(doc["e"]), None) or doc["c"][0] or "-"
+        try:
+            slot.tier.has_key(probe)
+        except TierUnavailable:
+            return False
+        breaker.record_success()  # closes it, as a successful probe does
+        return True
+
+    def _replay(self, doc: Doc, done: Doc) -> bool:
+        l2 = self.authority
+        for prefix in doc["c"]:
+            if prefix:
+                if l2.call("clear", prefix) is UNAVAILABLE:
+                    return False
+                self._announce("announce_clear", prefix)
+                for slot in self.copies:
+                    slot.call("clear", prefix)
+                self.stats.cleared += 1
+            else:
+                self.stats.lost += 1
+                logger.error(
+                    "cache tier %s: the outage journal overflowed with keys that "
+                    "share no prefix; their older values in %s are not removed "
+                    "and may be served until they expire",
+                    l2.name,
+                    l2.name,
+                )
+            done["c"].append(prefix)
+        announced: list[tuple[str, int]] = []
+        try:
+            for key, (op, stamp) in list(doc["e"].items())[:_BATCH]:
+                outcome = self._replay_one(key, op, stamp)
+                if outcome is UNAVAILABLE:
+                    return False
+                after, replayed = outcome
+                for slot in self.copies:  # our own listener skips our message
+                    slot.call("invalidate", key, after)
+                self.stats.replayed += replayed
+                self.stats.invalidated += not replayed
+                announced.append((key, after))
+                done["e"][key] = [op, stamp]
+        finally:
+            if announced:
+                self._announce("announce_writes", announced)
+        return len(doc["e"]) <= _BATCH
+
+    def _announce(self, op: str, what: Any) -> None:
+        if self.bus is not None:
+            getattr(self.bus, op)(what)
+
+    def _replay_one(self, key: str, op: str, stamp: int) -> Any:
+        """Apply one change at L2; return ``(stamp, replayed)`` or ``UNAVAILABLE``.
+
+        Copies older than the returned stamp are stale everywhere. ``replayed``
+        says whether L2 now reflects the change itself (else it was turned
+        into an invalidation).
+        """
+        l2 = self.authority
+        if op == DELETE:
+            found = l2.call("get", key)
+            if found is UNAVAILABLE:
+                return UNAVAILABLE
+            if found is not MISSING and found.stamp > stamp:
+                return stamp, False  # written after our delete: kept
+            return UNAVAILABLE if l2.delete(key) is UNAVAILABLE else (stamp, True)
+        record = self._local(key, stamp)
+        ours = record is not None
+        if record is None:  # storing an expired record deletes the key
+            record = Record(None, b"", _EXPIRED, stamp)
+        found = l2.call("replace_older", key, record)
+        if found is UNAVAILABLE:
+            return UNAVAILABLE
+        if found is not None and found > stamp:
+            return found, False  # a newer value: ours goes
+        if found == stamp or (found is not None and ours):
+            return stamp, True  # ours is there (a timed-out write landed) or stored
+        # Nothing there (deleted meanwhile?), or our value is gone here and
+        # L2's older one was removed: a miss everywhere, never an older value.
+        return max(new_stamp(), stamp + 1), False
+
+    def _local(self, key: str, stamp: int) -> Record | None:
+        """Return our local copy written at ``stamp`` (widest tier first), or None.
+
+        Without it, an expired stand-in is replayed instead: ``replace_older``
+        then removes an older value at L2 and keeps a newer one.
+        """
+        for slot in reversed(self.copies):  # L3 outlives the process that wrote
+            record = slot.call("get", key)
+            found = record is not MISSING and record is not UNAVAILABLE
+            if found and record.stamp == stamp:
+                return record
+        return None
+
+    def _forget(self, done: Doc) -> None:
+        """Remove reconciled entries, unless a newer change was recorded since."""
+        if not (done["e"] or done["c"]):
+            return
+
+        def prune(doc: Doc) -> None:
+            for key, (op, stamp) in done["e"].items():
+                if doc["e"].get(key) == [op, stamp]:
+                    del doc["e"][key]
+            doc["c"] = [p for p in doc["c"] if p not in done["c"]]
+
+        with self._lock:
+            prune(self._memory)
+        if self.keeper is not None:
+
+            def change(data: bytes | None) -> bytes | None:
+                doc = _load(data)
+                prune(doc)
+                return _dump(doc)
+
+            # If L3 does not answer, the entries are replayed again later.
+            with contextlib.suppress(TierUnavailable):
+                self.keeper.call("update_journal", self.name, change)
+
+
+def _empty() -> Doc:
+    return {"e": {}, "c": []}
+
+
+def _load(data: bytes | None) -> Doc:
+    if not data:
+        return _empty()
+    try:
+        doc = json.loads(data)
+        return {"e": dict(doc.get("e", {})), "c": list(doc.get("c", []))}
+    except (ValueError, TypeError, AttributeError):
+        logger.error("the outage journal is unreadable; starting a new one")
+        return _empty()
+
+
+def _dump(doc: Doc) -> bytes | None:
+    if not (doc["e"] or doc["c"]):
+        return None
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _cover(prefixes: list[str], key: str, limit: int) -> list[str]:
+    """Return prefixes starting every key they started, and ``key`` too.
+
+    At most ``limit`` of them: beyond, ``key`` is merged with the prefix it
+    shares the longest start with (their common start replaces it).
+    """
+    if any(key.startswith(prefix) for prefix in prefixes):
+        return prefixes
+    if len(prefixes) < limit:
+        return [*prefixes, key]
+    best = max(prefixes, key=lambda p: len(os.path.commonprefix([p, key])))
+    merged = os.path.commonprefix([best, key])
+    return [p for p in prefixes if not p.startswith(merged)] + [merged]
