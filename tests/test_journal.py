@@ -121,6 +121,41 @@ def test_a_delete_and_a_set_during_an_outage_reach_the_other_machine(
     assert one._chain.journal.stats.recorded == 2
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c.delete_many(["k", "other"]),
+        lambda c: c.set_many({"k": 3, "other": 4}),
+        lambda c: c.incr("k"),
+        lambda c: c.clear(),
+    ],
+    ids=["delete_many", "set_many", "incr", "clear"],
+)
+def test_every_change_l2_missed_is_reconciled(make_cache, server, tmp_path, change):
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    two = machine(make_cache, server.url(1), tmp_path / "two")
+    one.set("k", 1)
+    assert two.get("k") == 1
+    recorded = one._chain.journal.stats.recorded
+    outage(
+        server,
+        lambda: change(one),
+        lambda: wait_until(
+            lambda: journaled(one) or one._chain.journal.pending()["c"],
+            timeout=5,
+            what="the change journaled",
+        ),
+    )
+    assert one._chain.journal.stats.recorded > recorded
+    wait_until(
+        lambda: one._chain.journal.pending() == {"e": {}, "c": []},
+        timeout=5,
+        what="the journal reconciled",
+    )
+    wait_until(lambda: two.get("k") != 1, timeout=3, what="two drops the old value")
+    assert one.get("k") != 1 and l2_value(one, "k") != 1
+
+
 def test_a_journal_outlives_the_process_that_wrote_it(make_cache, server, tmp_path):
     """A restart during the outage: the journal is in L3, a new process finds it."""
     one = machine(make_cache, server.url(1), tmp_path / "one")

@@ -35,7 +35,7 @@ from .coherence import InvalidationBus
 from .conf import TieredOptions, TierSpec
 from .envelope import Record, new_stamp
 from .forksafe import Registry
-from .journal import DELETE, SET, Journal
+from .journal import CLEAR, DELETE, SET, Journal
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
@@ -261,7 +261,8 @@ class Chain:
                     slot.name,
                 )
                 continue
-            slot.call("clear", namespace)
+            if slot.call("clear", namespace) is UNAVAILABLE and self._journaled(slot):
+                self.journal.record([(namespace, CLEAR, 0)])  # type: ignore[union-attr]
         bus = self._announcing()
         if bus is not None:
             bus.announce_clear(namespace)

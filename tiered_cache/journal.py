@@ -61,7 +61,15 @@ from .resilience import CLOSED
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
 
-__all__ = ["DELETE", "MAX_ENTRIES", "MAX_PREFIXES", "SET", "Journal", "JournalStats"]
+__all__ = [
+    "CLEAR",
+    "DELETE",
+    "MAX_ENTRIES",
+    "MAX_PREFIXES",
+    "SET",
+    "Journal",
+    "JournalStats",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +77,8 @@ logger = logging.getLogger(__name__)
 MAX_ENTRIES = 1000
 #: Prefixes covering the keys beyond ``MAX_ENTRIES``.
 MAX_PREFIXES = 16
-#: Entries reconciled per tick: the listener goes back to reading in between.
-_BATCH = 200
-
-SET, DELETE = "s", "d"
+#: Journaled operations: ``clear(namespace)`` is journaled as a prefix.
+SET, DELETE, CLEAR = "s", "d", "c"
 #: The expiry of a stand-in record: expired on any clock (storing it deletes).
 _EXPIRED = -1e18
 
@@ -126,7 +132,11 @@ class Journal:
     # -- recording (the write path, during an outage) ------------------------------
 
     def record(self, changes: Iterable[tuple[str, str, int]]) -> None:
-        """Remember ``(key, SET or DELETE, stamp)`` changes L2 did not answer."""
+        """Remember ``(key, SET or DELETE, stamp)`` changes L2 did not answer.
+
+        ``(namespace, CLEAR, 0)`` is a ``clear()``: the namespace is cleared
+        at L2 and announced, like the prefixes of an overflow.
+        """
         changes = list(changes)
         if not changes:
             return
@@ -159,6 +169,9 @@ class Journal:
     def _merge(self, doc: Doc, changes: list[tuple[str, str, int]]) -> None:
         entries, cover = doc["e"], doc["c"]
         for key, op, stamp in changes:
+            if op == CLEAR:
+                doc["c"] = cover = _cover(cover, key, self.max_prefixes)
+                continue
             old = entries.get(key)
             if old is not None:
                 if stamp >= old[1]:
@@ -214,7 +227,9 @@ class Journal:
         except TierUnavailable:  # FAIL_OPEN off: the slot raises instead
             finished = False
         self._forget(done)
-        if finished and len(done["e"]) == len(doc["e"]):
+        if finished and len(done["e"]) + len(done["c"]) == len(doc["e"]) + len(
+            doc["c"]
+        ):
             if self._logged or done["e"] or done["c"]:
                 logger.warning(
                     "cache tier %s answers again: journaled changes reconciled "
@@ -244,46 +259,54 @@ class Journal:
         return True
 
     def _replay(self, doc: Doc, done: Doc) -> bool:
+        """Reconcile ``doc``, noting in ``done`` what is done and announced."""
         l2 = self.authority
         for prefix in doc["c"]:
-            if prefix:
-                if l2.call("clear", prefix) is UNAVAILABLE:
-                    return False
-                self._announce("announce_clear", prefix)
-                for slot in self.copies:
-                    slot.call("clear", prefix)
-                self.stats.cleared += 1
-            else:
+            if not prefix:
                 self.stats.lost += 1
                 logger.error(
                     "cache tier %s: the outage journal overflowed with keys that "
-                    "share no prefix; their older values in %s are not removed "
+                    "share no prefix; their older values there are not removed "
                     "and may be served until they expire",
                     l2.name,
-                    l2.name,
                 )
+            elif l2.call("clear", prefix) is UNAVAILABLE:
+                return False
+            else:
+                for slot in self.copies:  # our own listener skips our message
+                    slot.call("clear", prefix)
+                if not self._announce("announce_clear", prefix):
+                    return False
+                self.stats.cleared += 1
             done["c"].append(prefix)
         announced: list[tuple[str, int]] = []
+        reconciled: Doc = _empty()
         try:
-            for key, (op, stamp) in list(doc["e"].items())[:_BATCH]:
+            for key, (op, stamp) in doc["e"].items():
                 outcome = self._replay_one(key, op, stamp)
                 if outcome is UNAVAILABLE:
                     return False
                 after, replayed = outcome
-                for slot in self.copies:  # our own listener skips our message
+                for slot in self.copies:
                     slot.call("invalidate", key, after)
                 self.stats.replayed += replayed
                 self.stats.invalidated += not replayed
                 announced.append((key, after))
-                done["e"][key] = [op, stamp]
+                reconciled["e"][key] = [op, stamp]
         finally:
-            if announced:
-                self._announce("announce_writes", announced)
-        return len(doc["e"]) <= _BATCH
+            # Forgotten only once announced: else replayed again (harmless).
+            if announced and self._announce("announce_writes", announced):
+                done["e"].update(reconciled["e"])
+        return True
 
-    def _announce(self, op: str, what: Any) -> None:
-        if self.bus is not None:
-            getattr(self.bus, op)(what)
+    def _announce(self, op: str, what: Any) -> bool:
+        """Announce on the bus; return whether the announcement was sent."""
+        bus = self.bus
+        if bus is None:
+            return False
+        errors = bus.stats.announce_errors
+        getattr(bus, op)(what)
+        return bus.stats.announce_errors == errors
 
     def _replay_one(self, key: str, op: str, stamp: int) -> Any:
         """Apply one change at L2; return ``(stamp, replayed)`` or ``UNAVAILABLE``.
