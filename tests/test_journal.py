@@ -163,9 +163,7 @@ def test_a_journal_outlives_the_process_that_wrote_it(make_cache, server, tmp_pa
     one._chain.bus.stop()  # this "process" dies during the outage
     # Its breaker is open: the delete is never sent (a command sent to a
     # SIGSTOPped Redis would still land when it resumes).
-    breaker = one._chain.by_name["l2"].breaker
-    while breaker.state != "open":
-        breaker.record_failure()
+    open_breaker(one)
     one.delete("gone")
     name = one._chain.journal.name
     assert one.tier("l3").read_journal(name) is not None
@@ -179,6 +177,51 @@ def test_a_journal_outlives_the_process_that_wrote_it(make_cache, server, tmp_pa
         what="the fresh process reconciled the journal",
     )
     assert l2_value(fresh, "gone") is None and fresh.get("gone") is None
+
+
+def open_breaker(cache) -> None:
+    """Open L2's breaker: calls are skipped, never sent (Redis keeps the old value)."""
+    breaker = cache._chain.by_name["l2"].breaker
+    while breaker.state != "open":
+        breaker.record_failure()
+
+
+def test_without_l3_the_journal_is_kept_in_memory(make_cache, server):
+    a = make_cache([L1, real_l2(server.url(1))], KEY_PREFIX="m")
+    b = make_cache([L1, real_l2(server.url(1))], KEY_PREFIX="m", BREAKER={"WINDOW": 9})
+    assert a._chain.journal.keeper is None
+    a.set_many({"gone": "old", "moved": "old"})
+    assert b.get_many(["gone", "moved"]) == {"gone": "old", "moved": "old"}
+    open_breaker(a)  # the listener's next tick closes it again
+    a.delete("gone")
+    a.set("moved", "new")
+    wait_until(lambda: not journaled(a), timeout=5, what="the journal reconciled")
+    assert l2_value(a, "gone") is None and l2_value(a, "moved") == "new"
+    wait_until(
+        lambda: b.get("gone") is None and b.get("moved") == "new",
+        timeout=3,
+        what="the other process follows",
+    )
+    assert a._chain.journal.stats.replayed == 2
+
+
+def test_two_processes_may_replay_the_same_journal(make_cache, server, tmp_path):
+    one, *others = (
+        machine(make_cache, server.url(1), tmp_path / "one", BREAKER={"WINDOW": w})
+        for w in (7, 8, 9)
+    )
+    for process in (one, *others):
+        process._chain.bus.stop()  # they reconcile when told to, below
+    one.set_many({"gone": "old", "moved": "old"})
+    open_breaker(one)
+    one.delete("gone")
+    one.set("moved", "new")
+    docs = [other._chain.journal.pending() for other in others]
+    assert docs[0] == docs[1] and len(docs[0]["e"]) == 2
+    for other, doc in zip(others, docs, strict=True):  # both read it, then replay
+        assert other._chain.journal.reconcile(doc) is True
+    assert l2_value(one, "gone") is None and l2_value(one, "moved") == "new"
+    assert one.tier("l3").read_journal(one._chain.journal.name) is None
 
 
 def test_a_replayed_set_never_replaces_a_newer_value(make_cache, server, tmp_path):
