@@ -14,6 +14,9 @@ the local write) and *reconciles* it once L2 answers again:
   gone, the set becomes an *invalidation*: L2's older entry, if any, is
   removed the same way, and the copies here are dropped. A miss is fine; an
   older value is not;
+* an ``incr`` that fell over to L3 is journaled as a delete (L2's older count
+  must go), and a ``clear()`` as its namespace, cleared at L2 like the
+  prefixes of an overflow (below);
 * every reconciled key is then announced on the bus (other processes and
   machines drop older copies) and fenced in this process's copy tiers (a
   listener skips its own messages).
