@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.matrix import L1, real_l2
+from tests.matrix import L1, l3, real_l2
 from tests.support.redis_servers import RedisServer, wait_until
 from tiered_cache.envelope import Record, new_stamp
 from tiered_cache.sentinels import MISSING
@@ -206,8 +206,9 @@ def test_a_delete_reaches_the_other_machines_l3(make_cache, server, tmp_path):
     """Two L3 folders stand for two machines; the bus drops the other's copy."""
 
     def machine(folder: str):
-        disk = {"NAME": "l3", "BACKEND": "diskcache.DjangoCache", "LOCATION": folder}
-        return make_cache([L1, real_l2(server.url(1)), disk], KEY_PREFIX="m")
+        # l3(): a generous OPEN_TIMEOUT, since every bus listener opens its L3
+        # at start to look for an outage journal (two folders open at once).
+        return make_cache([L1, real_l2(server.url(1)), l3(folder)], KEY_PREFIX="m")
 
     one, two = machine(str(tmp_path / "one")), machine(str(tmp_path / "two"))
     assert one._chain is not two._chain
