@@ -19,7 +19,7 @@ import pytest
 from tests.matrix import L1, l3, real_l2
 from tests.support.redis_servers import RedisServer, wait_until
 from tiered_cache.envelope import Record, materialize, new_stamp
-from tiered_cache.journal import DELETE, SET, _cover, _load
+from tiered_cache.journal import DELETE, SET, _load
 from tiered_cache.sentinels import MISSING
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,17 +67,20 @@ def test_last_change_wins_per_key(make_cache, server, tmp_path):
     assert journaled(one) == {"k": [DELETE, 7]}
 
 
-def test_prefixes_cover_every_forgotten_key():
-    prefixes: list[str] = []
-    for key in ["a:1:x1", "a:1:x2", "a:1:y", "b:1:z", "a:1:x3"]:
-        prefixes = _cover(prefixes, key, 2)
-        assert all(any(k.startswith(p) for p in prefixes) for k in [key])
-    assert len(prefixes) <= 2
-    assert all(
-        any(k.startswith(p) for p in prefixes)
-        for k in ["a:1:x1", "a:1:x2", "a:1:y", "b:1:z", "a:1:x3"]
-    )
-    assert _cover(["a:1:"], "a:1:more", 2) == ["a:1:"]
+def test_forgotten_keys_are_covered_by_their_namespace(make_cache, server, tmp_path):
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    other = make_cache(
+        [L1, real_l2(server.url(1)), l3(str(tmp_path / "one"))], KEY_PREFIX="jx"
+    )  # another cache over the same tiers
+    assert other._chain is one._chain
+    journal = one._chain.journal
+    journal.bus = None
+    journal.max_entries, journal.max_prefixes = 1, 2
+    journal.record([("j:1:a", SET, 1), ("j:1:b", SET, 2), ("jx:1:c", SET, 3)])
+    journal.record([("j:1:d", SET, 4), ("nobody", SET, 5), ("j:1:a", SET, 6)])
+    doc = journal.pending()
+    assert doc == {"e": {"j:1:a": [SET, 6]}, "c": ["j:", "jx:"]}
+    assert journal.stats.overflowed == 4 and journal.stats.lost == 1
 
 
 def test_an_unreadable_journal_is_a_new_one():
@@ -279,29 +282,36 @@ def test_a_set_whose_key_is_gone_from_l2_becomes_a_miss(make_cache, server, tmp_
     assert l2_value(one, "k") is None and one.get("k") is None
 
 
-def test_an_overflowing_journal_clears_the_prefixes_of_what_it_forgot(
+def test_an_overflowing_journal_clears_the_namespace_of_what_it_forgot(
     make_cache, server, tmp_path
 ):
     one = machine(make_cache, server.url(1), tmp_path / "one")
     two = machine(make_cache, server.url(1), tmp_path / "two")
+    # Another cache over machine one's tiers (the same chain), and a key of
+    # another application in the same Redis: neither is cleared.
+    neighbour = make_cache(
+        [L1, real_l2(server.url(1)), l3(str(tmp_path / "one"))], KEY_PREFIX="jx"
+    )
+    assert neighbour._chain is one._chain
+    foreign = server.client(1)
     journal = one._chain.journal
-    journal.max_entries, journal.max_prefixes = 2, 1
+    journal.max_entries = 2
     journal.bus, bus = None, journal.bus
     keys = [f"key{i}" for i in range(6)]
     one.set_many(dict.fromkeys(keys, "old"))
-    one.set("other", "kept")
     assert two.get_many(keys) == dict.fromkeys(keys, "old")
     server.kill()
     for key in keys:
         one.set(key, "new")
     doc = journal.pending()
-    assert len(doc["e"]) == 2 and doc["c"] == [one.stored_key("key")]
+    assert len(doc["e"]) == 2 and doc["c"] == ["j:"]
     assert journal.stats.overflowed == 4
     server.restart()
     one._chain.by_name["l2"].breaker.reset()
     one.set_many(dict.fromkeys(keys, "old"))  # as if the old values had survived
     assert l2_value(one, "key5") == "old"
-    one.set("other", "kept")
+    neighbour.set("kept", "v")
+    foreign.set("j", "not a cache key")  # starts like the namespace, is not in it
     journal.bus = bus
     assert journal.reconcile() is True
     assert journal.stats.cleared == 1
@@ -311,7 +321,7 @@ def test_an_overflowing_journal_clears_the_prefixes_of_what_it_forgot(
         what="machine two drops every old value",
     )
     assert all(one.get(key) in (None, "new") for key in keys)
-    assert l2_value(one, "other") == "kept"
+    assert l2_value(neighbour, "kept") == "v" and foreign.get("j") is not None
 
 
 # -- real processes -------------------------------------------------------------------

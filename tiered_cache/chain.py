@@ -86,6 +86,8 @@ class Chain:
             if slot.tier.holds_copies(widest) and _implements(slot.tier, "invalidate")
         )
         self._via: Slot | None = None
+        #: Namespaces of the caches built over this chain (``note_namespace``).
+        self.namespaces: frozenset[str] = frozenset()
         #: Changes the bus's tier missed in an outage (``tiered_cache.journal``).
         self.journal: Journal | None = None
         #: The invalidation bus, or ``None`` (off, or no tier can carry it).
@@ -127,7 +129,12 @@ class Chain:
 
         if _implements(via.tier, "replace_older"):
             keepers = [s for s in copies if _implements(s.tier, "update_journal")]
-            self.journal = Journal(via, keepers[-1] if keepers else None, copies)
+            self.journal = Journal(
+                via,
+                keepers[-1] if keepers else None,
+                copies,
+                namespace_of=self._namespace_of,
+            )
         return InvalidationBus(
             via.tier.stream(settings.stream),
             invalidate=lambda key, stamp: each("invalidate", key, stamp),
@@ -139,6 +146,17 @@ class Chain:
             heartbeat=settings.heartbeat,
             name=via.name,
             tick=None if self.journal is None else self.journal.tick,
+        )
+
+    def note_namespace(self, namespace: str) -> None:
+        """Remember a namespace of this chain's keys (the journal covers by it)."""
+        if namespace and namespace not in self.namespaces:
+            self.namespaces = self.namespaces | {namespace}
+
+    def _namespace_of(self, key: str) -> str:
+        """Return the longest known namespace ``key`` is under ("" if none)."""
+        return max(
+            (n for n in self.namespaces if key.startswith(n)), default="", key=len
         )
 
     def _announcing(self) -> InvalidationBus | None:

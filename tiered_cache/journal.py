@@ -22,13 +22,14 @@ the local write) and *reconciles* it once L2 answers again:
   listener skips its own messages).
 
 Last change wins per key. The journal is bounded (``MAX_ENTRIES`` keys); a key
-beyond the bound is not lost but *covered*: the journal keeps at most
-``MAX_PREFIXES`` key prefixes that start every forgotten key (merged to their
-common start when there are more), and reconciliation clears each of them at
-L2 and announces a ``clear`` of it, so every process drops its copies under
-it. A prefix that shrinks to nothing (keys sharing no start: a
-``KEY_FUNCTION`` without fixed text) cannot be cleared; that is logged as an
-error and counted (``lost``).
+beyond the bound is not lost but *covered* by its cache's namespace (the
+chain knows the namespaces of the caches built over it): reconciliation
+clears the namespace at L2, as ``clear()`` would, and announces it, so every
+process drops its copies under it. Never a shorter prefix: L2 is shared with
+other caches and applications. At most ``MAX_PREFIXES`` namespaces are kept;
+a key with no namespace (a ``KEY_FUNCTION`` without fixed text) or beyond
+that is *lost*: logged as an error and counted, and its older value may stay
+in L2 until it expires.
 
 Where it lives. In the machine's L3 when there is one (``read_journal``,
 ``update_journal``: one small JSON document under a key outside every
@@ -51,8 +52,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ from .coherence import InvalidationBus
 from .envelope import Record, new_stamp
 from .exceptions import TierUnavailable
 from .forksafe import renewed_lock
-from .resilience import CLOSED
+from .resilience import CLOSED, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
 
@@ -78,7 +78,7 @@ logger = logging.getLogger(__name__)
 
 #: Keys remembered one by one; more are covered by prefixes.
 MAX_ENTRIES = 1000
-#: Prefixes covering the keys beyond ``MAX_ENTRIES``.
+#: Namespaces covering the keys beyond ``MAX_ENTRIES``.
 MAX_PREFIXES = 16
 #: Journaled operations: ``clear(namespace)`` is journaled as a prefix.
 SET, DELETE, CLEAR = "s", "d", "c"
@@ -115,6 +115,7 @@ class Journal:
         *,
         max_entries: int = MAX_ENTRIES,
         max_prefixes: int = MAX_PREFIXES,
+        namespace_of: Callable[[str], str] = lambda key: "",
     ) -> None:
         self.authority = authority
         self.keeper = keeper
@@ -123,6 +124,8 @@ class Journal:
         self.bus: InvalidationBus | None = None
         self.max_entries = max_entries
         self.max_prefixes = max_prefixes
+        #: The namespace a stored key is under ("" when unknown).
+        self.namespace_of = namespace_of
         #: One journal per authority (its name and location) per keeper.
         self.name = hashlib.sha256(
             repr((authority.name, authority.tier.location)).encode()
@@ -131,6 +134,7 @@ class Journal:
         self._memory: Doc = _empty()
         self._lock = renewed_lock(self)
         self._logged = False
+        self._log = LogThrottle()
 
     # -- recording (the write path, during an outage) ------------------------------
 
@@ -173,7 +177,7 @@ class Journal:
         entries, cover = doc["e"], doc["c"]
         for key, op, stamp in changes:
             if op == CLEAR:
-                doc["c"] = cover = _cover(cover, key, self.max_prefixes)
+                self._cover(cover, key)
                 continue
             old = entries.get(key)
             if old is not None:
@@ -183,7 +187,24 @@ class Journal:
                 entries[key] = [op, stamp]
             else:
                 self.stats.overflowed += 1
-                doc["c"] = cover = _cover(cover, key, self.max_prefixes)
+                self._cover(cover, self.namespace_of(key))
+
+    def _cover(self, cover: list[str], namespace: str) -> None:
+        """Cover a forgotten key by its namespace, if there is room (see module)."""
+        if namespace and any(namespace.startswith(p) for p in cover):
+            return
+        if namespace and len(cover) < self.max_prefixes:
+            cover.append(namespace)
+            return
+        self.stats.lost += 1
+        if self._log.allow("lost"):
+            logger.error(
+                "cache tier %s: the outage journal is full and cannot cover a "
+                "key (no namespace, or %d namespaces already); its older value "
+                "there is not removed and may be served until it expires",
+                self.authority.name,
+                self.max_prefixes,
+            )
 
     # -- reconciling (the listener thread) -----------------------------------------
 
@@ -266,13 +287,7 @@ class Journal:
         l2 = self.authority
         for prefix in doc["c"]:
             if not prefix:
-                self.stats.lost += 1
-                logger.error(
-                    "cache tier %s: the outage journal overflowed with keys that "
-                    "share no prefix; their older values there are not removed "
-                    "and may be served until they expire",
-                    l2.name,
-                )
+                pass  # never recorded (``_cover``); an empty prefix is everything
             elif l2.call("clear", prefix) is UNAVAILABLE:
                 return False
             else:
@@ -398,18 +413,3 @@ def _dump(doc: Doc) -> bytes | None:
     if not (doc["e"] or doc["c"]):
         return None
     return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def _cover(prefixes: list[str], key: str, limit: int) -> list[str]:
-    """Return prefixes starting every key they started, and ``key`` too.
-
-    At most ``limit`` of them: beyond, ``key`` is merged with the prefix it
-    shares the longest start with (their common start replaces it).
-    """
-    if any(key.startswith(prefix) for prefix in prefixes):
-        return prefixes
-    if len(prefixes) < limit:
-        return [*prefixes, key]
-    best = max(prefixes, key=lambda p: len(os.path.commonprefix([p, key])))
-    merged = os.path.commonprefix([best, key])
-    return [p for p in prefixes if not p.startswith(merged)] + [merged]
