@@ -251,7 +251,9 @@ def test_processes_never_read_a_replaced_value(server, tmp_path):
 def test_a_delete_reaches_the_other_machines_l3(make_cache, server, tmp_path):
     """Two L3 folders stand for two machines; the bus drops the other's copy."""
 
-    def machine(folder: str):  # l3(): an open timeout a loaded machine meets
+    def machine(folder: str):
+        # l3(): a generous OPEN_TIMEOUT, since every bus listener opens its L3
+        # at start to look for an outage journal (two folders open at once).
         return make_cache([L1, real_l2(server.url(1)), l3(folder)], KEY_PREFIX="m")
 
     one, two = machine(str(tmp_path / "one")), machine(str(tmp_path / "two"))

@@ -143,6 +143,7 @@ class TieredCache(BaseCache):
         except ImproperlyConfigured as exc:
             self._refuse_every_call(exc)
             return
+        self._chain.note_namespace(self.namespace)  # the outage journal's cover
         self._slots = self._chain.slots
         self._top = self._chain.fast_top
         self._below = 0 if self._top is None else 1

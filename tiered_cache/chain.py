@@ -35,6 +35,7 @@ from .coherence import InvalidationBus
 from .conf import TieredOptions, TierSpec
 from .envelope import Record, new_stamp
 from .forksafe import Registry
+from .journal import CLEAR, DELETE, SET, Journal
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
@@ -85,8 +86,14 @@ class Chain:
             if slot.tier.holds_copies(widest) and _implements(slot.tier, "invalidate")
         )
         self._via: Slot | None = None
+        #: Namespaces of the caches built over this chain (``note_namespace``).
+        self.namespaces: frozenset[str] = frozenset()
+        #: Changes the bus's tier missed in an outage (``tiered_cache.journal``).
+        self.journal: Journal | None = None
         #: The invalidation bus, or ``None`` (off, or no tier can carry it).
         self.bus: InvalidationBus | None = self._bus(options)
+        if self.journal is not None:
+            self.journal.bus = self.bus
 
     def _bus(self, options: TieredOptions) -> InvalidationBus | None:
         settings = options.invalidation
@@ -120,6 +127,14 @@ class Chain:
             for slot in copies:
                 slot.tier.bound_staleness(seconds)
 
+        if _implements(via.tier, "replace_older"):
+            keepers = [s for s in copies if _implements(s.tier, "update_journal")]
+            self.journal = Journal(
+                via,
+                keepers[-1] if keepers else None,
+                copies,
+                namespace_of=self._namespace_of,
+            )
         return InvalidationBus(
             via.tier.stream(settings.stream),
             invalidate=lambda key, stamp: each("invalidate", key, stamp),
@@ -130,6 +145,18 @@ class Chain:
             staleness=options.l1_max_staleness,
             heartbeat=settings.heartbeat,
             name=via.name,
+            tick=None if self.journal is None else self.journal.tick,
+        )
+
+    def note_namespace(self, namespace: str) -> None:
+        """Remember a namespace of this chain's keys (the journal covers by it)."""
+        if namespace and namespace not in self.namespaces:
+            self.namespaces = self.namespaces | {namespace}
+
+    def _namespace_of(self, key: str) -> str:
+        """Return the longest known namespace ``key`` is under ("" if none)."""
+        return max(
+            (n for n in self.namespaces if key.startswith(n)), default="", key=len
         )
 
     def _announcing(self) -> InvalidationBus | None:
@@ -188,6 +215,14 @@ class Chain:
             for key in missed:
                 if authority[key] is slot:
                     failed.add(key)
+        journal = self.journal
+        if journal is not None and failed:  # journal the writes L2 missed
+            slot = journal.authority
+            journal.record(
+                (key, SET, records[key].stamp)
+                for key in failed
+                if authority[key] is slot
+            )
         bus = self._announcing()
         if bus is not None and not announced:
             bus.announce_writes(
@@ -242,14 +277,19 @@ class Chain:
 
     def incr(self, key: str, delta: int) -> Any:
         """Add ``delta`` atomically at the authority; other tiers drop their copies."""
+        missed = False
         for slot in self.authorities:
             value = slot.call("incr", key, delta)
             if value is UNAVAILABLE:
+                missed = missed or self._journaled(slot)
                 continue
             for other in self.write_order:
                 if other is not slot:
                     other.delete(key)
-            self._fence([key], new_stamp())
+            stamp = new_stamp()
+            self._fence([key], stamp)
+            if missed:  # counted below L2: L2's older count must go
+                self.journal.record([(key, DELETE, stamp)])  # type: ignore[union-attr]
             bus = self._announcing()
             if bus is not None:
                 bus.announce_drops([key])
@@ -279,28 +319,40 @@ class Chain:
                     slot.name,
                 )
                 continue
-            slot.call("clear", namespace)
+            if slot.call("clear", namespace) is UNAVAILABLE and self._journaled(slot):
+                self.journal.record([(namespace, CLEAR, 0)])  # type: ignore[union-attr]
         bus = self._announcing()
         if bus is not None:
             bus.announce_clear(namespace)
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` everywhere, widest first; return whether one held it."""
-        deleted = False
+        deleted = missed = False
         for slot in self.write_order:
-            if slot.delete(key) is True:
+            result = slot.delete(key)
+            if result is True:
                 deleted = True
-        self._announce_deletes([key])
+            elif result is UNAVAILABLE:
+                missed = missed or self._journaled(slot)
+        self._announce_deletes([key], missed)
         return deleted
 
     def delete_many(self, keys: list[str]) -> None:
+        missed = False
         for slot in self.write_order:
-            slot.delete_many(keys)
-        self._announce_deletes(keys)
+            if slot.delete_many(keys) is UNAVAILABLE:
+                missed = missed or self._journaled(slot)
+        self._announce_deletes(keys, missed)
 
-    def _announce_deletes(self, keys: list[str]) -> None:
+    def _journaled(self, slot: Slot) -> bool:
+        """Return whether changes ``slot`` misses are journaled (the bus's L2)."""
+        return self.journal is not None and slot is self.journal.authority
+
+    def _announce_deletes(self, keys: list[str], missed: bool = False) -> None:
         stamp = new_stamp()  # after the delete: older copies go
         self._fence(keys, stamp)
+        if missed:  # L2 did not answer: replay the deletes when it does
+            self.journal.record((key, DELETE, stamp) for key in keys)  # type: ignore[union-attr]
         bus = self._announcing()
         if bus is not None:
             bus.announce_writes((key, stamp) for key in keys)

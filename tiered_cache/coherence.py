@@ -108,8 +108,12 @@ class InvalidationBus:
         staleness: float | None,
         heartbeat: float,
         name: str,
+        tick: Callable[[], Any] | None = None,
     ) -> None:
         self.stream = stream
+        #: Called once a heartbeat after a successful read of the stream's
+        #: state, off every request thread (the outage journal reconciles).
+        self._tick = tick
         self.name = name
         self.heartbeat = heartbeat
         self.stats = BusStats()
@@ -239,6 +243,8 @@ class InvalidationBus:
                 if self.last_id is None or time.monotonic() >= next_check:
                     self._check_position()
                     next_check = time.monotonic() + self.heartbeat
+                    if self._tick is not None:
+                        self._tick()
                 messages = self.stream.read(
                     self.last_id or "0-0", self.heartbeat, _BATCH
                 )

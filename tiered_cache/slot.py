@@ -223,9 +223,14 @@ class Slot:
             self.stats.deletes += 1
         return deleted
 
-    def delete_many(self, keys: list[str]) -> None:
-        if keys and self.call("delete_many", keys) is not UNAVAILABLE:
+    def delete_many(self, keys: list[str]) -> Any:
+        """Delete every key; return ``UNAVAILABLE`` when the tier did not answer."""
+        if not keys:
+            return None
+        result = self.call("delete_many", keys)
+        if result is not UNAVAILABLE:
             self.stats.deletes += len(keys)
+        return result
 
     def acquire_lease(self, key: str, seconds: float) -> str | None | Any:
         """Take the lease ``key`` (``BaseTier.acquire_lease``).

@@ -392,6 +392,37 @@ class BaseTier:
         """Drop every copy (the bus missed messages it cannot replay)."""
         raise NotImplementedError
 
+    def replace_older(self, key: str, record: Record) -> int | None:
+        """Store ``record`` only over a live entry with an older stamp; atomically.
+
+        Return the stamp of the entry found (``None``: none was live; a raw
+        integer has stamp 0). ``record`` was stored exactly when that stamp is
+        older than ``record.stamp``: a journaled write replayed after an
+        outage (``tiered_cache.journal``) never replaces a newer value, and
+        never fills a key that another writer deleted meanwhile. Tiers that
+        can be the authority of a journal implement it.
+        """
+        raise NotImplementedError
+
+    def read_journal(self, name: str) -> bytes | None:
+        """Return the outage journal ``name`` kept here, or ``None``.
+
+        A journal is a small document (``tiered_cache.journal``) kept outside
+        every namespace, so that ``clear()`` and ``keys()`` never meet it.
+        Tiers that outlive a process (L3) implement it with ``update_journal``.
+        """
+        raise NotImplementedError
+
+    def update_journal(
+        self, name: str, change: Callable[[bytes | None], bytes | None]
+    ) -> None:
+        """Replace the journal ``name`` by ``change(current)`` atomically.
+
+        ``None`` (either way) means no journal. Processes sharing the tier
+        (one machine) update it one at a time.
+        """
+        raise NotImplementedError
+
     def stream(self, name: str) -> Stream:
         """Return the stream ``name`` on this tier, for the invalidation bus.
 

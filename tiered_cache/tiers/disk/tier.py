@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import diskcache
@@ -38,6 +38,8 @@ from .store import CacheDirectory
 __all__ = ["DiskTier"]
 
 _ABSENT = object()
+#: Journals (``read_journal``) live under keys no cache namespace starts with.
+_JOURNAL = "#tiered_cache-journal:"
 
 #: diskcache settings that FanoutCache takes beside DEFAULT_SETTINGS.
 _OUR_SETTINGS = frozenset({"shards", "timeout"})
@@ -339,6 +341,26 @@ class DiskTier(BaseTier):
             with self.files.call("keys", None, index) as shard:
                 found.extend(_keys_under(shard, namespace))
         return found
+
+    def read_journal(self, name: str) -> bytes | None:
+        """See ``BaseTier``: one row under a key outside every namespace."""
+        key = _JOURNAL + name
+        with self.files.call("journal", key) as shard:
+            data = shard.get(key)
+        return data if type(data) is bytes else None
+
+    def update_journal(
+        self, name: str, change: Callable[[bytes | None], bytes | None]
+    ) -> None:
+        """See ``BaseTier``: read and write the row in one shard transaction."""
+        key = _JOURNAL + name
+        with self.files.call("journal", key) as shard, shard.transact():
+            data = shard.get(key)
+            new = change(data if type(data) is bytes else None)
+            if new is None:
+                shard.delete(key)
+            elif new != data:
+                shard.set(key, new)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

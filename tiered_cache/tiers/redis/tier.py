@@ -23,7 +23,7 @@ from ...exceptions import EnvelopeError
 from ...resilience import LogThrottle
 from ...sentinels import MISSING
 from ..base import BaseTier
-from . import counters, leases, wire
+from . import counters, leases, replay, wire
 from .connections import (
     DJANGO_REDIS_OPTIONS,
     INEFFECTIVE_DJANGO_REDIS_OPTIONS,
@@ -376,6 +376,11 @@ class RedisTier(BaseTier):
     def incr(self, key: str, delta: int) -> int:
         """See ``BaseTier`` and ``counters``; counts on past 64 bits."""
         return counters.incr(self, key, delta)
+
+    @transport("replace_older")
+    def replace_older(self, key: str, record: Record) -> int | None:
+        """See ``BaseTier`` and ``replay``: a ``WATCH`` transaction on the key."""
+        return replay.replace_older(self, key, record)
 
     # -- leases (stampede protection) -----------------------------------------
 

@@ -1,0 +1,424 @@
+"""The outage journal: changes the authority did not answer, reconciled later.
+
+A ``set`` or ``delete`` made while L2 did not answer reached only the local
+tiers, and L2 may go on serving the value it replaced (docs/faults.rst #7,
+#23). The chain *records* such a change here (key, set or delete, the stamp of
+the local write) and *reconciles* it once L2 answers again:
+
+* a delete is replayed through L2's ordinary ``delete``, unless L2 holds a
+  value newer than the delete (written by another process meanwhile);
+* a set is replayed with ``replace_older`` (``BaseTier``): our record is
+  stored only over a live entry with an older stamp, atomically. The value
+  comes from our own local copy with that very stamp. When L2 holds a newer
+  value, nothing (another process deleted it meanwhile), or our local copy is
+  gone, the set becomes an *invalidation*: L2's older entry, if any, is
+  removed the same way, and the copies here are dropped. A miss is fine; an
+  older value is not;
+* an ``incr`` that fell over to L3 is journaled as a delete (L2's older count
+  must go), and a ``clear()`` as its namespace, cleared at L2 like the
+  prefixes of an overflow (below);
+* every reconciled key is then announced on the bus (other processes and
+  machines drop older copies) and fenced in this process's copy tiers (a
+  listener skips its own messages).
+
+Last change wins per key. The journal is bounded (``MAX_ENTRIES`` keys); a key
+beyond the bound is not lost but *covered* by its cache's namespace (the
+chain knows the namespaces of the caches built over it): reconciliation
+clears the namespace at L2, as ``clear()`` would, and announces it, so every
+process drops its copies under it. Never a shorter prefix: L2 is shared with
+other caches and applications. At most ``MAX_PREFIXES`` namespaces are kept;
+a key with no namespace (a ``KEY_FUNCTION`` without fixed text) or beyond
+that is *lost*: logged as an error and counted, and its older value may stay
+in L2 until it expires.
+
+Where it lives. In the machine's L3 when there is one (``read_journal``,
+``update_journal``: one small JSON document under a key outside every
+namespace), so that a restarted process, or any other process of the machine,
+finds and reconciles it; in this process's memory otherwise, or when L3 does
+not answer either. Two processes may replay the same entries: a delete twice
+is a delete, a set is compared by stamp. An entry is removed only once it is
+reconciled, and only if no newer change of the key was recorded meanwhile.
+
+When. The bus listener (``coherence``) calls ``tick`` once a heartbeat after
+it reads the stream successfully, off every request thread: the journal
+reconciles when it holds anything. The listener has just heard L2 answer, so
+an open breaker of L2 is not waited for: one call made directly on the tier
+closes it when it answers (the breaker's probe, early).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .coherence import InvalidationBus
+from .envelope import Record, new_stamp
+from .exceptions import TierUnavailable
+from .forksafe import renewed_lock
+from .resilience import CLOSED, LogThrottle
+from .sentinels import MISSING, UNAVAILABLE
+from .slot import Slot
+
+__all__ = [
+    "CLEAR",
+    "DELETE",
+    "MAX_ENTRIES",
+    "MAX_PREFIXES",
+    "SET",
+    "Journal",
+    "JournalStats",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Keys remembered one by one; more are covered by prefixes.
+MAX_ENTRIES = 1000
+#: Namespaces covering the keys beyond ``MAX_ENTRIES``.
+MAX_PREFIXES = 16
+#: Journaled operations: ``clear(namespace)`` is journaled as a prefix.
+SET, DELETE, CLEAR = "s", "d", "c"
+#: The expiry of a stand-in record: expired on any clock (storing it deletes).
+_EXPIRED = -1e18
+
+# A journal document: {"e": {key: [op, stamp]}, "c": [prefix, ...]}.
+Doc = dict[str, Any]
+
+
+@dataclass
+class JournalStats:
+    """Counters of one journal in this process."""
+
+    recorded: int = 0
+    replayed: int = 0
+    invalidated: int = 0
+    overflowed: int = 0
+    cleared: int = 0
+    lost: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class Journal:
+    """Record what the authority missed; reconcile it when it answers again."""
+
+    def __init__(
+        self,
+        authority: Slot,
+        keeper: Slot | None,
+        copies: tuple[Slot, ...],
+        *,
+        max_entries: int = MAX_ENTRIES,
+        max_prefixes: int = MAX_PREFIXES,
+        namespace_of: Callable[[str], str] = lambda key: "",
+    ) -> None:
+        self.authority = authority
+        self.keeper = keeper
+        self.copies = copies
+        #: The bus that announces what is reconciled (set by the chain).
+        self.bus: InvalidationBus | None = None
+        self.max_entries = max_entries
+        self.max_prefixes = max_prefixes
+        #: The namespace a stored key is under ("" when unknown).
+        self.namespace_of = namespace_of
+        #: One journal per authority (its name and location) per keeper.
+        self.name = hashlib.sha256(
+            repr((authority.name, authority.tier.location)).encode()
+        ).hexdigest()[:16]
+        self.stats = JournalStats()
+        self._memory: Doc = _empty()
+        self._lock = renewed_lock(self)
+        self._logged = False
+        self._log = LogThrottle()
+
+    # -- recording (the write path, during an outage) ------------------------------
+
+    def record(self, changes: Iterable[tuple[str, str, int]]) -> None:
+        """Remember ``(key, SET or DELETE, stamp)`` changes L2 did not answer.
+
+        ``(namespace, CLEAR, 0)`` is a ``clear()``: the namespace is cleared
+        at L2 and announced, like the prefixes of an overflow.
+        """
+        changes = list(changes)
+        if not changes:
+            return
+        self.stats.recorded += len(changes)
+        if not self._logged:
+            self._logged = True
+            logger.warning(
+                "cache tier %s did not answer a write; journaling changes in %s "
+                "to reconcile them when it answers again",
+                self.authority.name,
+                self.keeper.name if self.keeper is not None else "memory",
+            )
+        if self.keeper is not None:
+            try:
+                done = self.keeper.call(
+                    "update_journal", self.name, lambda data: self._add(data, changes)
+                )
+            except TierUnavailable:
+                done = UNAVAILABLE
+            if done is not UNAVAILABLE:
+                return
+        with self._lock:
+            self._merge(self._memory, changes)
+
+    def _add(self, data: bytes | None, changes: list[tuple[str, str, int]]) -> bytes:
+        doc = _load(data)
+        self._merge(doc, changes)
+        return _dump(doc)  # type: ignore[return-value]
+
+    def _merge(self, doc: Doc, changes: list[tuple[str, str, int]]) -> None:
+        entries, cover = doc["e"], doc["c"]
+        for key, op, stamp in changes:
+            if op == CLEAR:
+                self._cover(cover, key)
+                continue
+            old = entries.get(key)
+            if old is not None:
+                if stamp >= old[1]:
+                    entries[key] = [op, stamp]
+            elif len(entries) < self.max_entries:
+                entries[key] = [op, stamp]
+            else:
+                self.stats.overflowed += 1
+                self._cover(cover, self.namespace_of(key))
+
+    def _cover(self, cover: list[str], namespace: str) -> None:
+        """Cover a forgotten key by its namespace, if there is room (see module)."""
+        if namespace and any(namespace.startswith(p) for p in cover):
+            return
+        if namespace and len(cover) < self.max_prefixes:
+            cover.append(namespace)
+            return
+        self.stats.lost += 1
+        if self._log.allow("lost"):
+            logger.error(
+                "cache tier %s: the outage journal is full and cannot cover a "
+                "key (no namespace, or %d namespaces already); its older value "
+                "there is not removed and may be served until it expires",
+                self.authority.name,
+                self.max_prefixes,
+            )
+
+    # -- reconciling (the listener thread) -----------------------------------------
+
+    def pending(self) -> Doc:
+        """Return what is journaled (memory and keeper merged; may be empty)."""
+        with self._lock:
+            doc = json.loads(json.dumps(self._memory))
+        if self.keeper is not None:
+            try:
+                data = self.keeper.call("read_journal", self.name)
+            except TierUnavailable:
+                data = UNAVAILABLE
+            if data is not UNAVAILABLE and data is not None:
+                kept = _load(data)
+                for key, (op, stamp) in kept["e"].items():
+                    old = doc["e"].get(key)
+                    if old is None or stamp > old[1]:
+                        doc["e"][key] = [op, stamp]
+                for prefix in kept["c"]:
+                    if prefix not in doc["c"]:
+                        doc["c"].append(prefix)
+        return doc
+
+    def tick(self) -> None:
+        """Reconcile what is journaled, if anything (called by the listener)."""
+        if self.bus is None:
+            return
+        doc = self.pending()
+        if doc["e"] or doc["c"]:
+            self.reconcile(doc)
+
+    def reconcile(self, doc: Doc | None = None) -> bool:
+        """Replay or invalidate journaled changes; return whether all are done.
+
+        Stops at the first call L2 does not answer: what is left stays
+        journaled for the next tick.
+        """
+        doc = self.pending() if doc is None else doc
+        if not (doc["e"] or doc["c"]) or not self._reach(doc):
+            return not (doc["e"] or doc["c"])
+        done: Doc = _empty()
+        try:
+            finished = self._replay(doc, done)
+        except TierUnavailable:  # FAIL_OPEN off: the slot raises instead
+            finished = False
+        self._forget(done)
+        if finished and len(done["e"]) + len(done["c"]) == len(doc["e"]) + len(
+            doc["c"]
+        ):
+            if self._logged or done["e"] or done["c"]:
+                logger.warning(
+                    "cache tier %s answers again: journaled changes reconciled "
+                    "(%d replayed, %d turned into invalidations, %d prefixes "
+                    "cleared so far)",
+                    self.authority.name,
+                    self.stats.replayed,
+                    self.stats.invalidated,
+                    self.stats.cleared,
+                )
+            self._logged = False
+            return True
+        return False
+
+    def _reach(self, doc: Doc) -> bool:
+        """Close L2's breaker at once if one direct call answers (see module)."""
+        slot = self.authority
+        breaker = slot.breaker
+        if breaker is None or breaker.state == CLOSED:
+            return True
+        probe = next(iter(doc["e"]), None) or doc["c"][0] or "-"
+        try:
+            slot.tier.has_key(probe)
+        except TierUnavailable:
+            return False
+        breaker.record_success()  # closes it, as a successful probe does
+        return True
+
+    def _replay(self, doc: Doc, done: Doc) -> bool:
+        """Reconcile ``doc``, noting in ``done`` what is done and announced."""
+        l2 = self.authority
+        for prefix in doc["c"]:
+            if not prefix:
+                pass  # never recorded (``_cover``); an empty prefix is everything
+            elif l2.call("clear", prefix) is UNAVAILABLE:
+                return False
+            else:
+                for slot in self.copies:  # our own listener skips our message
+                    slot.call("clear", prefix)
+                if not self._announce("announce_clear", prefix):
+                    return False
+                self.stats.cleared += 1
+            done["c"].append(prefix)
+        announced: list[tuple[str, int]] = []
+        reconciled: Doc = _empty()
+        try:
+            for key, (op, stamp) in doc["e"].items():
+                outcome = self._replay_one(key, op, stamp)
+                if outcome is UNAVAILABLE:
+                    return False
+                after, replayed = outcome
+                for slot in self.copies:
+                    slot.call("invalidate", key, after)
+                self.stats.replayed += replayed
+                self.stats.invalidated += not replayed
+                announced.append((key, after))
+                reconciled["e"][key] = [op, stamp]
+        finally:
+            # Forgotten only once announced: else replayed again (harmless).
+            if announced and self._announce("announce_writes", announced):
+                done["e"].update(reconciled["e"])
+        return True
+
+    def _announce(self, op: str, what: Any) -> bool:
+        """Announce on the bus; return whether the announcement was sent."""
+        bus = self.bus
+        if bus is None:
+            return False
+        errors = bus.stats.announce_errors
+        getattr(bus, op)(what)
+        return bus.stats.announce_errors == errors
+
+    def _replay_one(self, key: str, op: str, stamp: int) -> Any:
+        """Apply one change at L2; return ``(stamp, replayed)`` or ``UNAVAILABLE``.
+
+        Copies older than the returned stamp are stale everywhere. ``replayed``
+        says whether L2 now reflects the change itself (else it was turned
+        into an invalidation).
+        """
+        l2 = self.authority
+        if op == DELETE:
+            found = l2.call("get", key)
+            if found is UNAVAILABLE:
+                return UNAVAILABLE
+            if found is not MISSING and found.stamp > stamp:
+                return stamp, False  # written after our delete: kept
+            return UNAVAILABLE if l2.delete(key) is UNAVAILABLE else (stamp, True)
+        record = self._local(key, stamp)
+        ours = record is not None
+        if record is None:  # storing an expired record deletes the key
+            record = Record(None, b"", _EXPIRED, stamp)
+        found = l2.call("replace_older", key, record)
+        if found is UNAVAILABLE:
+            return UNAVAILABLE
+        if found is not None and found > stamp:
+            return found, False  # a newer value: ours goes
+        if found == stamp or (found is not None and ours):
+            return stamp, True  # ours is there (a timed-out write landed) or stored
+        # Nothing there (deleted meanwhile?), or our value is gone here and
+        # L2's older one was removed: a miss everywhere, never an older value.
+        return max(new_stamp(), stamp + 1), False
+
+    def _local(self, key: str, stamp: int) -> Record | None:
+        """Return our local copy written at ``stamp`` (widest tier first), or None.
+
+        Without it, an expired stand-in is replayed instead: ``replace_older``
+        then removes an older value at L2 and keeps a newer one.
+        """
+        for slot in reversed(self.copies):  # L3 outlives the process that wrote
+            record = slot.call("get", key)
+            found = record is not MISSING and record is not UNAVAILABLE
+            if found and record.stamp == stamp:
+                return record
+        return None
+
+    def _forget(self, done: Doc) -> None:
+        """Remove reconciled entries, unless a newer change was recorded since."""
+        if not (done["e"] or done["c"]):
+            return
+
+        def prune(doc: Doc) -> None:
+            for key, (op, stamp) in done["e"].items():
+                if doc["e"].get(key) == [op, stamp]:
+                    del doc["e"][key]
+            doc["c"] = [p for p in doc["c"] if p not in done["c"]]
+
+        with self._lock:
+            prune(self._memory)
+        if self.keeper is not None:
+
+            def change(data: bytes | None) -> bytes | None:
+                doc = _load(data)
+                prune(doc)
+                return _dump(doc)
+
+            # If L3 does not answer, the entries are replayed again later.
+            with contextlib.suppress(TierUnavailable):
+                self.keeper.call("update_journal", self.name, change)
+
+
+def _empty() -> Doc:
+    return {"e": {}, "c": []}
+
+
+def _load(data: bytes | None) -> Doc:
+    """Parse a stored journal (zlib-compressed JSON; never unpickled)."""
+    if not data:
+        return _empty()
+    try:
+        doc = json.loads(zlib.decompress(data))
+        return {"e": dict(doc.get("e", {})), "c": list(doc.get("c", []))}
+    except (ValueError, TypeError, AttributeError, zlib.error):
+        logger.error("the outage journal is unreadable; starting a new one")
+        return _empty()
+
+
+def _dump(doc: Doc) -> bytes | None:
+    """Return the stored form of ``doc`` (``None`` when empty).
+
+    Compressed: the keys of one journal share long starts, so a full journal
+    (~50 kB of JSON) stays a few kB, kept in the database row rather than in
+    a file of its own (diskcache's ``disk_min_file_size``), which halves the
+    cost of a journaled write.
+    """
+    if not (doc["e"] or doc["c"]):
+        return None
+    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
