@@ -3,7 +3,7 @@
 
 Run from the repository root (needs the ``bench`` extra and ``redis-server``)::
 
-    .venv/bin/python bench/chaos.py                 # every scenario, ~4 minutes
+    .venv/bin/python bench/chaos.py                 # every scenario, ~2 minutes
     .venv/bin/python bench/chaos.py --quick         # shorter phases
     .venv/bin/python bench/chaos.py --only baseline,redis-kill --json out.json
 

@@ -46,7 +46,7 @@ class Client:
         self.connections: dict[int, http.client.HTTPConnection] = {}
 
     def request(self, target: int, method: str, path: str) -> tuple[int, str, str]:
-        """Return the status, the body and the pid of the worker that answered."""
+        """Return the status, the body and the X-Worker header (who answered)."""
         conn = self.connections.get(target)
         if conn is None:
             parts = self.targets[target]

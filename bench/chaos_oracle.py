@@ -49,7 +49,7 @@ class Write:
     answered: float
     ok: bool
     error: str = ""
-    worker: str = ""  # the pid of the gunicorn worker that answered
+    worker: str = ""  # X-Worker: the pid that answered, its L2 breaker and errors
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,13 @@ def get_value(request):
 
 
 def _answer(text):
+    """The answer, with which worker gave it and how its L2 was doing then."""
     response = HttpResponse(text, content_type="text/plain")
-    response["X-Worker"] = str(os.getpid())  # which process answered
+    l2 = cache.stats().get("l2", {})
+    response["X-Worker"] = (
+        f"{os.getpid()} l2-breaker={l2.get('breaker', '-')} "
+        f"l2-errors={l2.get('errors', '-')}"
+    )
     return response
 
 
