@@ -357,6 +357,8 @@ HEADER = (
 
 def row(name: str, v: Verdict) -> str:
     recovery = "-" if v.recovery is None else f"{v.recovery:.2f} s"
+    if not v.recovered:
+        recovery = ">" + recovery  # still bad when the load stopped
     return (
         f"{name:<12} {v.requests:>8} {v.client_errors:>13} {v.stale_beyond_bound:>13} "
         f"{v.max_staleness * 1e3:>10.0f} ms {recovery:>9} "

@@ -36,7 +36,10 @@ def test_a_read_of_a_replaced_version_after_the_bound_is_stale():
     assert verdict.max_staleness == pytest.approx(BOUND + 0.5)
     assert verdict.client_errors == 0
     assert verdict.recovery == pytest.approx(20.0 + BOUND + 0.5 + 0.002 - 19.0)
+    assert verdict.recovered  # the fresh read 1.5 s later
     assert "stale by" in verdict.examples[0]
+    # Still stale in the run's last second: the recovery is only a lower bound.
+    assert not judge(history, [read("k", 30.0, 1)], fault_end=19.0).recovered
 
 
 def test_reads_racing_a_write_misses_and_failed_writes_are_not_stale():
@@ -65,14 +68,14 @@ def test_failed_calls_and_values_never_written_are_client_errors():
             read("k", 11.0, None, error="HTTP 500: Server Error"),
             read("k", 12.0, None, error="ConnectionResetError()"),
             read("k", 13.0, 7),  # no writer ever wrote version 7
-            read("k", 14.0, 1),
+            read("k", 15.0, 1),
         ],
         fault_end=12.5,
     )
     assert verdict.client_errors == 3
     assert verdict.stale_beyond_bound == 0
     assert verdict.requests == 5
-    assert verdict.recovery == pytest.approx(13.002 - 12.5)
+    assert verdict.recovery == pytest.approx(13.002 - 12.5) and verdict.recovered
     assert any("never written" in note for note in verdict.examples)
 
 
