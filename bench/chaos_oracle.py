@@ -23,8 +23,9 @@ the default heartbeat), even after a detected bus fault; ``L1_MAX_STALENESS``
 (60 s) is the last resort when the bus is off. *Recovery* is the time from the
 end of the fault to the last bad event: a client error, or a read stale by more
 than ``FRESH`` (0.5 s: a healthy bus delivers in milliseconds, and in a few
-hundred on a loaded machine, so staler than that means the fault still shows); when that event came in the run's last
-second, the scenario did not recover while it was watched.
+hundred on a loaded machine, so staler than that means the fault still shows);
+when that event came in the run's last second, the scenario did not recover while
+it was watched.
 """
 
 from __future__ import annotations
