@@ -294,6 +294,9 @@ def topologies(args: argparse.Namespace) -> list[tuple[str, Callable, list[Scena
         ("cluster", cluster, [Scenario("cluster", cluster_master_kill, down)]),
     ]
     only = set(args.only.split(",")) if args.only else None
+    unknown = (only or set()) - {s.name for _, _, scenarios in plan for s in scenarios}
+    if unknown:
+        raise SystemExit(f"--only: no scenario named {', '.join(sorted(unknown))}")
     return [
         (name, start, [s for s in scenarios if only is None or s.name in only])
         for name, start, scenarios in plan
