@@ -9,6 +9,21 @@ Environment variables:
 ``REDIS_URL``
     Where the L2 tier lives (default ``redis://127.0.0.1:6379/0``). When nothing
     answers there at start-up, the cache runs L1 + L3 only.
+``REDIS_SENTINELS``
+    ``host:port,host:port,...``: L2 through Sentinel; ``REDIS_URL`` then names the
+    service (``redis://mymaster/0``).
+``REDIS_CLUSTER``
+    ``redis://host:port,redis://host:port,...``: L2 on a Redis Cluster (these are
+    the startup nodes; ``REDIS_URL`` is ignored).
+``TESTPROJECT_L3_DIR``
+    The L3 folder (default ``var/cache-l3``): two folders are two "machines".
+``TESTPROJECT_INVALIDATION``
+    ``0`` turns the invalidation bus off (other processes then see a write
+    within ``L1_MAX_STALENESS``).
+``TESTPROJECT_CHAOS``
+    ``1`` adds the ``/chaos/`` views that ``bench/chaos.py`` drives (set and get
+    any cache key, no login). Off by default: never turn it on where anyone else
+    can reach the site.
 ``TESTPROJECT_CACHE``
     ``locmem`` replaces the tiered cache with Django's LocMemCache: an escape hatch
     to compare against, or to run the site without the backend.
@@ -112,11 +127,42 @@ _L1 = {
     "BACKEND": "tiered_cache.tiers.MemoryTier",
     "OPTIONS": {"MAX_BYTES": 64 * 2**20},
 }
-_L2 = {"NAME": "l2", "BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL}
+REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS", "")
+REDIS_CLUSTER = os.environ.get("REDIS_CLUSTER", "")
+CHAOS = os.environ.get("TESTPROJECT_CHAOS", "") == "1"
+
+if REDIS_CLUSTER:
+    _L2 = {
+        "NAME": "l2",
+        "BACKEND": "tiered_cache.tiers.RedisClusterTier",
+        "LOCATION": REDIS_CLUSTER,
+    }
+elif REDIS_SENTINELS:
+    _L2 = {
+        "NAME": "l2",
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.SentinelClient",
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            "SENTINELS": [
+                (host, int(port))
+                for host, _, port in (
+                    a.rpartition(":") for a in REDIS_SENTINELS.split(",")
+                )
+            ],
+        },
+    }
+else:
+    _L2 = {
+        "NAME": "l2",
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+    }
 _L3 = {
     "NAME": "l3",
     "BACKEND": "diskcache.DjangoCache",
-    "LOCATION": str(VAR_DIR / "cache-l3"),
+    "LOCATION": os.environ.get("TESTPROJECT_L3_DIR") or str(VAR_DIR / "cache-l3"),
     "OPTIONS": {"size_limit": 2**30},
 }
 
@@ -130,17 +176,25 @@ if os.environ.get("TESTPROJECT_CACHE") == "locmem":
         }
     }
 else:
-    if _redis_reachable(REDIS_URL):
+    if REDIS_CLUSTER or REDIS_SENTINELS:
+        # Several servers: no start-up probe, the tier's breaker copes with them.
+        _where = f"cluster {REDIS_CLUSTER}" if REDIS_CLUSTER else REDIS_URL
+        CACHE_DESCRIPTION = f"tiered cache: l1 + l2 ({_where}) + l3"
+        _TIERS = [_L1, _L2, _L3]
+    elif _redis_reachable(REDIS_URL):
         CACHE_DESCRIPTION = f"tiered cache: l1 + l2 ({REDIS_URL}) + l3"
         _TIERS = [_L1, _L2, _L3]
     else:
         CACHE_DESCRIPTION = f"tiered cache: l1 + l3 (no Redis at {REDIS_URL})"
         _TIERS = [_L1, _L3]
+    _OPTIONS = {"TIERS": _TIERS}
+    if os.environ.get("TESTPROJECT_INVALIDATION") == "0":
+        _OPTIONS["INVALIDATION"] = False
     CACHES = {
         "default": {
             "BACKEND": "tiered_cache.TieredCache",
             "KEY_PREFIX": "testproject",
-            "OPTIONS": {"TIERS": _TIERS},
+            "OPTIONS": _OPTIONS,
         }
     }
 

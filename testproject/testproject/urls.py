@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -5,3 +6,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("testproject.demo.urls")),
 ]
+
+if settings.CHAOS:  # bench/chaos.py only: never on by default
+    urlpatterns.append(path("chaos/", include("testproject.demo.chaos")))

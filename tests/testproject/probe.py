@@ -41,5 +41,7 @@ for url in [
         [response.status_code, response.content.decode()]
     )
 facts["stats"] = cache.stats()
+# bench/chaos.py's views exist only with TESTPROJECT_CHAOS=1 (not set here).
+facts["chaos"] = client.get("/chaos/get", {"key": "probe"}).status_code
 cache.clear()
 print(json.dumps(facts))

@@ -19,6 +19,7 @@ PROBE = Path(__file__).with_name("probe.py")
 def run_probe(redis_url: str) -> dict:
     env = {**os.environ, "REDIS_URL": redis_url}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("TESTPROJECT_CHAOS", None)
     done = subprocess.run(
         [sys.executable, str(PROBE)],
         env=env,
@@ -46,6 +47,7 @@ def test_demo_on_three_tiers(redis_server):
     page_first, page_second = facts["pages"]["/page/"]
     assert page_first[1] == page_second[1]  # cache_page served the same page
     assert facts["stats"]["l2"]["sets"] >= 1
+    assert facts["chaos"] == 404  # the chaos views are off by default
 
 
 def test_demo_falls_back_to_l1_l3_without_redis():
