@@ -81,3 +81,22 @@ def test_a_dead_connection_is_an_unavailable_tier(own_server, clock):
     with pytest.raises(TierUnavailable) as caught:
         tier.set_many_announced({"a": rec(1)}, stream, MESSAGE)
     assert isinstance(caught.value.__cause__, redis.ConnectionError)
+
+
+def test_a_failing_bus_call_lets_the_tier_recover(clock):
+    """On Cluster, recovery re-reads the slot map after a failover."""
+    from tests.support.redis_servers import find_free_port
+
+    tier = make_tier(f"redis://127.0.0.1:{find_free_port()}/0", clock)  # refused
+    seen: list[BaseException] = []
+    tier._recover = lambda exc: seen.append(exc) or False
+    stream = tier.stream("bus")
+    for call in (
+        lambda: stream.append({"k": "1"}),
+        lambda: stream.read("0-0", 0.01, 10),
+        stream.state,
+        stream.new_generation,
+    ):
+        with pytest.raises(TierUnavailable):
+            call()
+    assert len(seen) == 4 and all(isinstance(e, redis.ConnectionError) for e in seen)

@@ -55,13 +55,23 @@ class RedisStream(Stream):
     def _client(self) -> Any:
         return self.tier._writer(self.key)
 
+    def _failed(self, op: str, exc: BaseException) -> Exception:
+        """Return the ``TierUnavailable`` for ``exc``, after the tier's recovery.
+
+        On Cluster, ``_recover`` re-reads the slot map: without it a bus whose
+        slot moved in a failover kept failing until a request path call of
+        the tier happened to refresh the topology.
+        """
+        self.tier._recover(exc)
+        return unavailable(self.tier.name, op, exc)
+
     def append(self, fields: Mapping[str, str]) -> str:
         try:
             entry = self._client().xadd(
                 self.key, dict(fields), maxlen=self.maxlen, approximate=True
             )
         except TRANSPORT_ERRORS as exc:
-            raise unavailable(self.tier.name, "announce", exc) from exc
+            raise self._failed("announce", exc) from exc
         return _text(entry)
 
     def append_after(
@@ -90,7 +100,7 @@ class RedisStream(Stream):
         try:
             self._client().set(self.generation_key, uuid.uuid4().hex)
         except TRANSPORT_ERRORS as exc:
-            raise unavailable(self.tier.name, "announce", exc) from exc
+            raise self._failed("announce", exc) from exc
 
     def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
         block_ms = int(min(block, self.max_block) * 1000)
@@ -99,7 +109,7 @@ class RedisStream(Stream):
                 {self.key: after}, count=count, block=block_ms or None
             )
         except TRANSPORT_ERRORS as exc:
-            raise unavailable(self.tier.name, "listen", exc) from exc
+            raise self._failed("listen", exc) from exc
         messages = []
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
@@ -122,7 +132,7 @@ class RedisStream(Stream):
                     raise
                 info = {}
         except TRANSPORT_ERRORS as exc:
-            raise unavailable(self.tier.name, "listen", exc) from exc
+            raise self._failed("listen", exc) from exc
         return StreamState(
             generation=_text(generation),
             last_id=_text(info.get("last-generated-id", "0-0")),
