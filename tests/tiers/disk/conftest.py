@@ -6,6 +6,7 @@ mix the two. Nothing sleeps.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.clock import FakeClock
 from tests.tiers.disk.support import EXECUTED, shard_db
+from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.tiers.disk import DiskTier
 from tiered_cache.tiers.disk.store import _handles
 
@@ -29,11 +31,18 @@ def location(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make(location: Path, clock: FakeClock):
-    def factory(directory: Path | None = None, **options) -> DiskTier:
+    def factory(
+        directory: Path | None = None, *, opened: bool = True, **options
+    ) -> DiskTier:
+        """Build a tier; ``opened``: wait for its open (reads do not wait)."""
         options.setdefault("OPEN_TIMEOUT", 10.0)  # slow CI disks: not under test
         where = str(directory or location)
         params = {"BACKEND": "diskcache.DjangoCache", "LOCATION": where}
-        return DiskTier(where, {**params, "OPTIONS": options}, name="l3", clock=clock)
+        tier = DiskTier(where, {**params, "OPTIONS": options}, name="l3", clock=clock)
+        if opened:
+            with contextlib.suppress(TierUnavailable):
+                tier.files.open()
+        return tier
 
     return factory
 

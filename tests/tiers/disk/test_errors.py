@@ -16,6 +16,7 @@ import diskcache
 import pytest
 
 from tests.tiers.disk.support import rec, shard_db
+from tiered_cache.envelope import encode
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
 from tiered_cache.tiers.disk.errors import (
@@ -55,7 +56,7 @@ def test_locked_database_writes_fail_fast_reads_continue(make, exclusive_lock):
 def test_unwritable_directory_is_unavailable_with_one_error_log(make, tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")  # root ignores chmod; this fails for real
-    tier = make(blocker / "l3")
+    tier = make(blocker / "l3", opened=False)
     with caplog.at_level(logging.ERROR, logger="tiered_cache.tiers.disk"):
         for _ in range(3):
             with pytest.raises(TierUnavailable) as info:
@@ -75,21 +76,98 @@ def _garble(path: str) -> None:
         f.write(os.urandom(max(size, 4096)))
 
 
-def test_corrupt_database_at_open_is_quarantined_then_recreated(make, location):
+def _garble_page(path: str, page: int) -> None:
+    """Overwrite one page of a database: a damaged page, a sound file header."""
+    with open(path, "r+b") as f:
+        f.seek((page - 1) * 4096)  # diskcache's page size
+        f.write(os.urandom(4096))
+
+
+def _filled(location, shards: int = 1, rows: int = 3000) -> None:
+    """A directory of ``shards`` shards whose databases span many pages."""
+    seed = diskcache.FanoutCache(str(location), shards=shards)
+    value = encode(rec("x" * 300))
+    for i in range(rows):
+        seed.set(f"k{i}", value)
+    seed.close()  # the last connection checkpoints the WAL into cache.db
+
+
+def test_corrupt_database_at_open_is_quarantined_then_recreated(make, location, caplog):
     seed = diskcache.FanoutCache(str(location), shards=2)
     seed.set("k", b"x")
     seed.close()
     _garble(shard_db(location, 0))
     _garble(shard_db(location, 1))
-    tier = make(shards=2)
-    with pytest.raises(TierUnavailable) as info:
-        tier.get("k")
-    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
-    assert len(list(location.glob("00?.corrupt-*"))) == 2
-    assert tier.get("k") is MISSING  # recovered: a fresh, empty store
-    tier.set("k", rec("v"))
+    tier = make(shards=2, opened=False)
+    with caplog.at_level(logging.ERROR, logger="tiered_cache.tiers.disk"):
+        tier.set("k", rec("v"))  # the open quarantined both, then opened afresh
     assert tier.get_value("k", None) == "v"
+    assert len(list(location.glob("00?.corrupt-*"))) == 2
     assert tier.describe()["quarantined"] == 2
+    assert sum("is corrupt" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_malformed_page_at_open_is_found_by_quick_check(make, location, caplog):
+    """Page-level damage: the file is still a database, one page is not."""
+    _filled(location, shards=2)
+    _garble_page(shard_db(location, 0), 3)  # the root page of Settings
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        diskcache.Cache(str(location / "000"))  # what kept L3 down on every start
+    tier = make(shards=2, opened=False)
+    with caplog.at_level(logging.ERROR, logger="tiered_cache.tiers.disk"):
+        tier.set("new", rec("v"))
+    assert tier.get_value("new", None) == "v"
+    (aside,) = location.glob("00?.corrupt-*")
+    assert aside.name.startswith("000.")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "is corrupt" in line and "moved to" in line
+    shard_1 = {key for key in tier.keys("k") if key != "new"}
+    assert len(shard_1) > 1000  # the sound shard kept its rows
+    assert all(tier.get(key) is not MISSING for key in shard_1)
+
+
+def test_a_malformed_page_met_by_a_call_quarantines_its_shard(make, location):
+    _filled(location)
+    _garble_page(shard_db(location), 150)  # a page of rows or of the key index
+    tier = make(shards=1)
+    tier.files.open()  # reads do not wait for the open
+    failures = []
+    for i in range(3000):
+        try:
+            tier.get(f"k{i}")
+        except TierUnavailable as exc:
+            failures.append(exc)
+            break
+    (failure,) = failures
+    assert failure.kind == "corrupt" and not failure.alive
+    assert "malformed" in str(failure.__cause__)
+    assert len(list(location.glob("000.corrupt-*"))) == 1
+    tier.set("k0", rec("fresh"))  # a fresh shard opened on the next call
+    assert tier.get_value("k0", None) == "fresh"
+    assert tier.get("k1") is MISSING  # the damaged shard's rows are gone
+
+
+def test_corruption_that_cannot_be_moved_aside_is_logged(
+    make, location, caplog, monkeypatch
+):
+    _filled(location)
+    _garble_page(shard_db(location), 3)
+    tried = []
+
+    def refuse(name, path, cause):  # as when the parent directory is read-only
+        tried.append(path)
+        return False
+
+    monkeypatch.setattr("tiered_cache.tiers.disk.errors.rename_aside", refuse)
+    tier = make(shards=1, opened=False)
+    with caplog.at_level(logging.ERROR, logger="tiered_cache.tiers.disk"):
+        for _ in range(3):
+            with pytest.raises(TierUnavailable) as info:
+                tier.set("k", rec("v"))
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    assert tried == [str(location / "000")]  # once: later calls fail fast
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "cannot open cache directory" in line and "malformed" in line
 
 
 def test_database_corrupted_while_open_is_quarantined(make, location):

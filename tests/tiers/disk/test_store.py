@@ -24,7 +24,7 @@ from tiered_cache.tiers.disk.store import _handles
 
 
 def test_nothing_touches_the_disk_before_the_first_call(make, location):
-    tier = make()
+    tier = make(opened=False)
     assert not location.exists()
     assert tier.describe()["volume"] is None
     tier.set("k", rec("v"))
@@ -132,10 +132,13 @@ def test_open_while_another_process_holds_the_lock_is_bounded(
 ):
     diskcache.Cache(str(location / "000")).close()
     exclusive_lock()
-    tier = make(shards=1, OPEN_TIMEOUT=0.2)
+    tier = make(shards=1, OPEN_TIMEOUT=0.2, opened=False)
     start = time.perf_counter()
+    assert tier.get("k") is MISSING  # reads never wait for the open
+    assert not tier.has_key("k")
+    assert time.perf_counter() - start < 0.2  # less than OPEN_TIMEOUT
     with pytest.raises(TierUnavailable, match="not open after"):
-        tier.get("k")
+        tier.set("k", rec("v"))  # writes wait, up to OPEN_TIMEOUT
     assert time.perf_counter() - start < 1.0
     start = time.perf_counter()
     with pytest.raises(TierUnavailable):
@@ -148,12 +151,22 @@ def test_open_completes_in_the_background_once_the_lock_is_gone(
 ):
     diskcache.Cache(str(location / "000")).close()
     holder = exclusive_lock()
-    tier = make(shards=1, OPEN_TIMEOUT=0.05)
+    tier = make(shards=1, OPEN_TIMEOUT=0.05, opened=False)
     with pytest.raises(TierUnavailable):
-        tier.get("k")
+        tier.set("k", rec("v"))
     holder.execute("ROLLBACK")
     assert _handles.get(tier.files.key).done.wait(5)  # the open was never abandoned
     tier.set("k", rec("v"))
+    assert tier.get_value("k", None) == "v"
+
+
+def test_the_first_read_of_a_process_starts_the_open_and_does_not_wait(make, location):
+    make(shards=2).set("k", rec("v"))  # an existing directory, a value in it
+    _handles.discard(make(opened=False, shards=2).files.key)  # a new process
+    tier = make(shards=2, opened=False)
+    assert tier.get("k") is MISSING  # answered at once: a miss
+    handle = _handles.get(tier.files.key)
+    assert handle is not None and handle.done.wait(5)
     assert tier.get_value("k", None) == "v"
 
 

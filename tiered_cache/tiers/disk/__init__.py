@@ -6,12 +6,17 @@ docs/faults.rst; one module per concern:
 * ``tier``: ``DiskTier``, the tier contract over the shards of one
   ``diskcache.FanoutCache`` directory: options, rows to records on the
   backend's clock, listing and clearing keys by namespace.
-* ``store``: the store every call goes through: ``_SafeDisk``, which never
-  unpickles (#33); one open handle per configuration and process, opened
-  lazily in the background with a bounded wait (#28, #31), dropped in a forked
-  child (#32); the routing of a call to its shard.
+* ``store``: the store every call goes through: one open handle per
+  configuration and process, opened lazily in the background with a bounded
+  wait for writes and none for reads (#28, #31), watched for deletion or
+  replacement of its files (#30, #31), dropped in a forked child (#32); the
+  routing of a call to its shard, one writer per shard and process.
+* ``rows``: ``SafeDisk``, diskcache's ``Disk`` for rows anyone may have
+  written: it never unpickles (#33) and never reads or removes a file outside
+  the directory.
 * ``errors``: what a disk or SQLite failure means (locked, corrupt, disk full,
-  unwritable), the quarantine of a corrupt shard (#30), and the one mapping to
+  unwritable, busy), the quarantine of a corrupt shard found by
+  ``PRAGMA quick_check`` (#30), and the one mapping to
   ``TierUnavailable``.
 
 ``tiered_cache.tiers.DiskTier`` and the ``diskcache.DjangoCache`` BACKEND name

@@ -7,14 +7,18 @@ it; this module is where a failure is told apart:
 * ``locked``: another writer holds the SQLite write lock for longer than the
   busy timeout (docs/faults.rst #28). It counts against the breaker, so a lock
   held for long makes the backend skip the tier for a while.
-* ``corrupt``: a shard's ``cache.db`` is not a database (docs/faults.rst #30).
-  The shard is renamed aside here (``quarantine_if_corrupt``,
-  ``rename_aside``) so that the next open starts empty: a corrupt file costs
-  one failed call, not a crash loop.
+* ``corrupt``: a shard's ``cache.db`` is not a database, or SQLite found a
+  damaged page ("database disk image is malformed", docs/faults.rst #30).
+  ``PRAGMA quick_check`` tells which shard (``quarantine_if_corrupt``); it is
+  renamed aside (``rename_aside``) so that the next open starts empty: a
+  corrupt file costs at most one failed call, not a crash loop.
 * ``disk_full``: the disk (or a file size or quota limit) refused to write a
   value file, an ``OSError`` (docs/faults.rst #29). ``alive``: reads still work,
   so the breaker stays closed. SQLite's own "database or disk is full" has no
   ``errno`` and is ``io``.
+* ``busy``: the write waited too long behind the other writers of this
+  process (``queue_full``). Back-pressure, not a fault: ``alive``, so the
+  breaker stays closed.
 * anything else (``io``). A directory that cannot be opened or written
   (docs/faults.rst #31) is also logged, once per burst, since it needs an
   operator rather than time.
@@ -45,6 +49,7 @@ __all__ = [
     "not_open",
     "open_failed",
     "quarantine_if_corrupt",
+    "queue_full",
     "rename_aside",
 ]
 
@@ -126,12 +131,24 @@ def not_open(name: str, directory: str, open_timeout: float) -> TierUnavailable:
     )
 
 
+def queue_full(name: str, op: str, waited: float) -> TierUnavailable:
+    """Return the failure of a write that waited ``waited`` s for its turn."""
+    return TierUnavailable(
+        name,
+        op,
+        f"waited {waited}s behind this process's other writers of the shard",
+        kind="busy",
+        alive=True,
+    )
+
+
 def open_failed(name: str, directory: str, exc: BaseException) -> TierUnavailable:
     """Return the failure of a call whose open failed; log it once per burst.
 
-    A corrupt shard is not logged here: quarantine logs what it moves aside.
+    A corrupt shard that could be moved aside was opened again instead, so a
+    corrupt open that gets here is one nothing could repair: it is logged too.
     """
-    if not is_corruption(exc) and _throttle.allow(f"open:{directory}"):
+    if _throttle.allow(f"open:{directory}"):
         logger.error(
             "tier %s: cannot open cache directory %s: %s; the tier is "
             "unavailable until it can",
@@ -145,27 +162,39 @@ def open_failed(name: str, directory: str, exc: BaseException) -> TierUnavailabl
 # -- quarantine (docs/faults.rst #30) -------------------------------------------
 
 
+def damage(db: str) -> str | None:
+    """Return what ``PRAGMA quick_check`` finds wrong in ``db``, or ``None``.
+
+    ``None`` too when the check cannot run for another reason (locked,
+    unreadable): only a database SQLite calls corrupt is ever moved aside.
+    quick_check reads every page (not the indexes against the rows), so it
+    costs about one read of the file; it runs only after a corrupt error.
+    """
+    try:
+        con = sqlite3.connect(db, timeout=1.0)
+        try:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc) if is_corruption(exc) else None
+    problems = "; ".join(str(row[0]) for row in rows[:3] if row and row[0] != "ok")
+    return problems[:300] or None
+
+
 def quarantine_if_corrupt(name: str, shard_directory: str) -> bool:
-    """Rename a shard aside if its database does not read; return whether it was.
+    """Rename a shard aside if its database is damaged; return whether it was.
 
     Run after an open failed as corrupt, to find which shard it was.
     """
     db = os.path.join(shard_directory, DBNAME)
     if not os.path.exists(db):
         return False
-    try:
-        con = sqlite3.connect(db, timeout=0)
-        try:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        if is_corruption(exc):
-            return rename_aside(name, shard_directory, exc)
-    return False
+    problem = damage(db)
+    return problem is not None and rename_aside(name, shard_directory, problem)
 
 
-def rename_aside(name: str, path: str, cause: BaseException) -> bool:
+def rename_aside(name: str, path: str, cause: object) -> bool:
     """Move a corrupt shard to ``<path>.corrupt-<time>-<pid>``; return whether done."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
     target = f"{path}.corrupt-{stamp}-{os.getpid()}"

@@ -1,25 +1,39 @@
-"""The disk tier's store: safe rows, one shared handle, a lazy and bounded open.
+"""The disk tier's store: one shared handle, a lazy and bounded open, watched files.
 
-* Safe reads (docs/faults.rst #33). diskcache unpickles every row marked as a
-  pickle, and every key stored pickled, whoever wrote them. The shards use
-  ``_SafeDisk``, a ``diskcache.Disk`` that writes only bytes (envelopes) and
-  64-bit ints and refuses to decode anything else, so a planted row is a
-  rejected miss (and is deleted); it never reaches ``pickle``.
 * One handle per configuration. Django builds a backend (and the chain may
   build a tier) per thread; the open ``FanoutCache`` is shared by every tier
-  object with the same directory and settings, in ``_handles``.
-* Bounded, lazy open (docs/faults.rst #28, #31). ``FanoutCache()`` retries its
-  set-up writes for 60 s while another process holds the SQLite write lock.
-  Nothing touches the disk at import or construction; the first call in a
-  process starts the open in a daemon thread, and calls wait for it at most
-  until ``OPEN_TIMEOUT`` after it started, then fail fast as
+  object with the same directory and settings, in ``_handles``. Its shards
+  use ``rows.SafeDisk`` (docs/faults.rst #33).
+* Lazy, bounded open, off the read path (docs/faults.rst #28, #31).
+  ``FanoutCache()`` retries its set-up writes for 60 s while another process
+  holds the SQLite write lock, and creating a new directory of 8 shards costs
+  a few hundred milliseconds. Nothing touches the disk at import or
+  construction; the first call in a process starts the open in a daemon
+  thread. Reads do not wait for it: until it is done they are misses. Writes
+  wait at most until ``OPEN_TIMEOUT`` after it started (a write that skipped
+  L3 would leave an older value there), then fail fast as
   ``TierUnavailable`` until it is done. A failed open is retried at most once
   a second.
+* Corruption (docs/faults.rst #30). An open that fails as corrupt runs
+  ``PRAGMA quick_check`` on every shard in the opening thread, moves the
+  damaged ones aside and opens again; a call that meets a corrupt page moves
+  its shard aside and the next call opens afresh.
+* Watched files (docs/faults.rst #30, #31). Every ``CHECK_INTERVAL`` seconds
+  a call compares each shard's ``cache.db`` as opened (a descriptor the store
+  keeps) with the file now at its path. A directory deleted, replaced or
+  quarantined by another process is noticed and opened again, so processes
+  do not split between an unlinked copy and a new folder, and the unlinked
+  files' space is released once no call uses them.
+* One writer per shard and process. Writes to a shard queue on a lock of
+  this process before they reach SQLite, whose busy handler polls with sleeps
+  and, with 50 threads, let the 50 ms lock wait expire with no fault at all.
+  SQLite's wait (``timeout``) is then spent only on other processes. A write
+  that waits longer than ``max(_QUEUE_WAIT, timeout)`` in the queue is
+  back-pressure, not a fault: ``TierUnavailable`` of kind ``busy`` that leaves
+  the breaker closed.
 * Calls go to the shard ``Cache`` objects, not to ``FanoutCache``'s methods,
   which turn a ``Timeout`` or an ``OperationalError`` into a silent miss or
-  ``False`` and would hide an outage from the backend's circuit breaker
-  (docs/faults.rst #28). ``CacheDirectory.call`` routes a call to its shard
-  and maps what it raises (``errors.call_failed``).
+  ``False`` and would hide an outage from the breaker (docs/faults.rst #28).
 * Fork safety (docs/faults.rst #32). A child process drops the handles it
   inherited (without closing the parent's SQLite connections) and opens its
   own on first use.
@@ -28,19 +42,21 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import diskcache
-from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
+from diskcache.core import DBNAME
 from django.core.exceptions import ImproperlyConfigured
 
-from ...envelope import is_raw_int
-from ...exceptions import EnvelopeError, TierUnavailable
+from ...exceptions import TierUnavailable
 from ...forksafe import Registry
+from ...resilience import LogThrottle
 from .errors import (
     TRANSPORT_ERRORS,
     call_failed,
@@ -48,68 +64,40 @@ from .errors import (
     not_open,
     open_failed,
     quarantine_if_corrupt,
+    queue_full,
     rename_aside,
 )
+from .rows import SafeDisk
 
 __all__ = ["CacheDirectory"]
 
+logger = logging.getLogger(__name__)
+_throttle = LogThrottle()
+
 #: Seconds between two attempts to open a directory that failed to open.
 _REOPEN_AFTER = 1.0
-
-_FOREIGN_KEY = object()
-
-
-class _UntrustedRow(EnvelopeError):
-    """A row this tier did not write (a pickle or text); it is never decoded."""
-
-
-class _SafeDisk(diskcache.Disk):
-    """diskcache's ``Disk`` that never unpickles.
-
-    Values are stored as bytes (small ones in the row, large ones in a file)
-    or as SQLite integers. Rows in any other mode were written by someone else
-    and raise ``_UntrustedRow``; keys stored pickled are read as a marker that
-    is not a ``str``, never loaded.
-    """
-
-    def __init__(self, directory: str, **kwargs: Any) -> None:
-        super().__init__(directory, **kwargs)
-        self._local = threading.local()
-
-    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple:
-        if not (type(value) is bytes or is_raw_int(value)):
-            raise TypeError(f"DiskTier stores bytes or int64, not {type(value)}")
-        self._local.path = None
-        try:
-            return super().store(value, read, key=key)
-        except OSError:
-            # diskcache leaves a partly written value file behind (ENOSPC,
-            # EFBIG): remove it so a full disk does not fill up further
-            # (docs/faults.rst #29).
-            path = self._local.path
-            if path is not None:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
-            raise
-
-    def filename(self, key: Any = UNKNOWN, value: Any = UNKNOWN) -> tuple[str, str]:
-        filename, full_path = super().filename(key, value)
-        self._local.path = full_path
-        return filename, full_path
-
-    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
-        if mode in (MODE_RAW, MODE_BINARY):
-            return super().fetch(mode, filename, value, read)
-        raise _UntrustedRow(f"row stored in diskcache mode {mode} (not bytes/int)")
-
-    def get(self, key: Any, raw: bool) -> Any:
-        return super().get(key, raw) if raw else _FOREIGN_KEY
+#: Most seconds a write waits behind the other writers of its shard in this
+#: process (then ``busy``). With the SQLite wait, a write is bounded by
+#: ``_QUEUE_WAIT + timeout`` (0.15 s by default; docs/faults.rst I4).
+_QUEUE_WAIT = 0.1
+#: Calls that never wait for the open, and take no shard write lock.
+_READS = frozenset({"get", "get_many", "has_key"})
 
 
 class _Store:
     """One opened ``FanoutCache`` of one configuration in this process."""
 
-    __slots__ = ("fanout", "shards", "count", "hash", "inodes")
+    __slots__ = (
+        "fanout",
+        "shards",
+        "count",
+        "hash",
+        "inodes",
+        "writers",
+        "_files",
+        "check_due",
+        "__weakref__",
+    )
 
     def __init__(self, fanout: diskcache.FanoutCache) -> None:
         self.fanout = fanout
@@ -120,9 +108,44 @@ class _Store:
         self.hash = self.shards[0].disk.hash  # what FanoutCache routes with
         # Quarantine renames a shard only if it is still the one opened here.
         self.inodes = tuple(os.stat(shard.directory).st_ino for shard in self.shards)
+        self.writers = tuple(threading.Lock() for _ in self.shards)
+        # The databases as opened: a descriptor pins the inode, so a file that
+        # was deleted or replaced cannot be mistaken for a new one that got its
+        # inode number. Closed when the store is collected.
+        self._files: list[tuple[str, int]] = []
+        finalizer = weakref.finalize(self, _close_all, self._files)
+        try:
+            for shard in self.shards:
+                path = os.path.join(shard.directory, DBNAME)
+                self._files.append((path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+        except OSError:
+            finalizer()
+            raise
+        self.check_due = 0.0
 
     def shard(self, key: str) -> diskcache.Cache:
         return self.shards[self.hash(key) % self.count]
+
+    def replaced(self) -> str | None:
+        """Return how a database opened here left its path, or ``None``."""
+        for path, fd in self._files:
+            try:
+                held = os.fstat(fd)
+                if held.st_nlink == 0:
+                    return f"{path} was deleted"
+                now = os.stat(path)
+            except OSError as exc:
+                return f"{path}: {exc.strerror or exc}"
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                return f"{path} was replaced"
+        return None
+
+
+def _close_all(files: list[tuple[str, int]]) -> None:
+    for _, fd in files:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    files.clear()
 
 
 class _Handle:
@@ -137,12 +160,10 @@ class _Handle:
         self.started = time.monotonic()
         self.failed_at = 0.0
 
-    def start(self, directory: str, kwargs: Mapping[str, Any]) -> None:
+    def start(self, directory: CacheDirectory) -> None:
         def run() -> None:
             try:
-                self.store = _Store(
-                    diskcache.FanoutCache(directory, disk=_SafeDisk, **kwargs)
-                )
+                self.store = _open_store(directory)
             except Exception as exc:  # reported to the callers
                 self.error = exc
                 self.failed_at = time.monotonic()
@@ -156,6 +177,30 @@ class _Handle:
             self.error is not None
             and time.monotonic() - self.failed_at >= _REOPEN_AFTER
         )
+
+
+def _open_store(directory: CacheDirectory) -> _Store:
+    """Open the store; if a shard is corrupt, quarantine it and open once more."""
+
+    def attempt() -> _Store:
+        return _Store(
+            diskcache.FanoutCache(directory.path, disk=SafeDisk, **directory.settings)
+        )
+
+    try:
+        return attempt()
+    except Exception as exc:
+        if not is_corruption(exc):
+            raise
+        moved = 0
+        for index in range(directory.shard_count):
+            # FanoutCache's layout: one directory per shard, 000, 001...
+            path = os.path.join(directory.path, f"{index:03d}")
+            moved += quarantine_if_corrupt(directory.name, path)
+        directory.quarantined += moved
+        if not moved:
+            raise
+        return attempt()
 
 
 #: (directory, normalized diskcache kwargs) -> the handle shared by every tier
@@ -178,12 +223,16 @@ class CacheDirectory:
         settings: Mapping[str, Any],
         *,
         open_timeout: float,
+        check_interval: float = 1.0,
     ) -> None:
         self.name = name
         self.path = path
         self.settings = settings
         self.shard_count: int = settings["shards"]
         self.open_timeout = open_timeout
+        self.check_interval = check_interval
+        #: Most seconds a write waits for its turn among this process's writers.
+        self.queue_wait = max(_QUEUE_WAIT, float(settings.get("timeout", 0)))
         #: The key of the shared handle in ``_handles``.
         self.key = (path, tuple(sorted(settings.items())))
         try:
@@ -194,21 +243,31 @@ class CacheDirectory:
             ) from exc
         #: Shards this object renamed aside (``describe``).
         self.quarantined = 0
+        #: Times the directory was found replaced and opened again.
+        self.reopened = 0
 
     def call(self, op: str, key: str | None, index: int = 0) -> _Call:
         """Return a context giving the shard of ``key`` (or shard ``index``).
 
         Opens the store first if needed; transport errors leave the context as
-        ``TierUnavailable``.
+        ``TierUnavailable``. For a read (``_READS``) the context gives ``None``
+        while the store is still opening.
         """
         return _Call(self, op, key, index)
 
-    def open(self) -> _Store:
-        """Return the open store, opening it on first use (bounded wait)."""
+    def open(self, *, wait: bool = True) -> _Store | None:
+        """Return the open store, opening it on first use (bounded wait).
+
+        Without ``wait``, return ``None`` at once while the open runs.
+        """
         handle = _handles.get(self.key)
-        if handle is not None and handle.store is not None:
-            return handle.store
-        return self._open()
+        if handle is not None:
+            store = handle.store
+            if store is not None:
+                if time.monotonic() < store.check_due:
+                    return store
+                return self._checked(handle, store, wait)
+        return self._open(wait)
 
     def opened(self) -> _Store | None:
         """Return the open store, or ``None``; never opens it."""
@@ -223,34 +282,46 @@ class CacheDirectory:
                 return store.fanout.volume()
         return None
 
-    def _open(self) -> _Store:
+    def _checked(self, handle: _Handle, store: _Store, wait: bool) -> _Store | None:
+        """Return ``store`` if its files are still in place, else open again."""
+        store.check_due = time.monotonic() + self.check_interval
+        how = store.replaced()
+        if how is None:
+            return store
+
+        def forget(current: _Handle | None) -> _Handle | None:
+            return None if current is handle else current
+
+        _handles.replace(self.key, forget)
+        self.reopened += 1
+        if _throttle.allow(f"replaced:{self.path}"):
+            logger.error(
+                "tier %s: %s under this process; opening %s again",
+                self.name,
+                how,
+                self.path,
+            )
+        return self._open(wait)
+
+    def _open(self, wait: bool) -> _Store | None:
         def fresh(current: _Handle | None) -> _Handle:
             if current is not None and not current.retry_due():
                 return current
             handle = _Handle()
-            handle.start(self.path, self.settings)
+            handle.start(self)
             return handle
 
         handle = _handles.replace(self.key, fresh)
-        wait = handle.started + self.open_timeout - time.monotonic()
-        if not handle.done.wait(max(wait, 0.0)):
+        assert handle is not None
+        if not wait and not handle.done.is_set():
+            return None
+        remaining = handle.started + self.open_timeout - time.monotonic()
+        if not handle.done.wait(max(remaining, 0.0)):
             raise not_open(self.name, self.path, self.open_timeout)
         if handle.store is not None:
             return handle.store
         exc = handle.error
-        if is_corruption(exc):
-
-            def quarantine(current: _Handle | None) -> _Handle | None:
-                if current is not handle:
-                    return current
-                for index in range(self.shard_count):
-                    # FanoutCache's layout: one directory per shard, 000, 001...
-                    path = os.path.join(self.path, f"{index:03d}")
-                    if quarantine_if_corrupt(self.name, path):
-                        self.quarantined += 1
-                return None  # the next call opens afresh
-
-            _handles.replace(self.key, quarantine)
+        assert exc is not None
         raise open_failed(self.name, self.path, exc) from exc
 
     def failed(
@@ -274,20 +345,39 @@ class CacheDirectory:
 
 
 class _Call:
-    """Route one call to its shard; map its transport errors on the way out."""
+    """Route one call to its shard; map its transport errors on the way out.
 
-    __slots__ = ("files", "op", "store", "shard")
+    A write holds its shard's write lock of this process for the call.
+    """
+
+    __slots__ = ("files", "op", "store", "shard", "writer")
 
     def __init__(self, files: CacheDirectory, op: str, key: str | None, index: int):
         self.files = files
         self.op = op
-        self.store = store = files.open()
-        self.shard = store.shards[index] if key is None else store.shard(key)
+        read = op in _READS
+        self.store = store = files.open(wait=not read)
+        self.writer: threading.Lock | None = None
+        if store is None:
+            self.shard = None
+            return
+        index = index if key is None else store.hash(key) % store.count
+        self.shard = store.shards[index]
+        if not read:
+            self.writer = store.writers[index]
 
-    def __enter__(self) -> diskcache.Cache:
+    def __enter__(self) -> diskcache.Cache | None:
+        writer = self.writer
+        wait = self.files.queue_wait
+        if writer is not None and not writer.acquire(timeout=wait):
+            self.writer = None
+            raise queue_full(self.files.name, self.op, wait)
         return self.shard
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if self.writer is not None:
+            self.writer.release()
         if exc is not None and isinstance(exc, TRANSPORT_ERRORS):
+            assert self.store is not None and self.shard is not None
             raise self.files.failed(self.op, exc, self.store, self.shard) from exc
         return False
