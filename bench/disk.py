@@ -129,7 +129,6 @@ def threads(count: int, seconds: float) -> None:
 
     django.setup()
     from tiered_cache.backend import TieredCache
-
     from tiered_cache.slot import Slot
 
     handler = _Count()
