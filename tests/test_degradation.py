@@ -159,6 +159,8 @@ def test_disk_full_does_not_open_the_breaker(make_cache, tmp_path, monkeypatch):
                 "NAME": "l3",
                 "BACKEND": "diskcache.DjangoCache",
                 "LOCATION": str(tmp_path),
+                # a loaded machine can take > 0.5 s to create 8 shards
+                "OPTIONS": {"OPEN_TIMEOUT": 10.0},
             },
         ]
     )

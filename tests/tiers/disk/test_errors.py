@@ -293,8 +293,9 @@ def test_messages_tell_failures_apart_without_result_codes(exc, corrupt, unwrita
         (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk_full", True),
         (OSError(errno.EIO, "Input/output error"), "io", False),
         (sqlite3.OperationalError(), "io", False),
+        (sqlite3.OperationalError("database or disk is full"), "disk_full", True),
     ],
-    ids=["timeout", "malformed", "enospc", "efbig", "edquot", "eio", "bare"],
+    ids=["timeout", "malformed", "enospc", "efbig", "edquot", "eio", "bare", "full"],
 )
 def test_call_failures_map_to_a_kind(tmp_path, exc, kind, alive):
     shard = diskcache.Cache(str(tmp_path / "000"), timeout=0.05)
@@ -322,3 +323,29 @@ def test_an_unwritable_directory_met_by_calls_is_logged_once(tmp_path, caplog):
     assert kinds == {"io"}
     (record,) = caplog.records
     assert "not writable" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),  # a value file
+        sqlite3.OperationalError("database or disk is full"),  # a row
+    ],
+    ids=["file", "row"],
+)
+def test_a_write_the_full_disk_refused_leaves_no_older_value(
+    make, monkeypatch, refusal
+):
+    tier = make(shards=1)
+    tier.set("k", rec("old"))
+    tier.set("other", rec("kept"))
+
+    def full(*args, **kwargs):
+        raise refusal
+
+    monkeypatch.setattr(diskcache.Cache, "set", full)
+    with pytest.raises(TierUnavailable) as info:
+        tier.set("k", rec("new"))
+    assert (info.value.kind, info.value.alive) == ("disk_full", True)
+    assert tier.get("k") is MISSING  # the replaced value is not served again
+    assert tier.get_value("other", None) == "kept"  # reads continue

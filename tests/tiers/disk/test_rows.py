@@ -127,3 +127,15 @@ def test_value_files_the_disk_writes_are_its_own_names(make, location):
     assert is_value_file(str(value_file.relative_to(location / "000")))
     assert tier.delete("big")
     assert list(location.rglob("*.val")) == []
+
+
+def test_a_truncated_value_file_is_a_rejected_miss(make, location):
+    tier = make(shards=1, COMPRESS_MIN_BYTES=None)
+    tier.set("k", rec(b"x" * 100_000))  # over disk_min_file_size: in a file
+    (value_file,) = location.rglob("*.val")
+    with open(value_file, "r+b") as f:
+        f.truncate(50_000)
+    assert tier.get_value("k", "dflt") == "dflt"
+    assert tier.stats.rejected == 1
+    assert tier.get("k") is MISSING
+    assert list(location.rglob("*.val")) == []  # the entry and its file are gone

@@ -13,9 +13,9 @@ it; this module is where a failure is told apart:
   renamed aside (``rename_aside``) so that the next open starts empty: a
   corrupt file costs at most one failed call, not a crash loop.
 * ``disk_full``: the disk (or a file size or quota limit) refused to write a
-  value file, an ``OSError`` (docs/faults.rst #29). ``alive``: reads still work,
-  so the breaker stays closed. SQLite's own "database or disk is full" has no
-  ``errno`` and is ``io``.
+  value file (an ``OSError``), or SQLite could not grow its files ("database
+  or disk is full", docs/faults.rst #29). ``alive``: reads still work, so the
+  breaker stays closed.
 * ``busy``: the write waited too long behind the other writers of this
   process (``queue_full``). Back-pressure, not a fault: ``alive``, so the
   breaker stays closed.
@@ -45,6 +45,7 @@ __all__ = [
     "TRANSPORT_ERRORS",
     "call_failed",
     "is_corruption",
+    "is_full",
     "is_unwritable",
     "not_open",
     "open_failed",
@@ -60,7 +61,7 @@ _throttle = LogThrottle()
 #: becomes a ``TierUnavailable`` through ``call_failed``.
 TRANSPORT_ERRORS = (diskcache.Timeout, sqlite3.DatabaseError, OSError)
 
-_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT = 3, 8, 11
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL = 3, 8, 11, 13
 _SQLITE_CANTOPEN, _SQLITE_NOTADB = 14, 26
 _UNWRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
@@ -80,6 +81,18 @@ def is_corruption(exc: BaseException | None) -> bool:
         return code in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
     text = str(exc)
     return "file is not a database" in text or "malformed" in text
+
+
+def is_full(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the disk (or a size limit or quota) is full."""
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL_ERRNOS
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = _sqlite_code(exc)
+    if code is not None:
+        return code == _SQLITE_FULL
+    return "database or disk is full" in str(exc)
 
 
 def is_unwritable(exc: BaseException) -> bool:
@@ -112,7 +125,7 @@ def call_failed(
         kind = "corrupt"
     else:
         detail = str(exc) or type(exc).__name__
-        if getattr(exc, "errno", None) in _FULL_ERRNOS:
+        if is_full(exc):
             kind, alive = "disk_full", True  # writes fail, reads still work
         if is_unwritable(exc) and _throttle.allow(f"unwritable:{directory}"):
             logger.error(

@@ -82,6 +82,8 @@ _REOPEN_AFTER = 1.0
 _QUEUE_WAIT = 0.1
 #: Calls that never wait for the open, and take no shard write lock.
 _READS = frozenset({"get", "get_many", "has_key"})
+#: Calls that wait for the open and take no shard write lock.
+_LISTINGS = frozenset({"keys"})
 
 
 class _Store:
@@ -363,7 +365,7 @@ class _Call:
             return
         index = index if key is None else store.hash(key) % store.count
         self.shard = store.shards[index]
-        if not read:
+        if not read and op not in _LISTINGS:
             self.writer = store.writers[index]
 
     def __enter__(self) -> diskcache.Cache | None:

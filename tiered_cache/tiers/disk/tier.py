@@ -33,7 +33,7 @@ from diskcache.core import DEFAULT_SETTINGS
 from django.core.exceptions import ImproperlyConfigured
 
 from ...envelope import Record, decode, materialize, new_stamp
-from ...exceptions import EnvelopeError
+from ...exceptions import EnvelopeError, TierUnavailable
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
 from .store import CacheDirectory
@@ -243,12 +243,25 @@ class DiskTier(BaseTier):
             return MISSING if shard is None else self._read(shard, key)
 
     def set(self, key: str, record: Record) -> None:
+        """As ``BaseTier.set``; a write the full disk refused also removes the
+        value it would have replaced, so that value is not served again.
+        """
         data, expire, tag = self._encode(record)
-        with self.files.call("set", key) as shard:
-            if expire is not None and expire <= 0:
-                shard.delete(key)
-            else:
-                shard.set(key, data, expire=expire, tag=tag)
+        try:
+            with self.files.call("set", key) as shard:
+                if expire is not None and expire <= 0:
+                    shard.delete(key)
+                else:
+                    shard.set(key, data, expire=expire, tag=tag)
+        except TierUnavailable as exc:
+            if exc.kind == "disk_full":
+                # Best effort: on a disk still full the delete may fail too.
+                with (
+                    contextlib.suppress(TierUnavailable),
+                    self.files.call("delete", key) as shard,
+                ):
+                    shard.delete(key)
+            raise
 
     def set_many(self, records: Mapping[str, Record]) -> None:
         """As ``BaseTier.set_many``, in one transaction per shard and batch."""
