@@ -219,3 +219,55 @@ def test_forked_child_opens_its_own_handle(make):
     assert os.waitstatus_to_exitcode(status) == 0
     assert tier.files.open() is parent_store
     assert tier.get_value("c", None) == "from child"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_eight_forked_workers_share_the_directory_without_damage(make, location):
+    """A pre-forking server: the parent used L3, then 8 workers write at once."""
+    import json
+    import sqlite3
+
+    tier = make(shards=2)
+    tier.set("from-parent", rec("p"))
+    children = []
+    for n in range(8):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # a worker: report through the pipe, never return
+            code = 1
+            try:
+                report = {"kinds": {}, "other": [], "parent": None}
+                for i in range(100):
+                    try:
+                        tier.set(f"w{n}:{i % 10}", rec(i))
+                        report["parent"] = tier.get_value("from-parent", None)
+                    except TierUnavailable as exc:
+                        report["kinds"][exc.kind] = report["kinds"].get(exc.kind, 0) + 1
+                    except Exception as exc:  # the test is that nothing gets here
+                        report["other"].append(repr(exc))
+                os.write(write_end, json.dumps(report).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        children.append((pid, read_end))
+    reports = []
+    for pid, read_end in children:
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        reports.append(json.loads(data))
+    assert [r["other"] for r in reports] == [[]] * 8
+    assert {kind for r in reports for kind in r["kinds"]} <= {"locked", "busy"}
+    assert [r["parent"] for r in reports] == ["p"] * 8
+    for index in range(2):
+        con = sqlite3.connect(location / f"{index:03d}" / "cache.db")
+        try:
+            assert con.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        finally:
+            con.close()
+    written = [tier.get(f"w{n}:9") for n in range(8)]
+    assert MISSING not in written
+    assert tier.get_value("from-parent", None) == "p"
