@@ -137,9 +137,10 @@ def test_open_while_another_process_holds_the_lock_is_bounded(
     assert tier.get("k") is MISSING  # reads never wait for the open
     assert not tier.has_key("k")
     assert time.perf_counter() - start < 0.2  # less than OPEN_TIMEOUT
-    with pytest.raises(TierUnavailable, match="not open after"):
+    with pytest.raises(TierUnavailable, match="not open after") as info:
         tier.set("k", rec("v"))  # writes wait, up to OPEN_TIMEOUT
     assert time.perf_counter() - start < 1.0
+    assert (info.value.kind, info.value.alive) == ("opening", True)  # no breaker
     start = time.perf_counter()
     with pytest.raises(TierUnavailable):
         tier.set("k", rec("v"))  # past the deadline: fails without a new wait

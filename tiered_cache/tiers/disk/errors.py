@@ -16,6 +16,8 @@ it; this module is where a failure is told apart:
   value file (an ``OSError``), or SQLite could not grow its files ("database
   or disk is full", docs/faults.rst #29). ``alive``: reads still work, so the
   breaker stays closed.
+* ``opening``: a write found the directory still opening after
+  ``OPEN_TIMEOUT`` (``not_open``); ``alive``, since it fails fast.
 * ``busy``: the write waited too long behind the other writers of this
   process (``queue_full``). Back-pressure, not a fault: ``alive``, so the
   breaker stays closed.
@@ -135,12 +137,19 @@ def call_failed(
 
 
 def not_open(name: str, directory: str, open_timeout: float) -> TierUnavailable:
-    """Return the failure of a call that found the open still running."""
+    """Return the failure of a write that found the open still running.
+
+    Kind ``opening``, ``alive``: the call failed fast (it waited once, up to
+    ``OPEN_TIMEOUT``), so there is no timeout for the breaker to spare, and
+    a slow first open on a busy machine must not open it.
+    """
     return TierUnavailable(
         name,
         "open",
         f"{directory} not open after {open_timeout}s (SQLite lock held by another "
         "process?); still opening in the background",
+        kind="opening",
+        alive=True,
     )
 
 
