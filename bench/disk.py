@@ -3,9 +3,10 @@
 
 * ``batch``: ``set_many`` then ``delete_many`` of ``--keys`` keys (100 000 by
   default) through ``DiskTier`` (8 shards, ~100 B values).
-* ``first``: what the first call of a fresh process pays for the open, in a
-  child process (the import of Django and diskcache excluded), on a new
-  directory and on one that exists (a restart).
+* ``first``: what the first ``get`` of a fresh process pays for the open,
+  and the ``set`` right after it, in a child process (the import of Django
+  and diskcache excluded), on a new directory and on one that exists (a
+  restart).
 * ``threads``: ``--threads`` threads (50) of one process writing and reading
   through a ``TieredCache`` with L1 + L3 for ``--seconds``: L3 errors by kind,
   breaker openings, the slowest call. No fault is injected, so any error is
@@ -96,8 +97,8 @@ def first(runs: int) -> None:
         firsts = sorted(r[0] for r in results)
         seconds = sorted(r[1] for r in results)
         print(
-            f"{label:>18}: first call {firsts[len(firsts) // 2]:.1f} ms median, "
-            f"{firsts[-1]:.1f} ms max; next call {seconds[len(seconds) // 2]:.2f}"
+            f"{label:>18}: first get {firsts[len(firsts) // 2]:.1f} ms median, "
+            f"{firsts[-1]:.1f} ms max; then set {seconds[len(seconds) // 2]:.2f}"
             f" ms median ({runs} processes)"
         )
 

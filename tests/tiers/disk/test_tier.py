@@ -398,6 +398,7 @@ def test_defaults_are_explicit(make):
     assert tier.compress_min_bytes == 1024 and tier.compressor == "zlib"
     tier.set("k", rec("v"))
     assert tier.files.open().shards[0].timeout == 0.05
+    assert tier.files.open().shards[0].size_limit == 2**30 / 8  # as FanoutCache
 
 
 def test_djangocache_top_level_params_are_accepted(location, clock):
