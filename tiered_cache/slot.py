@@ -111,7 +111,17 @@ class Slot:
         # Back-pressure, not a fault: the tier was never asked, so neither the
         # breaker nor the failure log hears of it (docs/faults.rst #12).
         self.stats.busy += 1
-        if self._log.allow(f"{self.name}:busy"):
+        if not self._log.allow(f"{self.name}:busy"):
+            return
+        if exc.kind != "pool":  # another queue of this process (the disk tier's)
+            logger.warning(
+                "cache tier %s: busy during %s (%s); skipped for this call, the "
+                "tier is not marked failing",
+                self.name,
+                op,
+                exc,
+            )
+        else:
             logger.warning(
                 "cache tier %s: no free connection in time during %s (%s); "
                 "a miss for this call, the tier is not marked failing. Many at "

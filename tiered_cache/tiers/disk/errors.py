@@ -19,8 +19,8 @@ it; this module is where a failure is told apart:
 * ``opening``: a write found the directory still opening after
   ``OPEN_TIMEOUT`` (``not_open``); ``alive``, since it fails fast.
 * ``busy``: the write waited too long behind the other writers of this
-  process (``queue_full``). Back-pressure, not a fault: ``alive``, so the
-  breaker stays closed.
+  process (``queue_full``). Back-pressure, not a fault: ``busy``, so it is
+  counted in ``busy`` (not ``errors``) and the breaker never hears of it.
 * anything else (``io``). A directory that cannot be opened or written
   (docs/faults.rst #31) is also logged, once per burst, since it needs an
   operator rather than time.
@@ -160,7 +160,7 @@ def queue_full(name: str, op: str, waited: float) -> TierUnavailable:
         op,
         f"waited {waited}s behind this process's other writers of the shard",
         kind="busy",
-        alive=True,
+        busy=True,
     )
 
 

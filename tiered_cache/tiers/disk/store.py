@@ -35,8 +35,8 @@
   and, with 50 threads, let the 50 ms lock wait expire with no fault at all.
   SQLite's wait (``timeout``) is then spent only on other processes. A write
   that waits longer than ``max(_QUEUE_WAIT, timeout)`` in the queue is
-  back-pressure, not a fault: ``TierUnavailable`` of kind ``busy`` that leaves
-  the breaker closed.
+  back-pressure, not a fault: ``TierUnavailable`` marked ``busy``, counted in
+  ``busy`` and unseen by the breaker.
 * Calls go to the shard ``Cache`` objects, never through ``FanoutCache``'s
   methods, which turn a ``Timeout`` or an ``OperationalError`` into a silent
   miss or ``False`` and would hide an outage from the breaker
