@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.tiers.disk.support import EXECUTED, rec, shard_db
+from tests.tiers.disk.support import EXECUTED, plain, rec, shard_db
 from tiered_cache.envelope import Record, encode
 from tiered_cache.sentinels import MISSING
 from tiered_cache.tiers.disk.rows import SafeDisk, is_value_file
@@ -139,3 +139,17 @@ def test_a_truncated_value_file_is_a_rejected_miss(make, location):
     assert tier.stats.rejected == 1
     assert tier.get("k") is MISSING
     assert list(location.rglob("*.val")) == []  # the entry and its file are gone
+
+
+def test_a_value_file_over_the_size_cap_is_rejected_unread(make, location):
+    tier = make(shards=1, MAX_VALUE_BYTES=50_000, COMPRESS_MIN_BYTES=None)
+    other = plain(location)
+    other.set("big", encode(rec(b"x" * 100_000)))  # in a file, over the cap
+    other.set("fits", encode(rec(b"y" * 40_000)))  # in a file, under it
+    assert len(list(location.rglob("*.val"))) == 2
+    assert tier.get("big") is MISSING
+    assert tier.stats.rejected == 1
+    assert "big" not in other  # the oversized entry and its file are gone
+    assert len(list(location.rglob("*.val"))) == 1
+    assert tier.get_value("fits", None) == b"y" * 40_000
+    assert make(shards=1, MAX_VALUE_BYTES=None).get_value("fits", None) == b"y" * 40_000

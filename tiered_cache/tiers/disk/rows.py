@@ -15,6 +15,10 @@ cache user's rights), so every column of a row is untrusted input:
   file name made ``get`` raise ``TypeError``; one naming ``../../x`` would
   read, and then delete, a file outside the cache. A name that is not
   ``xx/yy/<28 hex>.val`` is an ``UntrustedRow`` on read and is never removed.
+* No value file larger than the tier would write is read (docs/faults.rst
+  #35): ``max_file_bytes`` (set from ``MAX_VALUE_BYTES``) is checked against
+  the file's size before it is read, so a planted 1 GB file is a rejected
+  miss, not 1 GB of memory.
 * No partial value files (docs/faults.rst #29): a write that fails half way
   (``ENOSPC``, ``EFBIG``) removes what it wrote.
 """
@@ -58,6 +62,9 @@ class SafeDisk(diskcache.Disk):
     or as SQLite integers.
     """
 
+    #: Largest value file read (``None``: any); set by the store after open.
+    max_file_bytes: int | None = None
+
     def __init__(self, directory: str, **kwargs: Any) -> None:
         super().__init__(directory, **kwargs)
         self._local = threading.local()
@@ -88,6 +95,12 @@ class SafeDisk(diskcache.Disk):
         if mode == MODE_BINARY:
             if not is_value_file(filename):
                 raise UntrustedRow(f"row names value file {filename!r}")
+            limit = self.max_file_bytes
+            if limit is not None:
+                # An OSError here (no such file) is diskcache's miss, as below.
+                size = os.path.getsize(os.path.join(self._directory, filename))
+                if size > limit:
+                    raise UntrustedRow(f"value file of {size} bytes (limit {limit})")
             return super().fetch(mode, filename, value, read)
         raise UntrustedRow(f"row stored in diskcache mode {mode!r} (not bytes/int)")
 

@@ -201,7 +201,10 @@ def _open_store(directory: CacheDirectory) -> _Store:
 
     def attempt() -> _Store:
         with ThreadPoolExecutor(count, thread_name_prefix="tiered_cache-l3") as pool:
-            return _Store(tuple(pool.map(shard, range(count))))
+            shards = tuple(pool.map(shard, range(count)))
+        for each in shards:
+            each.disk.max_file_bytes = directory.read_limit
+        return _Store(shards)
 
     try:
         return attempt()
@@ -241,6 +244,7 @@ class CacheDirectory:
         *,
         open_timeout: float,
         check_interval: float = 1.0,
+        read_limit: int | None = None,
     ) -> None:
         self.name = name
         self.path = path
@@ -250,8 +254,10 @@ class CacheDirectory:
         self.check_interval = check_interval
         #: Most seconds a write waits for its turn among this process's writers.
         self.queue_wait = max(_QUEUE_WAIT, float(settings.get("timeout", 0)))
+        #: Largest value file read (``SafeDisk.max_file_bytes``).
+        self.read_limit = read_limit
         #: The key of the shared handle in ``_handles``.
-        self.key = (path, tuple(sorted(settings.items())))
+        self.key = (path, tuple(sorted(settings.items())), read_limit)
         try:
             hash(self.key)
         except TypeError as exc:

@@ -52,6 +52,8 @@ _DEFAULT_SIZE_LIMIT = 2**30
 _DEFAULT_CULL_LIMIT = 10
 #: Keys per transaction of set_many, delete_many and clear.
 _BATCH = 256
+#: Bytes an envelope may add to a payload of MAX_VALUE_BYTES (its header).
+_ENVELOPE_SLACK = 4096
 
 
 class DiskTier(BaseTier):
@@ -112,6 +114,8 @@ class DiskTier(BaseTier):
     ``MAX_VALUE_BYTES`` (default ``16 MiB``)
         As for every tier: larger values skip L3. Three 50 MB values cost
         5 s and 300 MB of memory on their way in; ``None`` lifts the limit.
+        A value file found larger (written by someone else) is a rejected
+        miss, checked before it is read.
 
     Configure a directory once: every process and alias using it shares the
     same SQLite files, whose settings the last opener writes.
@@ -159,6 +163,9 @@ class DiskTier(BaseTier):
             self._kwargs,
             open_timeout=self.open_timeout,
             check_interval=self.options.get("CHECK_INTERVAL", 1.0),
+            read_limit=None
+            if self.max_value_bytes is None
+            else self.max_value_bytes + _ENVELOPE_SLACK,
         )
 
     def _diskcache_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
