@@ -11,6 +11,8 @@
   through a ``TieredCache`` with L1 + L3 for ``--seconds``: L3 errors by kind,
   breaker openings, the slowest call. No fault is injected, so any error is
   the tier tripping over its own process.
+* ``big``: three 50 MB values ``set`` through L1 + L3 in a child process:
+  seconds and the growth of its peak RSS.
 
 Run from the repository root: ``python bench/disk.py [batch|first|threads]``.
 """
@@ -114,6 +116,43 @@ def _run_child(where: str) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
+_BIG = """
+import os, resource, sys, tempfile, time
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+import django
+django.setup()
+from tiered_cache.backend import TieredCache
+where = tempfile.mkdtemp()
+l3 = {"NAME": "l3", "BACKEND": "diskcache.DjangoCache", "LOCATION": where,
+      "OPTIONS": {"OPEN_TIMEOUT": 30}}
+cache = TieredCache("", {"OPTIONS": {"TIERS": [
+    {"NAME": "l1", "BACKEND": "tiered_cache.tiers.MemoryTier"}, l3]}})
+cache.set("warm", 1)
+values = [os.urandom(50 * 2**20) for _ in range(3)]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+for i, value in enumerate(values):
+    cache.set(f"big{i}", value)
+took = time.perf_counter() - start
+grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+stats = cache._chain.by_name["l3"].stats
+print(f"3 x 50 MB set: {took:.2f} s, peak RSS +{grew:.0f} MB, "
+      f"L3 refused {stats.refused}, stored {stats.sets - 1}")
+"""
+
+
+def big() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _BIG],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    print(out.stdout.strip())
+
+
 class _Count(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -207,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             first(args.runs)
         elif what == "threads":
             threads(args.threads, args.seconds)
+        elif what == "big":
+            big()
         else:
             parser.error(f"unknown measurement {what!r}")
     return 0
