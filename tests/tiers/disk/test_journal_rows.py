@@ -47,3 +47,29 @@ def test_concurrent_updates_lose_nothing(make):
     for thread in threads:
         thread.join()
     assert len(tier.read_journal("j").split(b";")) == 4 * 20 + 1
+
+
+def test_a_planted_journal_row_is_no_journal_never_an_exception(make, location):
+    """Any row shape is a miss (docs/faults.rst #30), the journal's too."""
+    import sqlite3
+
+    from tests.tiers.disk.support import EXECUTED, Poison, plain, shard_db
+    from tiered_cache.tiers.disk.tier import _JOURNAL
+
+    tier = make(shards=1)
+    plain(location).set(_JOURNAL + "j", Poison())  # stored pickled
+    assert tier.read_journal("j") is None
+    tier.update_journal("j", lambda data: b"mine" if data is None else b"seen")
+    assert tier.read_journal("j") == b"mine"
+    con = sqlite3.connect(shard_db(location), isolation_level=None)
+    try:  # a row naming a file outside the directory
+        con.execute(
+            "UPDATE Cache SET mode = 2, value = NULL, filename = ? WHERE key = ?",
+            ("../../outside.val", _JOURNAL + "j"),
+        )
+    finally:
+        con.close()
+    assert tier.read_journal("j") is None
+    tier.update_journal("j", lambda data: b"again" if data is None else b"seen")
+    assert tier.read_journal("j") == b"again"
+    assert EXECUTED == []

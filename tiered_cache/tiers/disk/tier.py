@@ -415,7 +415,7 @@ class DiskTier(BaseTier):
         """See ``BaseTier``: one row under a key outside every namespace."""
         key = _JOURNAL + name
         with self.files.call("journal", key) as shard:
-            data = shard.get(key)
+            data = _journal_row(shard, key)
         return data if type(data) is bytes else None
 
     def update_journal(
@@ -424,7 +424,7 @@ class DiskTier(BaseTier):
         """See ``BaseTier``: read and write the row in one shard transaction."""
         key = _JOURNAL + name
         with self.files.call("journal", key) as shard, shard.transact():
-            data = shard.get(key)
+            data = _journal_row(shard, key)
             new = change(data if type(data) is bytes else None)
             if new is None:
                 shard.delete(key)
@@ -444,6 +444,14 @@ class DiskTier(BaseTier):
             volume=self.files.volume(),  # never opens the store
         )
         return info
+
+
+def _journal_row(shard: diskcache.Cache, key: str) -> Any:
+    """Return the journal row's value; a row ``SafeDisk`` refuses is none."""
+    try:
+        return shard.get(key)
+    except EnvelopeError:  # a pickle, a foreign file name, an oversized file
+        return None
 
 
 def _keys_under(shard: diskcache.Cache, namespace: str) -> Iterator[str]:
