@@ -253,3 +253,23 @@ def test_eight_forked_workers_share_the_directory_without_damage(location):
     assert outcome["quick_check"] == [[["ok"]], [["ok"]]]
     assert outcome["missing"] == []  # every worker's last writes are readable
     assert outcome["parent"] == "p"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_fork_waits_for_a_running_open(make):
+    tier = make(shards=8, opened=False)
+    assert tier.get("k") is MISSING  # starts the open in the background
+    handle = _handles.get(tier.files.key)
+    pid = os.fork()  # at once: the open has barely started
+    if pid == 0:  # the child: report through the exit code, never return
+        code = 1
+        try:
+            code = 0 if handle.done.is_set() and handle.store is not None else 2
+            if code == 0:
+                tier.set("k", rec("from child"))
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert tier.get_value("k", None) == "from child"

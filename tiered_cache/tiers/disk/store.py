@@ -43,7 +43,8 @@
   (docs/faults.rst #28).
 * Fork safety (docs/faults.rst #32). A child process drops the handles it
   inherited (without closing the parent's SQLite connections) and opens its
-  own on first use.
+  own on first use. ``fork()`` first waits (boundedly) for a running open of
+  this process, so the child does not inherit SQLite mid-call from it.
 """
 
 from __future__ import annotations
@@ -226,6 +227,26 @@ def _open_store(directory: CacheDirectory) -> _Store:
 #: instance with that configuration in this process. A forked child starts
 #: afresh: the parent's SQLite connections are never closed (or used) in it.
 _handles: Registry[_Handle] = Registry(forget_in_child=True)
+
+#: Most seconds ``fork()`` waits for this process's running opens.
+_FORK_WAIT = 2.0
+
+
+def _before_fork() -> None:
+    """Let a running open finish before ``fork()`` copies SQLite's state.
+
+    The child would inherit SQLite's process-wide mutexes and table of open
+    files as the opening threads left them mid-call (docs/faults.rst #32).
+    Bounded: an open stuck behind another process's lock does not hold the
+    fork for more than ``_FORK_WAIT``.
+    """
+    deadline = time.monotonic() + _FORK_WAIT
+    for _, handle in _handles.items():
+        handle.done.wait(max(0.0, deadline - time.monotonic()))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
 
 
 class CacheDirectory:
