@@ -258,6 +258,8 @@ def test_a_delete_reaches_the_other_machines_l3(make_cache, server, tmp_path):
 
     one, two = machine(str(tmp_path / "one")), machine(str(tmp_path / "two"))
     assert one._chain is not two._chain
+    for cache in (one, two):
+        wait_until(lambda c=cache: c._chain.bus.settled, timeout=5, what="settled")
     two.set("k", "v")  # machine two's L3 holds a copy
     assert one.get("k") == "v"
     two.tier("l1").delete(two.stored_key("k"))

@@ -48,6 +48,8 @@ def _forget_handles(tmp_path: Path):
             if handle.done.wait(5) and handle.store is not None:
                 for shard in handle.store.shards:
                     shard.close()
+                if handle.store.marks is not None:
+                    handle.store.marks.close()
             _handles.discard(key)
 
 

@@ -20,6 +20,11 @@
   ``False`` and would hide an outage from the backend's circuit breaker
   (docs/faults.rst #28). ``CacheDirectory.call`` routes a call to its shard
   and maps what it raises (``errors.call_failed``).
+* Marks (``copies.py``): a small ``diskcache.Cache`` of its own,
+  ``<directory>/cache/tiered_cache``, with eviction off so that culling never
+  forgets where the machine's copies stand. It is opened by the same
+  background thread right after the shards, so it adds nothing to the wait of
+  the first calls; until it is open, calls to it fail as ``not_open``.
 * Fork safety (docs/faults.rst #32). A child process drops the handles it
   inherited (without closing the parent's SQLite connections) and opens its
   own on first use.
@@ -28,6 +33,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -51,12 +57,18 @@ from .errors import (
     rename_aside,
 )
 
-__all__ = ["CacheDirectory"]
+__all__ = ["MARKS", "CacheDirectory"]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the marks cache, under ``<directory>/cache/`` (FanoutCache.cache).
+MARKS = "tiered_cache"
 
 #: Seconds between two attempts to open a directory that failed to open.
 _REOPEN_AFTER = 1.0
 
 _FOREIGN_KEY = object()
+_MARKS_INDEX = -1
 
 
 class _UntrustedRow(EnvelopeError):
@@ -109,10 +121,13 @@ class _SafeDisk(diskcache.Disk):
 class _Store:
     """One opened ``FanoutCache`` of one configuration in this process."""
 
-    __slots__ = ("fanout", "shards", "count", "hash", "inodes")
+    __slots__ = ("fanout", "shards", "count", "hash", "inodes", "marks", "marked")
 
     def __init__(self, fanout: diskcache.FanoutCache) -> None:
         self.fanout = fanout
+        #: The marks cache, once open; ``marked`` is set when it was tried.
+        self.marks: diskcache.Cache | None = None
+        self.marked = threading.Event()
         # FanoutCache's methods swallow Timeout (see the module docstring), so
         # the calls go to its shards; diskcache has no public accessor for them.
         self.shards: tuple[diskcache.Cache, ...] = fanout._shards
@@ -140,14 +155,23 @@ class _Handle:
     def start(self, directory: str, kwargs: Mapping[str, Any]) -> None:
         def run() -> None:
             try:
-                self.store = _Store(
+                self.store = store = _Store(
                     diskcache.FanoutCache(directory, disk=_SafeDisk, **kwargs)
                 )
             except Exception as exc:  # reported to the callers
                 self.error = exc
                 self.failed_at = time.monotonic()
+                return
             finally:
                 self.done.set()
+            try:
+                store.marks = store.fanout.cache(
+                    MARKS, timeout=kwargs["timeout"], eviction_policy="none"
+                )
+            except Exception as exc:  # its calls keep failing as not open
+                logger.error("cannot open %s/cache/%s: %s", directory, MARKS, exc)
+            finally:
+                store.marked.set()
 
         threading.Thread(target=run, name="tiered_cache-l3-open", daemon=True).start()
 
@@ -203,6 +227,10 @@ class CacheDirectory:
         """
         return _Call(self, op, key, index)
 
+    def marks(self, op: str) -> _Call:
+        """Return a context giving the marks cache, as ``call`` does a shard."""
+        return _Call(self, op, None, _MARKS_INDEX)
+
     def open(self) -> _Store:
         """Return the open store, opening it on first use (bounded wait)."""
         handle = _handles.get(self.key)
@@ -243,9 +271,11 @@ class CacheDirectory:
             def quarantine(current: _Handle | None) -> _Handle | None:
                 if current is not handle:
                     return current
-                for index in range(self.shard_count):
-                    # FanoutCache's layout: one directory per shard, 000, 001...
-                    path = os.path.join(self.path, f"{index:03d}")
+                # FanoutCache's layout: one directory per shard, 000, 001...
+                paths = [
+                    os.path.join(self.path, f"{i:03d}") for i in range(self.shard_count)
+                ]
+                for path in [*paths, os.path.join(self.path, "cache", MARKS)]:
                     if quarantine_if_corrupt(self.name, path):
                         self.quarantined += 1
                 return None  # the next call opens afresh
@@ -257,7 +287,7 @@ class CacheDirectory:
         self, op: str, exc: BaseException, store: _Store, shard: diskcache.Cache
     ) -> TierUnavailable:
         """Return what ``op`` raises for ``exc``; a corrupt shard is moved aside."""
-        if is_corruption(exc):
+        if is_corruption(exc) and shard is not store.marks:
             index = store.shards.index(shard)
 
             def quarantine(current: _Handle | None) -> _Handle | None:
@@ -282,7 +312,15 @@ class _Call:
         self.files = files
         self.op = op
         self.store = store = files.open()
-        self.shard = store.shards[index] if key is None else store.shard(key)
+        if key is not None:
+            self.shard = store.shard(key)
+        else:
+            self.shard = store.marks if index == _MARKS_INDEX else store.shards[index]
+        if self.shard is None:  # the marks cache opens right after the shards
+            store.marked.wait(files.open_timeout)
+            self.shard = store.marks
+            if self.shard is None:
+                raise not_open(files.name, files.path, files.open_timeout)
 
     def __enter__(self) -> diskcache.Cache:
         return self.shard

@@ -11,6 +11,11 @@ in diskcache's ``tag`` column. Expiry therefore follows the injected clock even
 when it runs apart from ``time.time()`` (tests); diskcache's own
 ``expire_time`` is set as well so that its culling removes dead rows.
 
+Copies. Below an L2, the rows that copy L2's values carry the time they were
+copied and are trusted only so long, and only after the machine's floor
+(``copies.py``); invalidating them all raises the floor, persisted for the
+other processes of the machine and the ones that start later.
+
 Short lock waits (docs/faults.rst #28): the SQLite busy timeout defaults to
 50 ms, not diskcache's 60 s, and ``add``, ``touch`` and ``incr`` each run in one
 shard transaction. Where the calls go and what their failures become is
@@ -20,7 +25,9 @@ shard transaction. Where the calls go and what their failures become is
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -29,10 +36,11 @@ import diskcache
 from diskcache.core import DEFAULT_SETTINGS
 from django.core.exceptions import ImproperlyConfigured
 
-from ...envelope import Record, decode, materialize, new_stamp
+from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
 from ...exceptions import EnvelopeError
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
+from .copies import CopyTrust
 from .store import CacheDirectory
 
 __all__ = ["DiskTier"]
@@ -144,6 +152,8 @@ class DiskTier(BaseTier):
         self.files = CacheDirectory(
             name, self.directory, self._kwargs, open_timeout=self.open_timeout
         )
+        #: Which copies this process serves (``copies.py``).
+        self.trust = CopyTrust(self.files, self.clock)
 
     def _diskcache_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
         settings = {key: v for key, v in self.options.items() if not key.isupper()}
@@ -162,14 +172,31 @@ class DiskTier(BaseTier):
 
     # -- rows <-> records ---------------------------------------------------------
 
-    def _encode(self, record: Record) -> tuple[bytes | int, float | None, Any]:
-        """Return (stored value, seconds to live, tag) for ``record``."""
+    def _encode(
+        self, record: Record, copied_at: float | None = None
+    ) -> tuple[bytes | int, float | None, Any]:
+        """Return (stored value, seconds to live, tag) for ``record``.
+
+        A copy (``copies.py``) is an envelope tagged with when it was copied
+        (now, or ``copied_at`` when it is rewritten), kept by diskcache only as
+        long as it is trusted.
+        """
         data = self.encode(record)
         expires_at = record.expires_at
+        now = self.clock()
+        expire = None if expires_at is None else expires_at - now
+        if self.copy_of is not None and self.copy_of(record):
+            if type(data) is int:
+                payload = pickle.dumps(record.value, PICKLE_PROTOCOL)
+                data = self.encode(Record(record.value, payload, expires_at, 0))
+            tag = float(now if copied_at is None else copied_at)
+            if self.max_staleness is not None:
+                left = tag + self.max_staleness - now
+                expire = left if expire is None else min(expire, left)
+            return data, expire, tag
         # A raw int (64-bit, see envelope.is_raw_int) has no envelope: its
         # absolute expiry goes in the tag column, which diskcache's incr keeps.
         tag = expires_at if type(data) is int else None
-        expire = None if expires_at is None else expires_at - self.clock()
         return data, expire, tag
 
     def _record(self, value: Any, expire_time: float | None, tag: Any) -> Record:
@@ -186,8 +213,8 @@ class DiskTier(BaseTier):
             return Record(value, None, expires_at, 0)
         raise EnvelopeError(f"stored value is a {type(value).__name__}")
 
-    def _row(self, shard: diskcache.Cache, key: str, *, take: bool) -> Record | Any:
-        """Return the record at ``key``, live or not, or MISSING.
+    def _row(self, shard: diskcache.Cache, key: str, *, take: bool) -> tuple[Any, Any]:
+        """Return ``(record, tag)`` at ``key``, live or not; MISSING if absent.
 
         ``take`` removes the row as it reads it (``pop``). An unreadable row is
         rejected, and removed (a miss).
@@ -196,21 +223,42 @@ class DiskTier(BaseTier):
         try:
             value, expire_time, tag = fetch(key, _ABSENT, expire_time=True, tag=True)
             if value is _ABSENT:
-                return MISSING
-            return self._record(value, expire_time, tag)
+                return MISSING, None
+            return self._record(value, expire_time, tag), tag
         except EnvelopeError as exc:
             if take:
                 self.reject(key, exc)  # pop removed the row already
             else:
                 self._drop(shard, key, exc)
-            return MISSING
+            return MISSING, None
 
-    def _read(self, shard: diskcache.Cache, key: str) -> Record | Any:
-        """Return the live record at ``key`` or MISSING; drop unreadable rows."""
-        record = self._row(shard, key, take=False)
-        if record is MISSING or record.is_live(self.clock()):
+    def _judge(self, record: Any, tag: Any, *, served: bool = False) -> Any:
+        """Return ``record`` if it may be served now, else MISSING.
+
+        A copy is also judged by ``copies.py``; ``served`` gives it the
+        lifetime it is trusted for (the caller hands it to faster tiers).
+        """
+        if record is MISSING:
+            return MISSING
+        now = self.clock()
+        if not record.is_live(now):
+            return MISSING
+        if self.copy_of is None or not self.copy_of(record):
             return record
-        return MISSING
+        copied = tag if type(tag) is float and record.payload is not None else None
+        until = self.trust.until(copied, self.max_staleness)
+        if until is None or until <= now:
+            return MISSING
+        expires_at = math.inf if record.expires_at is None else record.expires_at
+        if served and until < expires_at:
+            record.expires_at = until
+        return record
+
+    def _read(self, shard: diskcache.Cache, key: str) -> tuple[Any, Any]:
+        """Return ``(record, tag)`` if it may be served, else ``(MISSING, None)``."""
+        record, tag = self._row(shard, key, take=False)
+        record = self._judge(record, tag)
+        return record, (None if record is MISSING else tag)
 
     def _drop(self, shard: diskcache.Cache, key: str, reason: object) -> None:
         self.reject(key, reason)
@@ -221,7 +269,8 @@ class DiskTier(BaseTier):
 
     def get(self, key: str) -> Record | Any:
         with self.files.call("get", key) as shard:
-            return self._read(shard, key)
+            record, tag = self._row(shard, key, take=False)
+            return self._judge(record, tag, served=True)
 
     def set(self, key: str, record: Record) -> None:
         data, expire, tag = self._encode(record)
@@ -234,7 +283,7 @@ class DiskTier(BaseTier):
     def add(self, key: str, record: Record) -> bool:
         data, expire, tag = self._encode(record)
         with self.files.call("add", key) as shard, shard.transact():
-            if self._read(shard, key) is not MISSING:
+            if self._read(shard, key)[0] is not MISSING:
                 return False
             if expire is None or expire > 0:
                 shard.set(key, data, expire=expire, tag=tag)
@@ -242,30 +291,49 @@ class DiskTier(BaseTier):
 
     def delete(self, key: str) -> bool:
         with self.files.call("delete", key) as shard:
-            record = self._row(shard, key, take=True)
-        return record is not MISSING and record.is_live(self.clock())
+            record, tag = self._row(shard, key, take=True)
+        return self._judge(record, tag) is not MISSING
 
     def invalidate(self, key: str, stamp: int) -> bool:
         """As ``BaseTier.invalidate``, without the memory of recent stamps: a
         promotion racing the message can still install an older copy here.
         """
         with self.files.call("invalidate", key) as shard, shard.transact():
-            record = self._row(shard, key, take=False)
+            record = self._row(shard, key, take=False)[0]
             if record is MISSING or record.stamp >= stamp:
                 return False
             shard.delete(key)
             return True
+
+    def bound_staleness(self, seconds: float | None) -> bool:
+        self.max_staleness = seconds
+        return True
+
+    def invalidate_all(self, before: float | None = None) -> None:
+        """Stop trusting every copy made before ``before`` (a floor; ``copies.py``)."""
+        self.trust.drop_all(before)
+
+    def trust_copies(self, trusted: bool) -> None:
+        self.trust.trusted = trusted
+
+    def load_position(self, stream: str) -> tuple[str, str] | None:
+        return self.trust.load_position(stream)
+
+    def save_position(self, stream: str, generation: str, last_id: str) -> None:
+        self.trust.save_position(stream, generation, last_id)
 
     def touch(self, key: str, expires_at: float | None) -> bool:
         """As ``BaseTier.touch``; envelopes carry their expiry, so the entry is
         rewritten (in one transaction), not just given a new ``expire_time``.
         """
         with self.files.call("touch", key) as shard, shard.transact():
-            record = self._read(shard, key)
+            record, copied_at = self._read(shard, key)
             if record is MISSING:
                 return False
             record.expires_at = expires_at
-            data, expire, tag = self._encode(record)
+            # A copy keeps the time it was copied: a touch vouches for nothing.
+            copied = copied_at if type(copied_at) is float else None
+            data, expire, tag = self._encode(record, copied)
             if expire is not None and expire <= 0:
                 shard.delete(key)
             else:
@@ -281,7 +349,7 @@ class DiskTier(BaseTier):
             return result
 
     def _incr(self, shard: diskcache.Cache, key: str, delta: int) -> int | Any:
-        record = self._read(shard, key)
+        record = self._read(shard, key)[0]
         if record is MISSING:
             return MISSING
         if record.payload is None:  # a raw int: diskcache adds in its transaction
@@ -373,6 +441,8 @@ class DiskTier(BaseTier):
             quarantined=self.files.quarantined,
             volume=self.files.volume(),  # never opens the store
         )
+        if self.copy_of is not None:  # below an L2: its copies' trust (copies.py)
+            info["copies"] = {"trusted": self.trust.trusted, "floor": self.trust.floor}
         return info
 
 
