@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.matrix import L1, THIRD_PARTY, fake_l2, l3
+from tests.tiers.disk.support import opened
 from tests.tiers.thirdparty import DictTier
 from tiered_cache.envelope import Record
+from tiered_cache.sentinels import MISSING
 from tiered_cache.tiers.base import Scope
 
 NOT_AUTHORITY = {"NAME": "l2", "BACKEND": "tests.test_chain.ReadOnlyCopyTier"}
@@ -30,8 +32,11 @@ def test_three_tiers_write_widest_first_and_bound_l1(make_cache, l3_dir):
     assert names(chain.write_order) == ["l2", "l3", "l1"]
     assert chain.fast_top is cache.tier("l1")
     assert cache.tier("l1").max_staleness == 30
-    # L3 holds copies of L2 but cannot bound their age yet (issue #6).
-    assert chain.unbounded == ("l3",)
+    # L3 holds copies of L2, bounded like L1's (docs/design.rst, "Coherence").
+    assert chain.unbounded == ()
+    assert cache.tier("l3").max_staleness == 30
+    # A hit is promoted into narrower tiers only: never L3 into L2.
+    assert [names(targets) for targets in chain.narrower] == [[], ["l1"], ["l1"]]
     assert chain.authority_for(Record.for_value("v", None)).name == "l2"
 
 
@@ -143,3 +148,91 @@ def test_a_read_racing_a_delete_cannot_put_the_value_back_into_l1(make_cache):
     assert cache.get("k") is None  # the promotion: refused
     cache.set("k", "new")
     assert cache.get("k") == "new"
+
+
+# -- no resurrection: an L2 miss disowns L3's copy --------------------------------
+
+
+@pytest.fixture
+def three(make_cache, l3_dir):
+    """L1 + L2 (fakeredis) + L3; no bus, so that only the read rule is at work."""
+    spec = {**fake_l2(), "OPTIONS": {**fake_l2()["OPTIONS"], "MAX_VALUE_BYTES": 1000}}
+    cache = make_cache([L1, spec, l3(str(l3_dir))], INVALIDATION=False)
+    opened(cache.tier("l3"))  # reads trust no copy until the marks cache is open
+    return cache
+
+
+def deleted_elsewhere(cache, key):
+    """Another machine deleted ``key``: gone from L2; this machine's copies stay."""
+    final = cache.stored_key(key)
+    cache.tier("l2").delete(final)
+    cache.tier("l1").delete(final)
+    assert cache.tier("l3").get(final) is not MISSING
+    return final
+
+
+def open_breaker(cache, name="l2"):
+    breaker = cache._chain.by_name[name].breaker
+    for _ in range(5):
+        breaker.record_failure()
+    assert cache.breaker_state(name) == "open"
+
+
+def test_an_l2_miss_disowns_the_l3_copy(three):
+    three.set("k", "v")
+    final = deleted_elsewhere(three, "k")
+    assert three.get("k") is None
+    assert three.tier("l2").get(final) is MISSING  # not promoted back
+    assert three.tier("l3").get(final) is MISSING  # and dropped
+    assert three.stats()["l3"]["hits"] == 0
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda c: c.get_many(["k", "other"]) == {"other": 1},
+        lambda c: c.has_key("k") is False,
+        lambda c: c.make_key("k") not in c._expire_info,
+    ],
+)
+def test_every_read_disowns_it(three, read):
+    three.set_many({"k": "v", "other": 1})
+    deleted_elsewhere(three, "k")
+    assert read(three)
+    assert three.get("k") is None
+
+
+def test_a_value_too_big_for_l2_is_l3s_own(three):
+    three.set("big", "x" * 5000)  # L3 is its authority
+    final = three.stored_key("big")
+    three.tier("l1").delete(final)
+    assert three.get("big") == "x" * 5000
+    assert three.get_many(["big"]) == {"big": "x" * 5000}
+    assert three.has_key("big")
+
+
+def test_while_l2_does_not_answer_l3_serves_its_copy_without_promoting_it(three):
+    three.set("k", "v")
+    final = three.stored_key("k")
+    three.tier("l1").delete(final)
+    three.tier("l2").delete(final)  # so a promotion would show
+    open_breaker(three)
+    assert three.get("k") == "v"  # L3's copy, trusted for L1_MAX_STALENESS
+    assert three.tier("l1").get(final) is not MISSING  # promoted into L1...
+    three._chain.by_name["l2"].breaker.reset()
+    assert three.tier("l2").get(final) is MISSING  # ...never into L2
+    three.tier("l1").delete(final)
+    assert three.get_many(["k"]) == {}  # L2 answers again: its miss disowns it
+
+
+def test_l3_copies_are_bounded_like_l1s(three, clock):
+    three.set("k", "v")
+    final = three.stored_key("k")
+    open_breaker(three)
+    clock.advance(59)
+    three.tier("l1").delete(final)
+    assert three.get("k") == "v"
+    promoted = three.tier("l1").get(final)
+    assert promoted.expires_at == pytest.approx(clock() + 1)  # not 60 s more
+    clock.advance(2)
+    assert three.get("k") is None

@@ -78,7 +78,10 @@ def test_a_delete_reaches_the_other_l1(make_cache, server):
 )
 def test_every_change_is_announced(make_cache, server, change):
     a, b = pair(make_cache, server.url(1))
+    before = b._chain.bus.stats.received
     a.set_many({"k": "v", "n": 1})
+    # B hears the set_many first, or it could take it for the change's message.
+    wait_until(lambda: b._chain.bus.stats.received > before, timeout=2, what="set")
     assert b.get_many(["k", "n"]) == {"k": "v", "n": 1}
     received = b._chain.bus.stats.received
     change(a)
@@ -258,6 +261,8 @@ def test_a_delete_reaches_the_other_machines_l3(make_cache, server, tmp_path):
 
     one, two = machine(str(tmp_path / "one")), machine(str(tmp_path / "two"))
     assert one._chain is not two._chain
+    for cache in (one, two):
+        wait_until(lambda c=cache: c._chain.bus.settled, timeout=5, what="settled")
     two.set("k", "v")  # machine two's L3 holds a copy
     assert one.get("k") == "v"
     two.tier("l1").delete(two.stored_key("k"))

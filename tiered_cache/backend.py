@@ -57,17 +57,16 @@ every cache call raises it instead.
 
 Coherence and stampedes. Copies in tiers narrower than the widest (L1; L3
 below an L2) are dropped by the invalidation bus (``tiered_cache.coherence``)
-when another process changes the value, and L1 copies are trusted at most
-``L1_MAX_STALENESS`` seconds. ``get_or_set`` computes a missing value once per
-key per process and, with a Redis lease, once per deployment
-(``tiered_cache.stampede``).
+when another process changes the value, and are trusted at most
+``L1_MAX_STALENESS`` seconds after they were copied. An L2 that answers a miss
+disowns L3's copy, and a hit is never promoted into a wider tier, so a deleted
+key does not come back (``Chain.read_below``). ``get_or_set`` computes a
+missing value once per key per process and, with a Redis lease, once per
+deployment (``tiered_cache.stampede``).
 
-What is *not* promised (yet): L3 copies below an L2 are not bounded by
-``L1_MAX_STALENESS``; writes made while L2 was down are not replayed; a hit
-found only in L3 is promoted back into L2, which can bring back a value deleted
-while none of this machine's processes listened (docs/design.rst).
-``set_many`` reports a key as failed when its authority did not store it,
-even if a narrower tier did.
+What is *not* promised (yet): writes made while L2 was down are not replayed
+(docs/design.rst). ``set_many`` reports a key as failed when its authority did
+not store it, even if a narrower tier did.
 """
 
 from __future__ import annotations
@@ -248,19 +247,16 @@ class TieredCache(BaseCache):
             if value is not MISSING:
                 return value
         slots = self._slots
-        failed = None
         for index in range(self._below, len(slots)):
             record = slots[index].get(key)
-            if record is MISSING:
-                continue
-            if record is UNAVAILABLE:
-                failed = (failed or ()) + (slots[index],)
-                continue
+            if record is MISSING or record is UNAVAILABLE:
+                # The miss path: the chain reads on (an L2 miss disowns L3's
+                # copy; a failed tier is not promoted into). The L2 hit never
+                # comes here.
+                record = self._chain.read_below(key, index, record)
+                return default if record is MISSING else record.value
             if index:
-                above = slots[:index]
-                if failed:  # it just failed: promoting would pay its timeout again
-                    above = [slot for slot in above if slot not in failed]
-                self._chain.promote({key: record}, above)
+                self._chain.promote({key: record}, slots[:index])
             return record.value
         return default
 
@@ -268,22 +264,26 @@ class TieredCache(BaseCache):
         originals = {self._key(key, version): key for key in keys}
         found: dict[Any, Any] = {}
         pending = list(originals)
-        slots = self._slots
+        chain = self._chain
+        answered: list[Slot] = []  # tiers that answered for every key still pending
         failed: list[Slot] = []
-        for index, slot in enumerate(slots):
+        for index, slot in enumerate(self._slots):
             if not pending:
                 break
-            hits = slot.get_many(pending)
+            hits = chain.read_many(slot, pending, answered)
             if hits is UNAVAILABLE:
                 failed.append(slot)
                 continue
+            answered.append(slot)
             if not hits:
                 continue
             for final, record in hits.items():
                 found[originals[final]] = record.value
             if index:
-                above = [s for s in slots[:index] if s not in failed]
-                self._chain.promote(hits, above)
+                # Narrower tiers only, and not one that just failed (it would
+                # pay its timeout again).
+                above = [s for s in chain.narrower[index] if s not in failed]
+                chain.promote(hits, above)
             pending = [final for final in pending if final not in hits]
         return found
 

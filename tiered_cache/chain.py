@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from . import reads
 from .coherence import InvalidationBus
 from .conf import TieredOptions, TierSpec
+from .copies import anchor_for, apply_to_copy
 from .envelope import Record, new_stamp
 from .forksafe import Registry
 from .journal import CLEAR, DELETE, SET, Journal
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
-from .sentinels import MISSING, UNAVAILABLE
+from .sentinels import UNAVAILABLE
 from .slot import Slot
 from .tiers import load_tier
 from .tiers.base import BaseTier, Scope
@@ -73,12 +75,22 @@ class Chain:
         self.write_order = tuple(sorted(slots, key=lambda s: -s.tier.scope))
         self.authorities = tuple(s for s in self.write_order if s.tier.may_be_authority)
         widest = max((slot.tier.scope for slot in slots), default=Scope.PROCESS)
-        #: Tiers holding copies whose staleness bound they cannot enforce yet.
+        for slot in slots:
+            if slot.tier.holds_copies(widest):
+                slot.tier.copies_of(self._copy_test(slot))
+        #: Tiers holding copies whose staleness bound they cannot enforce.
         self.unbounded = tuple(
             slot.name
             for slot in slots
             if slot.tier.holds_copies(widest)
             and not slot.tier.bound_staleness(options.l1_max_staleness)
+        )
+        #: Where a hit at ``slots[i]`` is promoted: the tiers read before it
+        #: whose scope is narrower. A copy never goes back up into a wider tier
+        #: (L3 into L2): that is how a deleted key would come back.
+        self.narrower = tuple(
+            tuple(s for s in slots[:i] if s.tier.scope < slot.tier.scope)
+            for i, slot in enumerate(slots)
         )
         self._copies = tuple(
             slot
@@ -117,11 +129,16 @@ class Chain:
         copies = self._copies
 
         # Every copy tier implements ``invalidate`` (see ``_copies``); dropping
-        # every copy at once is optional (L3 cannot, see the design doc).
+        # every copy at once is optional. It reaches the tier even while its
+        # breaker is open: it never fails (``BaseTier.invalidate_all``).
         droppable = tuple(s for s in copies if _implements(s.tier, "invalidate_all"))
 
-        def each(op: str, *args: Any, among: tuple[Slot, ...] = copies) -> int:
-            return sum(slot.call(op, *args) is True for slot in among)
+        def each(op: str, *args: Any) -> int:
+            return sum(apply_to_copy(slot, op, *args) is True for slot in copies)
+
+        def drop_all() -> None:
+            for slot in droppable:
+                slot.tier.invalidate_all()
 
         def bound(seconds: float | None) -> None:
             for slot in copies:
@@ -140,12 +157,13 @@ class Chain:
             invalidate=lambda key, stamp: each("invalidate", key, stamp),
             drop=lambda key: each("delete", key),
             clear=lambda namespace: each("clear", namespace),
-            drop_all=lambda: each("invalidate_all", among=droppable),
+            drop_all=drop_all,
             bound_staleness=bound,
             staleness=options.l1_max_staleness,
             heartbeat=settings.heartbeat,
             name=via.name,
             tick=None if self.journal is None else self.journal.tick,
+            anchor=anchor_for(droppable, settings.stream),
         )
 
     def note_namespace(self, namespace: str) -> None:
@@ -158,6 +176,17 @@ class Chain:
         return max(
             (n for n in self.namespaces if key.startswith(n)), default="", key=len
         )
+
+    def _copy_test(self, slot: Slot) -> Callable[[Record], bool]:
+        """Return whether a record in ``slot`` copies a wider tier's value.
+
+        It does when a wider tier that may be the authority accepts it; a value
+        too big for L2 lives in L3 as its own authority, not as a copy.
+        """
+        wider = tuple(
+            s.tier for s in self.authorities if s.tier.scope > slot.tier.scope
+        )
+        return lambda record: any(tier.accepts(record) for tier in wider)
 
     def _announcing(self) -> InvalidationBus | None:
         """Return the bus when an announcement can be sent now (else None).
@@ -392,16 +421,12 @@ class Chain:
             else:
                 slot.store(live, promotion=True)
 
-    def has(self, key: str) -> bool:
-        return any(slot.call("has_key", key) is True for slot in self.slots)
-
-    def find(self, key: str) -> Record | Any:
-        """Return the first tier's record for ``key`` (uncounted), or MISSING."""
-        for slot in self.slots:
-            record = slot.call("get", key)
-            if record is not MISSING and record is not UNAVAILABLE:
-                return record
-        return MISSING
+    # The miss path and the lookups that must agree with it (``reads``): an
+    # L2 that answered a miss disowns L3's copy.
+    read_below = reads.read_below
+    read_many = reads.read_many
+    has = reads.has
+    find = reads.find
 
     def keys(self, namespace: str) -> Iterable[str]:
         """Return the keys under ``namespace`` of the top tier (when it lists)."""

@@ -43,6 +43,11 @@ copy too and, until it reads again, keeps new copies for at most
 ``2 × HEARTBEAT + 1`` seconds (``L1_MAX_STALENESS`` otherwise): staleness stays
 bounded while the bus is down (docs/faults.rst I3, #21-#26).
 
+Copies that outlive the process (L3). A listener of a machine with L3 leaves
+its position in L3 once a heartbeat; a process that starts trusts no L3 copy
+until it has replayed what the machine missed since, or dropped them all when
+that cannot be replayed (``tiered_cache.copies``).
+
 The listener never adds work to a read: it runs in its own daemon thread,
 started with the chain and again in every forked child.
 """
@@ -59,14 +64,14 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .envelope import observe_stamp
 from .exceptions import TierUnavailable
 from .forksafe import after_fork_in_child
 from .outbox import Outbox
 from .resilience import LogThrottle
-from .tiers.base import Stream
+from .tiers.base import Stream, StreamState
 
 __all__ = ["BusStats", "InvalidationBus"]
 
@@ -93,6 +98,14 @@ class BusStats:
         return dict(self.__dict__)
 
 
+class Anchoring(Protocol):
+    """Where persisted copies stand on the stream (``tiered_cache.copies.Anchor``)."""
+
+    def resume(self, state: StreamState | None, *, early: bool) -> str | None: ...
+    def caught_up(self) -> None: ...
+    def persist(self, generation: str, last_id: str) -> None: ...
+
+
 class InvalidationBus:
     """Announce changes on a stream; apply other processes' announcements."""
 
@@ -109,6 +122,7 @@ class InvalidationBus:
         heartbeat: float,
         name: str,
         tick: Callable[[], Any] | None = None,
+        anchor: Anchoring | None = None,
     ) -> None:
         self.stream = stream
         #: Called once a heartbeat after a successful read of the stream's
@@ -129,11 +143,16 @@ class InvalidationBus:
         self.generation: str | None = None
         #: Announcements not sent yet; the listener thread sends them.
         self.outbox = Outbox()
+        self.anchor = anchor
+        #: The persisted copies' place on the stream is settled (``_settle``).
+        self.anchored = anchor is None
+        self._catch_up: str | None = None
         # Find the place in the stream before the first read of this process
         # can copy anything: a change announced before that is already in the
         # authority. One bounded call; the listener retries if it fails.
         with contextlib.suppress(TierUnavailable):
             self._check_position()
+        self._early = self.last_id is not None
         self._start()
         _buses.add(self)
 
@@ -144,6 +163,13 @@ class InvalidationBus:
             target=self._run, name=f"tiered_cache-bus-{self.name}", daemon=True
         )
         self._thread.start()
+
+    @property
+    def settled(self) -> bool:
+        """Whether the copies that outlive the process are judged (``_settle``):
+        trusted again after a replay, or dropped.
+        """
+        return self.anchored and self._catch_up is None
 
     # -- announcing (the write path) ----------------------------------------------
 
@@ -235,7 +261,7 @@ class InvalidationBus:
 
     def _run(self) -> None:
         failing_since: float | None = None
-        next_check = 0.0
+        next_check = next_persist = 0.0
         while not self._stop.is_set():
             try:
                 if self.outbox:
@@ -245,7 +271,9 @@ class InvalidationBus:
                     next_check = time.monotonic() + self.heartbeat
                     if self._tick is not None:
                         self._tick()
-                messages = self.stream.read(
+                if not self.anchored:
+                    self._settle()
+                entries = self.stream.read(
                     self.last_id or "0-0", self.heartbeat, _BATCH
                 )
                 # Recovered only once a read answered: a hung server whose
@@ -253,9 +281,17 @@ class InvalidationBus:
                 if failing_since is not None:
                     self._recovered(failing_since)
                     failing_since = None
-                for entry_id, fields in messages:
+                for entry_id, fields in entries:
                     self._apply(fields)
                     self.last_id = entry_id
+                if self._catch_up is not None and (
+                    not entries or not _newer(self._catch_up, self.last_id or "0-0")
+                ):
+                    self._catch_up = None
+                    self.anchor.caught_up()  # type: ignore[union-attr]
+                if self.anchor is not None and time.monotonic() >= next_persist:
+                    self.anchor.persist(self.generation, self.last_id)  # type: ignore[arg-type]
+                    next_persist = time.monotonic() + self.heartbeat
             except TierUnavailable as exc:
                 # The first failed read is retried at once from the same id:
                 # nothing is lost, and a killed connection is replaced without
@@ -291,6 +327,25 @@ class InvalidationBus:
             )
             self._drop_all()
             self.last_id, self.generation = state.last_id, state.generation
+
+    def _settle(self) -> None:
+        """Replay what the persisted copies missed, or drop them (once).
+
+        Runs before the first read: the listener then reads from the oldest
+        position the copies' mark vouches for, and they are trusted again once
+        it reaches where the stream stood when this process started.
+        """
+        state = self.stream.state()
+        same = state.generation == self.generation
+        start = self.anchor.resume(  # type: ignore[union-attr]
+            state if same else None, early=self._early
+        )
+        target = self.last_id or "0-0"
+        if start is not None and _newer(target, start):
+            self.last_id, self._catch_up = start, target
+        else:
+            self.anchor.caught_up()  # type: ignore[union-attr]
+        self.anchored = True
 
     def _outage(self, exc: TierUnavailable) -> None:
         logger.warning(

@@ -157,6 +157,31 @@ class Slot:
         self.stats.misses += len(keys) - len(hits)
         return hits
 
+    def counted(self, key: str, record: Record | Any) -> Record | Any:
+        """Count a record fetched with ``call("get")`` as ``get`` would, unpickled.
+
+        The second half of ``get``, for the chain's miss path, which looks at a
+        record before deciding that it is a hit (``Chain.read_below``).
+        """
+        if record is UNAVAILABLE:
+            return UNAVAILABLE
+        if record is MISSING:
+            self.stats.misses += 1
+            return MISSING
+        if record.value is MISSING_VALUE and not self._readable(key, record):
+            return MISSING
+        self.stats.hits += 1
+        return record
+
+    def counted_many(
+        self, keys: Collection[str], records: Mapping[str, Record]
+    ) -> dict[str, Record]:
+        """Count records fetched with ``call("get_many")`` as ``get_many`` would."""
+        hits = {k: r for k, r in records.items() if self._readable(k, r)}
+        self.stats.hits += len(hits)
+        self.stats.misses += len(keys) - len(hits)
+        return hits
+
     def _readable(self, key: str, record: Record) -> bool:
         """Unpickle the value; a bad payload is rejected and deleted (a miss)."""
         try:

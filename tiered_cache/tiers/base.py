@@ -20,7 +20,8 @@ those declarations alone (see ``tiered_cache.chain``):
 * ``holds_copies(widest)``: whether its entries are copies of a wider tier's
   in this chain, which go stale when another process or machine writes: they
   need invalidation and are trusted only for ``max_staleness`` seconds
-  (``bound_staleness``).
+  (``bound_staleness``). The chain says which records are copies
+  (``copies_of``): those a wider tier would hold.
 * ``holds_leases``: whether it can hold *leases* (``acquire_lease``,
   ``release_lease``), the short-lived locks that let one process of the whole
   scope compute a missing value while the others wait for it
@@ -179,6 +180,8 @@ class BaseTier:
         self.clock = clock
         #: Seconds a copy is trusted after it is stored (``bound_staleness``).
         self.max_staleness: float | None = None
+        #: Which records here copy a wider tier's (``copies_of``); None: none.
+        self.copy_of: Callable[[Record], bool] | None = None
         options = self.options
         self.validate_options(options, name=name)
         self.max_value_bytes: int | None = options.get(
@@ -235,6 +238,13 @@ class BaseTier:
         Return whether this tier enforces the bound; the default cannot.
         """
         return False
+
+    def copies_of(self, is_copy: Callable[[Record], bool]) -> None:
+        """Learn which records here copy a wider tier's (``is_copy``); the chain
+        calls it for tiers that hold copies. The others (a value too big for
+        the wider tier) are this tier's own: it is their authority.
+        """
+        self.copy_of = is_copy
 
     def encode(self, record: Record) -> bytes | int:
         """Return what a shared tier stores for ``record`` (envelope or raw int)."""
@@ -388,8 +398,43 @@ class BaseTier:
         """
         raise NotImplementedError
 
-    def invalidate_all(self) -> None:
-        """Drop every copy (the bus missed messages it cannot replay)."""
+    def invalidate_all(self, before: float | None = None) -> None:
+        """Drop every copy (the bus missed messages it cannot replay).
+
+        ``before`` (the backend's clock; default now): copies made since may
+        stay (a tier that cannot tell drops them too).
+
+        Never raises, and is called even while the tier's breaker is open: a
+        tier whose copies outlive the process stops trusting them in memory at
+        once and makes that last (``save_position``) when it can.
+        """
+        raise NotImplementedError
+
+    # -- copies that outlive the process (optional) ---------------------------
+    #
+    # A machine-wide tier (L3) keeps its copies when every process of the
+    # machine stops; a process that starts must not trust one that a change it
+    # never heard of replaced. Such a tier persists where the machine's
+    # listeners stood on the bus (``tiered_cache.copies``).
+
+    def trust_copies(self, trusted: bool) -> None:
+        """Serve copies (True), or none at all until told again or dropped."""
+        raise NotImplementedError
+
+    def load_position(self, stream: str) -> tuple[str, str] | None:
+        """Return the persisted ``(generation, last id)`` of ``stream``, if any.
+
+        Every message up to that id was applied to this tier's copies, or they
+        were dropped after it (``invalidate_all``).
+        """
+        raise NotImplementedError
+
+    def save_position(self, stream: str, generation: str, last_id: str) -> None:
+        """Persist where a listener of ``stream`` stands (see ``load_position``).
+
+        Also persists a drop that could not be persisted before, first, and
+        picks up the drops other processes persisted.
+        """
         raise NotImplementedError
 
     def replace_older(self, key: str, record: Record) -> int | None:

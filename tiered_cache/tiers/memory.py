@@ -233,7 +233,7 @@ class MemoryTier(BaseTier):
             self._remove(key)
             return True
 
-    def invalidate_all(self) -> None:
+    def invalidate_all(self, before: float | None = None) -> None:
         with self._lock:
             for key in list(self._data):
                 self._remove(key)

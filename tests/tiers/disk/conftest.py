@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.clock import FakeClock
+from tests.tiers.disk import support
 from tests.tiers.disk.support import EXECUTED, shard_db
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.tiers.disk import DiskTier
@@ -41,7 +42,7 @@ def make(location: Path, clock: FakeClock):
         tier = DiskTier(where, {**params, "OPTIONS": options}, name="l3", clock=clock)
         if opened:
             with contextlib.suppress(TierUnavailable):
-                tier.files.open()
+                support.opened(tier)
         return tier
 
     return factory
@@ -57,6 +58,9 @@ def _forget_handles(tmp_path: Path):
             if handle.done.wait(5) and handle.store is not None:
                 for shard in handle.store.shards:
                     shard.close()
+                handle.store.marked.wait(5)
+                if handle.store.marks is not None:
+                    handle.store.marks.close()
             _handles.discard(key)
 
 

@@ -44,3 +44,12 @@ def plain(location: Path, shard: int = 0) -> diskcache.Cache:
 
 def shard_db(location: Path, shard: int = 0) -> str:
     return str(location / f"{shard:03d}" / "cache.db")
+
+
+def opened(tier) -> None:
+    """Wait until ``tier``'s directory and then its marks cache are open.
+
+    Reads wait for neither (a copy is not trusted until the marks cache is
+    open), so a test that reads a copy right after the first write waits here.
+    """
+    tier.files.open().marked.wait(10)

@@ -14,7 +14,7 @@ import pytest
 from tests.tiers.disk.support import rec
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
-from tiered_cache.tiers.disk.tier import _BATCH
+from tiered_cache.tiers.disk.batches import BATCH as _BATCH
 
 
 def _count_transactions(tier) -> list[str]:

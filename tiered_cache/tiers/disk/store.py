@@ -1,16 +1,11 @@
 """The disk tier's store: one shared handle, a lazy and bounded open, watched files.
 
 * One handle per configuration. Django builds a backend (and the chain may
-  build a tier) per thread; the open shards are shared by every tier object
-  with the same directory and settings, in ``_handles``. They use
-  ``rows.SafeDisk`` (docs/faults.rst #33).
-* The layout is ``diskcache.FanoutCache``'s (shard ``000``, ``001``... each
-  a ``diskcache.Cache`` with ``size_limit / shards``, keys routed by the
-  first shard's ``Disk.hash``), so a ``FanoutCache`` of another program sees
-  the same entries. The shards are built here, in parallel: ``Cache()`` runs
-  some 30 small write transactions, and ``FanoutCache()`` builds its shards
-  one after the other (a new directory of 8 shards took 220-850 ms on a
-  loaded 2-core machine, 35-340 ms in parallel).
+  build a tier) per thread; the open shards (and marks cache) are shared by
+  every tier object with the same directory and settings, in ``_handles``.
+  How they are opened, in parallel and in FanoutCache's layout, is
+  ``opening.py``; the marks cache (``copies.py``) opens right after the
+  shards, in the same thread.
 * Lazy, bounded open, off the read path (docs/faults.rst #28, #31).
   ``Cache()`` retries its set-up writes for 60 s while another process
   holds the SQLite write lock. Nothing touches the disk at import or
@@ -23,13 +18,13 @@
 * Corruption (docs/faults.rst #30). An open that fails as corrupt runs
   ``PRAGMA quick_check`` on every shard in the opening thread, moves the
   damaged ones aside and opens again; a call that meets a corrupt page moves
-  its shard aside and the next call opens afresh.
+  its shard (or the marks cache) aside and the next call opens afresh.
 * Watched files (docs/faults.rst #30, #31). Every ``CHECK_INTERVAL`` seconds
   a call compares each shard's ``cache.db`` as opened (a descriptor the store
-  keeps) with the file now at its path. A directory deleted, replaced or
-  quarantined by another process is noticed and opened again, so processes
-  do not split between an unlinked copy and a new folder, and the unlinked
-  files' space is released once no call uses them.
+  keeps), and the marks cache's, with the file now at its path. A directory
+  deleted, replaced or quarantined by another process is noticed and opened
+  again, so processes do not split between an unlinked copy and a new
+  folder, and the unlinked files' space is released once no call uses them.
 * One writer per shard and process. Writes to a shard queue on a lock of
   this process before they reach SQLite, whose busy handler polls with sleeps
   and, with 50 threads, let the 50 ms lock wait expire with no fault at all.
@@ -44,7 +39,8 @@
 * Fork safety (docs/faults.rst #32). A child process drops the handles it
   inherited (without closing the parent's SQLite connections) and opens its
   own on first use. ``fork()`` first waits (boundedly) for a running open of
-  this process, so the child does not inherit SQLite mid-call from it.
+  this process (the marks cache's included), so the child does not inherit
+  SQLite mid-call from it.
 """
 
 from __future__ import annotations
@@ -54,13 +50,10 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import diskcache
-from diskcache.core import DBNAME
 from django.core.exceptions import ImproperlyConfigured
 
 from ...exceptions import TierUnavailable
@@ -72,13 +65,12 @@ from .errors import (
     is_corruption,
     not_open,
     open_failed,
-    quarantine_if_corrupt,
     queue_full,
     rename_aside,
 )
-from .rows import SafeDisk
+from .opening import MARKS, Store, open_marks, open_store
 
-__all__ = ["CacheDirectory"]
+__all__ = ["MARKS", "CacheDirectory"]
 
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
@@ -93,70 +85,8 @@ _QUEUE_WAIT = 0.1
 _READS = frozenset({"get", "get_many", "has_key"})
 #: Calls that wait for the open and take no shard write lock.
 _LISTINGS = frozenset({"keys"})
-
-
-class _Store:
-    """The opened shards of one configuration in this process."""
-
-    __slots__ = (
-        "shards",
-        "count",
-        "hash",
-        "inodes",
-        "writers",
-        "_files",
-        "check_due",
-        "__weakref__",
-    )
-
-    def __init__(self, shards: tuple[diskcache.Cache, ...]) -> None:
-        self.shards = shards
-        self.count = len(self.shards)
-        self.hash = self.shards[0].disk.hash  # what FanoutCache routes with
-        # Quarantine renames a shard only if it is still the one opened here.
-        self.inodes = tuple(os.stat(shard.directory).st_ino for shard in self.shards)
-        self.writers = tuple(threading.Lock() for _ in self.shards)
-        # The databases as opened: a descriptor pins the inode, so a file that
-        # was deleted or replaced cannot be mistaken for a new one that got its
-        # inode number. Closed when the store is collected.
-        self._files: list[tuple[str, int]] = []
-        finalizer = weakref.finalize(self, _close_all, self._files)
-        try:
-            for shard in self.shards:
-                path = os.path.join(shard.directory, DBNAME)
-                self._files.append((path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        except OSError:
-            finalizer()
-            raise
-        self.check_due = 0.0
-
-    def shard(self, key: str) -> diskcache.Cache:
-        return self.shards[self.hash(key) % self.count]
-
-    def volume(self) -> int:
-        """Return the bytes the shards use on disk (``FanoutCache.volume``)."""
-        return sum(shard.volume() for shard in self.shards)
-
-    def replaced(self) -> str | None:
-        """Return how a database opened here left its path, or ``None``."""
-        for path, fd in self._files:
-            try:
-                held = os.fstat(fd)
-                if held.st_nlink == 0:
-                    return f"{path} was deleted"
-                now = os.stat(path)
-            except OSError as exc:
-                return f"{path}: {exc.strerror or exc}"
-            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
-                return f"{path} was replaced"
-        return None
-
-
-def _close_all(files: list[tuple[str, int]]) -> None:
-    for _, fd in files:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    files.clear()
+#: The ``index`` of ``CacheDirectory.marks``'s calls.
+_MARKS_INDEX = -1
 
 
 class _Handle:
@@ -165,7 +95,7 @@ class _Handle:
     __slots__ = ("store", "error", "done", "started", "failed_at")
 
     def __init__(self) -> None:
-        self.store: _Store | None = None
+        self.store: Store | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
         self.started = time.monotonic()
@@ -174,12 +104,14 @@ class _Handle:
     def start(self, directory: CacheDirectory) -> None:
         def run() -> None:
             try:
-                self.store = _open_store(directory)
+                self.store = store = open_store(directory)
             except Exception as exc:  # reported to the callers
                 self.error = exc
                 self.failed_at = time.monotonic()
+                return
             finally:
                 self.done.set()
+            open_marks(directory, store)  # after: calls to the shards go ahead
 
         threading.Thread(target=run, name="tiered_cache-l3-open", daemon=True).start()
 
@@ -188,39 +120,6 @@ class _Handle:
             self.error is not None
             and time.monotonic() - self.failed_at >= _REOPEN_AFTER
         )
-
-
-def _open_store(directory: CacheDirectory) -> _Store:
-    """Open the store; if a shard is corrupt, quarantine it and open once more."""
-    settings = dict(directory.settings)
-    count = settings.pop("shards")
-    settings["size_limit"] = settings["size_limit"] / count  # as FanoutCache
-
-    def shard(index: int) -> diskcache.Cache:
-        path = os.path.join(directory.path, f"{index:03d}")
-        return diskcache.Cache(path, disk=SafeDisk, **settings)
-
-    def attempt() -> _Store:
-        with ThreadPoolExecutor(count, thread_name_prefix="tiered_cache-l3") as pool:
-            shards = tuple(pool.map(shard, range(count)))
-        for each in shards:
-            each.disk.max_file_bytes = directory.read_limit
-        return _Store(shards)
-
-    try:
-        return attempt()
-    except Exception as exc:
-        if not is_corruption(exc):
-            raise
-        moved = 0
-        for index in range(directory.shard_count):
-            # FanoutCache's layout: one directory per shard, 000, 001...
-            path = os.path.join(directory.path, f"{index:03d}")
-            moved += quarantine_if_corrupt(directory.name, path)
-        directory.quarantined += moved
-        if not moved:
-            raise
-        return attempt()
 
 
 #: (directory, normalized diskcache kwargs) -> the handle shared by every tier
@@ -243,6 +142,9 @@ def _before_fork() -> None:
     deadline = time.monotonic() + _FORK_WAIT
     for _, handle in _handles.items():
         handle.done.wait(max(0.0, deadline - time.monotonic()))
+        store = handle.store  # then its marks cache opens
+        if store is not None:
+            store.marked.wait(max(0.0, deadline - time.monotonic()))
 
 
 if hasattr(os, "register_at_fork"):
@@ -299,7 +201,16 @@ class CacheDirectory:
         """
         return _Call(self, op, key, index)
 
-    def open(self, *, wait: bool = True) -> _Store | None:
+    def marks(self, op: str) -> _Call:
+        """Return a context giving the marks cache, as ``call`` does a shard.
+
+        It never gives ``None``: while the marks cache is not open, a read
+        (``_READS``) raises ``not_open`` at once, other calls after waiting
+        up to ``OPEN_TIMEOUT`` for it.
+        """
+        return _Call(self, op, None, _MARKS_INDEX)
+
+    def open(self, *, wait: bool = True) -> Store | None:
         """Return the open store, opening it on first use (bounded wait).
 
         Without ``wait``, return ``None`` at once while the open runs.
@@ -313,7 +224,7 @@ class CacheDirectory:
                 return self._checked(handle, store, wait)
         return self._open(wait)
 
-    def opened(self) -> _Store | None:
+    def opened(self) -> Store | None:
         """Return the open store, or ``None``; never opens it."""
         handle = _handles.get(self.key)
         return None if handle is None else handle.store
@@ -326,7 +237,7 @@ class CacheDirectory:
                 return store.volume()
         return None
 
-    def _checked(self, handle: _Handle, store: _Store, wait: bool) -> _Store | None:
+    def _checked(self, handle: _Handle, store: Store, wait: bool) -> Store | None:
         """Return ``store`` if its files are still in place, else open again."""
         store.check_due = time.monotonic() + self.check_interval
         how = store.replaced()
@@ -347,7 +258,7 @@ class CacheDirectory:
             )
         return self._open(wait)
 
-    def _open(self, wait: bool) -> _Store | None:
+    def _open(self, wait: bool) -> Store | None:
         def fresh(current: _Handle | None) -> _Handle:
             if current is not None and not current.retry_due():
                 return current
@@ -369,17 +280,20 @@ class CacheDirectory:
         raise open_failed(self.name, self.path, exc) from exc
 
     def failed(
-        self, op: str, exc: BaseException, store: _Store, shard: diskcache.Cache
+        self, op: str, exc: BaseException, store: Store, shard: diskcache.Cache
     ) -> TierUnavailable:
-        """Return what ``op`` raises for ``exc``; a corrupt shard is moved aside."""
+        """Return what ``op`` raises for ``exc``; a corrupt shard is moved aside
+        (the marks cache too: its floor is written again by the processes that
+        hold it, ``copies.py``).
+        """
         if is_corruption(exc):
-            index = store.shards.index(shard)
+            inode = store.inode(shard)
 
             def quarantine(current: _Handle | None) -> _Handle | None:
                 if current is None or current.store is not store:
                     return current
                 with contextlib.suppress(OSError):
-                    same = os.stat(shard.directory).st_ino == store.inodes[index]
+                    same = os.stat(shard.directory).st_ino == inode
                     if same and rename_aside(self.name, shard.directory, exc):
                         self.quarantined += 1
                 return None  # the next call opens afresh
@@ -402,6 +316,12 @@ class _Call:
         read = op in _READS
         self.store = store = files.open(wait=not read)
         self.writer: threading.Lock | None = None
+        if index == _MARKS_INDEX:
+            self.shard = self._marks(store, read)
+            assert store is not None
+            if not read:
+                self.writer = store.marks_writer
+            return
         if store is None:
             self.shard = None
             return
@@ -409,6 +329,16 @@ class _Call:
         self.shard = store.shards[index]
         if not read and op not in _LISTINGS:
             self.writer = store.writers[index]
+
+    def _marks(self, store: Store | None, read: bool) -> diskcache.Cache:
+        """Return the marks cache; it opens right after the shards."""
+        files = self.files
+        if store is not None and not read:
+            store.marked.wait(files.open_timeout)
+        marks = None if store is None else store.marks
+        if marks is None:
+            raise not_open(files.name, files.path, files.open_timeout)
+        return marks
 
     def __enter__(self) -> diskcache.Cache | None:
         writer = self.writer

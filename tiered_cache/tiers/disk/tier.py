@@ -11,31 +11,39 @@ in diskcache's ``tag`` column. Expiry therefore follows the injected clock even
 when it runs apart from ``time.time()`` (tests); diskcache's own
 ``expire_time`` is set as well so that its culling removes dead rows.
 
+Copies. Below an L2, the rows that copy L2's values carry the time they were
+copied and are trusted only so long, and only after the machine's floor
+(``copies.py``); invalidating them all raises the floor, persisted for the
+other processes of the machine and the ones that start later.
+
 Short lock waits (docs/faults.rst #28): the SQLite busy timeout defaults to
 50 ms, not diskcache's 60 s, and ``add``, ``touch`` and ``incr`` each run in one
-shard transaction. ``set_many`` and ``delete_many`` take one transaction per
-shard and per ``_BATCH`` keys: one per key cost ~0.1 ms each (10 s for
-100 000 keys), one for a whole batch would hold the lock past other writers'
-wait. Where the calls go and what their failures become is ``store.py`` and
-``errors.py``; what a stored row may look like is ``rows.py``.
+shard transaction; ``set_many``, ``delete_many`` and ``clear`` one per shard
+and batch of keys (``batches.py``). Where the calls go and what their failures
+become is ``store.py`` and ``errors.py``; what a stored row may look like is
+``rows.py``; which OPTIONS are diskcache's, ``options.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import diskcache
-from diskcache.core import DEFAULT_SETTINGS
 from django.core.exceptions import ImproperlyConfigured
 
-from ...envelope import Record, decode, materialize, new_stamp
+from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
 from ...exceptions import EnvelopeError, TierUnavailable
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
+from . import batches
+from . import options as disk_options
+from .copies import CopyTrust
 from .store import CacheDirectory
 
 __all__ = ["DiskTier"]
@@ -44,14 +52,6 @@ _ABSENT = object()
 #: Journals (``read_journal``) live under keys no cache namespace starts with.
 _JOURNAL = "#tiered_cache-journal:"
 
-#: diskcache settings that FanoutCache takes beside DEFAULT_SETTINGS.
-_OUR_SETTINGS = frozenset({"shards", "timeout"})
-_DEFAULT_SHARDS = 8
-_DEFAULT_TIMEOUT = 0.05
-_DEFAULT_SIZE_LIMIT = 2**30
-_DEFAULT_CULL_LIMIT = 10
-#: Keys per transaction of set_many, delete_many and clear.
-_BATCH = 256
 #: Bytes an envelope may add to a payload of MAX_VALUE_BYTES (its header).
 _ENVELOPE_SLACK = 4096
 
@@ -129,23 +129,7 @@ class DiskTier(BaseTier):
     @classmethod
     def validate_options(cls, options: Mapping[str, Any], *, name: str) -> None:
         """Upper-case keys are ours; lower-case ones are diskcache settings."""
-        ours = {key: v for key, v in options.items() if str(key).isupper()}
-        known = _OUR_SETTINGS | set(DEFAULT_SETTINGS)
-        shouted = sorted(str(k) for k in ours if str(k).lower() in known)
-        if shouted:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: unknown OPTIONS {shouted}; diskcache settings "
-                f"are lower case: {[key.lower() for key in shouted]}"
-            )
-        super().validate_options(ours, name=name)
-        unknown = sorted(
-            str(key) for key in options if key not in ours and key not in known
-        )
-        if unknown:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: unknown diskcache OPTIONS {unknown}; "
-                f"known: {', '.join(sorted(known))}"
-            )
+        super().validate_options(disk_options.split(options, name=name), name=name)
 
     def configure(self) -> None:
         location, params, name = self.location, self.params, self.name
@@ -154,7 +138,7 @@ class DiskTier(BaseTier):
                 f"tier {name!r}: LOCATION must name the cache directory"
             )
         self.directory = os.path.abspath(os.path.expanduser(str(location)))
-        self._kwargs = self._diskcache_kwargs(params)
+        self._kwargs = disk_options.diskcache_settings(self.options, params, name=name)
         self.open_timeout: float = self.options.get("OPEN_TIMEOUT", 0.5)
         #: The shared store of this directory and these settings.
         self.files = CacheDirectory(
@@ -167,32 +151,36 @@ class DiskTier(BaseTier):
             if self.max_value_bytes is None
             else self.max_value_bytes + _ENVELOPE_SLACK,
         )
-
-    def _diskcache_kwargs(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        settings = {key: v for key, v in self.options.items() if not key.isupper()}
-        for ours, theirs in (("shards", "SHARDS"), ("timeout", "DATABASE_TIMEOUT")):
-            if theirs in params:
-                if ours in settings and settings[ours] != params[theirs]:
-                    raise ImproperlyConfigured(
-                        f"tier {self.name!r}: {theirs} and OPTIONS[{ours!r}] differ"
-                    )
-                settings[ours] = params[theirs]
-        settings.setdefault("shards", _DEFAULT_SHARDS)
-        settings.setdefault("timeout", _DEFAULT_TIMEOUT)
-        settings.setdefault("size_limit", _DEFAULT_SIZE_LIMIT)
-        settings.setdefault("cull_limit", _DEFAULT_CULL_LIMIT)
-        return settings
+        #: Which copies this process serves (``copies.py``).
+        self.trust = CopyTrust(self.files, self.clock)
 
     # -- rows <-> records ---------------------------------------------------------
 
-    def _encode(self, record: Record) -> tuple[bytes | int, float | None, Any]:
-        """Return (stored value, seconds to live, tag) for ``record``."""
+    def _encode(
+        self, record: Record, copied_at: float | None = None
+    ) -> tuple[bytes | int, float | None, Any]:
+        """Return (stored value, seconds to live, tag) for ``record``.
+
+        A copy (``copies.py``) is an envelope tagged with when it was copied
+        (now, or ``copied_at`` when it is rewritten), kept by diskcache only as
+        long as it is trusted.
+        """
         data = self.encode(record)
         expires_at = record.expires_at
+        now = self.clock()
+        expire = None if expires_at is None else expires_at - now
+        if self.copy_of is not None and self.copy_of(record):
+            if type(data) is int:
+                payload = pickle.dumps(record.value, PICKLE_PROTOCOL)
+                data = self.encode(Record(record.value, payload, expires_at, 0))
+            tag = float(now if copied_at is None else copied_at)
+            if self.max_staleness is not None:
+                left = tag + self.max_staleness - now
+                expire = left if expire is None else min(expire, left)
+            return data, expire, tag
         # A raw int (64-bit, see envelope.is_raw_int) has no envelope: its
         # absolute expiry goes in the tag column, which diskcache's incr keeps.
         tag = expires_at if type(data) is int else None
-        expire = None if expires_at is None else expires_at - self.clock()
         return data, expire, tag
 
     def _record(self, value: Any, expire_time: float | None, tag: Any) -> Record:
@@ -212,8 +200,8 @@ class DiskTier(BaseTier):
             return Record(value, None, expires_at, 0)
         raise EnvelopeError(f"stored value is a {type(value).__name__}")
 
-    def _row(self, shard: diskcache.Cache, key: str, *, take: bool) -> Record | Any:
-        """Return the record at ``key``, live or not, or MISSING.
+    def _row(self, shard: diskcache.Cache, key: str, *, take: bool) -> tuple[Any, Any]:
+        """Return ``(record, tag)`` at ``key``, live or not; MISSING if absent.
 
         ``take`` removes the row as it reads it (``pop``). An unreadable row is
         rejected, and removed (a miss).
@@ -222,21 +210,42 @@ class DiskTier(BaseTier):
         try:
             value, expire_time, tag = fetch(key, _ABSENT, expire_time=True, tag=True)
             if value is _ABSENT:
-                return MISSING
-            return self._record(value, expire_time, tag)
+                return MISSING, None
+            return self._record(value, expire_time, tag), tag
         except EnvelopeError as exc:
             if take:
                 self.reject(key, exc)  # pop removed the row already
             else:
                 self._drop(shard, key, exc)
-            return MISSING
+            return MISSING, None
 
-    def _read(self, shard: diskcache.Cache, key: str) -> Record | Any:
-        """Return the live record at ``key`` or MISSING; drop unreadable rows."""
-        record = self._row(shard, key, take=False)
-        if record is MISSING or record.is_live(self.clock()):
+    def _judge(self, record: Any, tag: Any, *, served: bool = False) -> Any:
+        """Return ``record`` if it may be served now, else MISSING.
+
+        A copy is also judged by ``copies.py``; ``served`` gives it the
+        lifetime it is trusted for (the caller hands it to faster tiers).
+        """
+        if record is MISSING:
+            return MISSING
+        now = self.clock()
+        if not record.is_live(now):
+            return MISSING
+        if self.copy_of is None or not self.copy_of(record):
             return record
-        return MISSING
+        copied = tag if type(tag) is float and record.payload is not None else None
+        until = self.trust.until(copied, self.max_staleness)
+        if until is None or until <= now:
+            return MISSING
+        expires_at = math.inf if record.expires_at is None else record.expires_at
+        if served and until < expires_at:
+            record.expires_at = until
+        return record
+
+    def _read(self, shard: diskcache.Cache, key: str) -> tuple[Any, Any]:
+        """Return ``(record, tag)`` if it may be served, else ``(MISSING, None)``."""
+        record, tag = self._row(shard, key, take=False)
+        record = self._judge(record, tag)
+        return record, (None if record is MISSING else tag)
 
     def _drop(self, shard: diskcache.Cache, key: str, reason: object) -> None:
         self.reject(key, reason)
@@ -247,7 +256,10 @@ class DiskTier(BaseTier):
 
     def get(self, key: str) -> Record | Any:
         with self.files.call("get", key) as shard:
-            return MISSING if shard is None else self._read(shard, key)
+            if shard is None:  # still opening: reads do not wait (store.py)
+                return MISSING
+            record, tag = self._row(shard, key, take=False)
+            return self._judge(record, tag, served=True)
 
     def set(self, key: str, record: Record) -> None:
         """As ``BaseTier.set``; a write the full disk refused also removes the
@@ -273,37 +285,16 @@ class DiskTier(BaseTier):
     def set_many(self, records: Mapping[str, Record]) -> None:
         """As ``BaseTier.set_many``, in one transaction per shard and batch."""
         rows = {key: self._encode(record) for key, record in records.items()}
-        for index, keys in self._by_shard(rows):
-            with self.files.call("set_many", None, index) as shard, shard.transact():
-                for key in keys:
-                    data, expire, tag = rows[key]
-                    if expire is not None and expire <= 0:
-                        shard.delete(key)
-                    else:
-                        shard.set(key, data, expire=expire, tag=tag)
+        batches.set_many(self.files, rows)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """As ``BaseTier.delete_many``, in one transaction per shard and batch."""
-        for index, batch in self._by_shard(keys):
-            with self.files.call("delete_many", None, index) as shard, shard.transact():
-                for key in batch:
-                    shard.delete(key)
-
-    def _by_shard(self, keys: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
-        """Yield (shard index, up to ``_BATCH`` keys of that shard)."""
-        store = self.files.open()
-        assert store is not None
-        shards: dict[int, list[str]] = {}
-        for key in keys:
-            shards.setdefault(store.hash(key) % store.count, []).append(key)
-        for index, found in shards.items():
-            for start in range(0, len(found), _BATCH):
-                yield index, found[start : start + _BATCH]
+        batches.delete_many(self.files, keys)
 
     def add(self, key: str, record: Record) -> bool:
         data, expire, tag = self._encode(record)
         with self.files.call("add", key) as shard, shard.transact():
-            if self._read(shard, key) is not MISSING:
+            if self._read(shard, key)[0] is not MISSING:
                 return False
             if expire is None or expire > 0:
                 shard.set(key, data, expire=expire, tag=tag)
@@ -311,30 +302,49 @@ class DiskTier(BaseTier):
 
     def delete(self, key: str) -> bool:
         with self.files.call("delete", key) as shard:
-            record = self._row(shard, key, take=True)
-        return record is not MISSING and record.is_live(self.clock())
+            record, tag = self._row(shard, key, take=True)
+        return self._judge(record, tag) is not MISSING
 
     def invalidate(self, key: str, stamp: int) -> bool:
         """As ``BaseTier.invalidate``, without the memory of recent stamps: a
         promotion racing the message can still install an older copy here.
         """
         with self.files.call("invalidate", key) as shard, shard.transact():
-            record = self._row(shard, key, take=False)
+            record = self._row(shard, key, take=False)[0]
             if record is MISSING or record.stamp >= stamp:
                 return False
             shard.delete(key)
             return True
+
+    def bound_staleness(self, seconds: float | None) -> bool:
+        self.max_staleness = seconds
+        return True
+
+    def invalidate_all(self, before: float | None = None) -> None:
+        """Stop trusting every copy made before ``before`` (a floor; ``copies.py``)."""
+        self.trust.drop_all(before)
+
+    def trust_copies(self, trusted: bool) -> None:
+        self.trust.trusted = trusted
+
+    def load_position(self, stream: str) -> tuple[str, str] | None:
+        return self.trust.load_position(stream)
+
+    def save_position(self, stream: str, generation: str, last_id: str) -> None:
+        self.trust.save_position(stream, generation, last_id)
 
     def touch(self, key: str, expires_at: float | None) -> bool:
         """As ``BaseTier.touch``; envelopes carry their expiry, so the entry is
         rewritten (in one transaction), not just given a new ``expire_time``.
         """
         with self.files.call("touch", key) as shard, shard.transact():
-            record = self._read(shard, key)
+            record, copied_at = self._read(shard, key)
             if record is MISSING:
                 return False
             record.expires_at = expires_at
-            data, expire, tag = self._encode(record)
+            # A copy keeps the time it was copied: a touch vouches for nothing.
+            copied = copied_at if type(copied_at) is float else None
+            data, expire, tag = self._encode(record, copied)
             if expire is not None and expire <= 0:
                 shard.delete(key)
             else:
@@ -350,7 +360,7 @@ class DiskTier(BaseTier):
             return result
 
     def _incr(self, shard: diskcache.Cache, key: str, delta: int) -> int | Any:
-        record = self._read(shard, key)
+        record = self._read(shard, key)[0]
         if record is MISSING:
             return MISSING
         if record.payload is None:  # a raw int: diskcache adds in its transaction
@@ -382,34 +392,13 @@ class DiskTier(BaseTier):
         """As ``BaseTier.clear``; keys are compared literally (no patterns), and
         rows whose key diskcache stored pickled are skipped, never unpickled.
         """
-        count = 0
-        for index in range(self.files.shard_count):
-            with self.files.call("clear", None, index) as shard:
-                batch: list[str] = []
-                for key in _keys_under(shard, namespace):
-                    batch.append(key)
-                    if len(batch) >= _BATCH:
-                        count += self._delete_batch(shard, batch)
-                if batch:
-                    count += self._delete_batch(shard, batch)
-        return count
-
-    def _delete_batch(self, shard: diskcache.Cache, batch: list[str]) -> int:
-        # One short transaction per batch: the lock is never held for long.
-        with shard.transact():
-            count = sum(shard.delete(key) for key in batch)
-        batch.clear()
-        return count
+        return batches.clear(self.files, namespace)
 
     def keys(self, namespace: str) -> list[str]:
         """As ``BaseTier.keys``, shard by shard; keys diskcache stored pickled are
         skipped, never unpickled, and no value is read.
         """
-        found: list[str] = []
-        for index in range(self.files.shard_count):
-            with self.files.call("keys", None, index) as shard:
-                found.extend(_keys_under(shard, namespace))
-        return found
+        return batches.keys(self.files, namespace)
 
     def read_journal(self, name: str) -> bytes | None:
         """See ``BaseTier``: one row under a key outside every namespace."""
@@ -443,6 +432,8 @@ class DiskTier(BaseTier):
             reopened=self.files.reopened,
             volume=self.files.volume(),  # never opens the store
         )
+        if self.copy_of is not None:  # below an L2: its copies' trust (copies.py)
+            info["copies"] = {"trusted": self.trust.trusted, "floor": self.trust.floor}
         return info
 
 
@@ -452,15 +443,3 @@ def _journal_row(shard: diskcache.Cache, key: str) -> Any:
         return shard.get(key)
     except EnvelopeError:  # a pickle, a foreign file name, an oversized file
         return None
-
-
-def _keys_under(shard: diskcache.Cache, namespace: str) -> Iterator[str]:
-    """Yield the keys of ``shard`` that start with ``namespace``, in key order.
-
-    ``iterkeys`` pages through the key index without reading values. A key
-    diskcache stored pickled comes back from ``SafeDisk`` as a marker, not a
-    ``str``, and is skipped like the bytes and number keys other programs use.
-    """
-    for key in shard.iterkeys():
-        if type(key) is str and key.startswith(namespace):
-            yield key

@@ -1,0 +1,69 @@
+"""The disk tier's OPTIONS: which are diskcache settings, and their defaults.
+
+A ``diskcache.DjangoCache`` CACHES entry mixes both: lower-case ``OPTIONS``
+are diskcache settings, upper-case ones are ours (``DiskTier``'s docstring
+lists them). Some diskcache defaults are changed so that a slow disk or a
+held lock cannot stall a request (docs/faults.rst #28): see ``DEFAULTS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from diskcache.core import DEFAULT_SETTINGS
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = ["DEFAULTS", "diskcache_settings", "split"]
+
+#: diskcache settings that FanoutCache takes beside DEFAULT_SETTINGS.
+_OUR_SETTINGS = frozenset({"shards", "timeout"})
+#: Settings given even when not configured (diskcache's: 60 s lock waits).
+DEFAULTS: Mapping[str, Any] = {
+    "shards": 8,
+    "timeout": 0.05,
+    "size_limit": 2**30,
+    "cull_limit": 10,
+}
+
+
+def split(options: Mapping[str, Any], *, name: str) -> dict[str, Any]:
+    """Return our (upper-case) options; raise for unknown diskcache settings."""
+    ours = {key: v for key, v in options.items() if str(key).isupper()}
+    known = _OUR_SETTINGS | set(DEFAULT_SETTINGS)
+    shouted = sorted(str(k) for k in ours if str(k).lower() in known)
+    if shouted:
+        raise ImproperlyConfigured(
+            f"tier {name!r}: unknown OPTIONS {shouted}; diskcache settings "
+            f"are lower case: {[key.lower() for key in shouted]}"
+        )
+    unknown = sorted(
+        str(key) for key in options if key not in ours and key not in known
+    )
+    if unknown:
+        raise ImproperlyConfigured(
+            f"tier {name!r}: unknown diskcache OPTIONS {unknown}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return ours
+
+
+def diskcache_settings(
+    options: Mapping[str, Any], params: Mapping[str, Any], *, name: str
+) -> dict[str, Any]:
+    """Return the diskcache settings of a CACHES entry (``params``), defaults set.
+
+    A DjangoCache entry's top-level ``SHARDS`` and ``DATABASE_TIMEOUT`` are
+    accepted too, if they agree with ``OPTIONS``.
+    """
+    settings = {key: v for key, v in options.items() if not key.isupper()}
+    for ours, theirs in (("shards", "SHARDS"), ("timeout", "DATABASE_TIMEOUT")):
+        if theirs in params:
+            if ours in settings and settings[ours] != params[theirs]:
+                raise ImproperlyConfigured(
+                    f"tier {name!r}: {theirs} and OPTIONS[{ours!r}] differ"
+                )
+            settings[ours] = params[theirs]
+    for key, default in DEFAULTS.items():
+        settings.setdefault(key, default)
+    return settings
