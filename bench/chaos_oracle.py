@@ -17,6 +17,14 @@ A write that failed (non-200, connection error) proves nothing either way: its
 value may or may not have been stored, so it neither makes a read stale nor
 makes one wrong.
 
+A write acknowledged while the fault kept L2 (the authority) from answering
+reached only the answering worker's L1 and its machine's L3; the product
+promises that other processes see it once it is reconciled, after L2 answers
+again (the outage journal, docs/design.rst "Writes during an L2 outage").
+Such a write is judged from the end of the fault (``outage``), not from its
+acknowledgement; ``stale_beyond_from_ack`` counts the reads that would be
+beyond the bound measured from the acknowledgement, so the table shows both.
+
 The *bound* is what the product promises (docs/faults.rst, I3): with the bus
 running a replaced value is gone within ``2 × HEARTBEAT + 1`` seconds (3 s at
 the default heartbeat), even after a detected bus fault; ``L1_MAX_STALENESS``
@@ -80,6 +88,9 @@ class Verdict:
     reads: int = 0
     misses: int = 0
     stale_reads: int = 0  # staler than FRESH, within the bound or not
+    #: Beyond the bound if writes made during the outage were judged from
+    #: their acknowledgement rather than from the end of the outage.
+    stale_beyond_from_ack: int = 0
     stale_keys: list[str] = field(default_factory=list)  # read beyond the bound
     examples: list[str] = field(default_factory=list)
 
@@ -92,6 +103,7 @@ def judge(
     reads: Sequence[Read],
     *,
     fault_end: float | None,
+    outage: tuple[float, float] | None = None,
     bound: float = BOUND,
     fresh: float = FRESH,
     examples: int = 5,
@@ -99,9 +111,11 @@ def judge(
 ) -> Verdict:
     """Check every read against the acknowledged writes; see the module docstring.
 
-    ``origin`` is subtracted from the times shown in the examples.
+    ``origin`` is subtracted from the times shown in the examples. ``outage``
+    is the ``(start, end)`` of a fault that kept the authority from answering.
     """
     acked: dict[str, tuple[list[int], list[float]]] = {}
+    promised: dict[str, tuple[list[int], list[float]]] = {}
     highest: dict[str, int] = {}
     for w in sorted(writes, key=lambda w: (w.key, w.version)):
         highest[w.key] = max(highest.get(w.key, 0), w.version)
@@ -109,8 +123,14 @@ def judge(
             versions, times = acked.setdefault(w.key, ([], []))
             versions.append(w.version)
             times.append(w.answered)
+            due = w.answered
+            if outage is not None and outage[0] <= w.answered < outage[1]:
+                due = outage[1]  # reconciled once L2 answers again
+            versions, times = promised.setdefault(w.key, ([], []))
+            versions.append(w.version)
+            times.append(due)
 
-    errors = stale = beyond = misses = 0
+    errors = stale = beyond = beyond_from_ack = misses = 0
     worst = 0.0
     last_bad: float | None = None
     # A few examples of each kind, the worst kinds first in the report.
@@ -139,7 +159,9 @@ def judge(
             errors += 1
             bad(r.answered, "error", f"read {r.key}={r.version}: never written")
             continue
-        age = staleness(acked.get(r.key), r.version, r.sent)
+        if staleness(acked.get(r.key), r.version, r.sent) > bound:
+            beyond_from_ack += 1
+        age = staleness(promised.get(r.key), r.version, r.sent)
         worst = max(worst, age)
         if age > bound:
             beyond += 1
@@ -171,6 +193,7 @@ def judge(
         reads=len(reads),
         misses=misses,
         stale_reads=stale,
+        stale_beyond_from_ack=beyond_from_ack,
         stale_keys=sorted(stale_keys),
         examples=notes["beyond"] + notes["error"] + notes["stale"][:2],
     )

@@ -42,6 +42,20 @@ def test_a_read_of_a_replaced_version_after_the_bound_is_stale():
     assert not judge(history, [read("k", 30.0, 1)], fault_end=19.0).recovered
 
 
+def test_a_write_made_during_an_outage_is_judged_from_its_end():
+    history = writes("k", 10.0, 12.0)  # version 2 acknowledged in the outage
+    late = [read("k", 12.0 + BOUND + 0.5, 1)]  # 0.5 s after L2 answers again
+    verdict = judge(history, late, fault_end=15.0, outage=(11.0, 15.0))
+    assert verdict.stale_beyond_bound == 0  # within the bound of reconciliation
+    assert verdict.stale_beyond_from_ack == 1  # shown, not hidden
+    assert verdict.max_staleness == pytest.approx(0.5)
+    later = [read("k", 15.0 + BOUND + 0.5, 1)]  # reconciled long ago: stale
+    assert (
+        judge(history, later, fault_end=15.0, outage=(11.0, 15.0)).stale_beyond_bound
+        == 1
+    )
+
+
 def test_reads_racing_a_write_misses_and_failed_writes_are_not_stale():
     history = writes("k", 10.0, 20.0)
     history.append(Write("k", 3, 29.0, 30.0, False, "HTTP 500"))  # outcome unknown

@@ -29,12 +29,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-
-from . import reads
+from . import reads, wiring
 from .coherence import InvalidationBus
 from .conf import TieredOptions, TierSpec
-from .copies import anchor_for, apply_to_copy
 from .envelope import Record, new_stamp
 from .forksafe import Registry
 from .journal import CLEAR, DELETE, SET, Journal
@@ -42,7 +39,7 @@ from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import UNAVAILABLE
 from .slot import Slot
 from .tiers import load_tier
-from .tiers.base import BaseTier, Scope
+from .tiers.base import BaseTier, Scope, implements
 
 __all__ = ["Chain", "Slot", "chain_for"]
 
@@ -92,86 +89,28 @@ class Chain:
             tuple(s for s in slots[:i] if s.tier.scope < slot.tier.scope)
             for i, slot in enumerate(slots)
         )
-        self._copies = tuple(
+        #: The tiers holding copies that can drop one (the bus's audience).
+        self.copies = tuple(
             slot
             for slot in slots
-            if slot.tier.holds_copies(widest) and _implements(slot.tier, "invalidate")
+            if slot.tier.holds_copies(widest) and implements(slot.tier, "invalidate")
         )
-        self._via: Slot | None = None
         #: Namespaces of the caches built over this chain (``note_namespace``).
         self.namespaces: frozenset[str] = frozenset()
-        #: Changes the bus's tier missed in an outage (``tiered_cache.journal``).
-        self.journal: Journal | None = None
-        #: The invalidation bus, or ``None`` (off, or no tier can carry it).
-        self.bus: InvalidationBus | None = self._bus(options)
-        if self.journal is not None:
-            self.journal.bus = self.bus
-
-    def _bus(self, options: TieredOptions) -> InvalidationBus | None:
-        settings = options.invalidation
-        if settings.enabled is False or not self._copies:
-            return None
-        carriers = [
-            slot
-            for slot in self.slots
-            if slot.tier.scope == Scope.DEPLOYMENT and _implements(slot.tier, "stream")
-        ]
-        if settings.via is not None:
-            carriers = [slot for slot in carriers if slot.name == settings.via]
-        if not carriers:
-            if settings.enabled:
-                raise ImproperlyConfigured(
-                    "INVALIDATION: no tier can carry the bus "
-                    f"({settings.via or 'a deployment-wide tier with a stream'})"
-                )
-            return None
-        self._via = via = carriers[0]
-        copies = self._copies
-
-        # Every copy tier implements ``invalidate`` (see ``_copies``); dropping
-        # every copy at once is optional. It reaches the tier even while its
-        # breaker is open: it never fails (``BaseTier.invalidate_all``).
-        droppable = tuple(s for s in copies if _implements(s.tier, "invalidate_all"))
-
-        def each(op: str, *args: Any) -> int:
-            return sum(apply_to_copy(slot, op, *args) is True for slot in copies)
-
-        def drop_all() -> None:
-            for slot in droppable:
-                slot.tier.invalidate_all()
-
-        def bound(seconds: float | None) -> None:
-            for slot in copies:
-                slot.tier.bound_staleness(seconds)
-
-        if _implements(via.tier, "replace_older"):
-            keepers = [s for s in copies if _implements(s.tier, "update_journal")]
-            self.journal = Journal(
-                via,
-                keepers[-1] if keepers else None,
-                copies,
-                namespace_of=self._namespace_of,
-            )
-        return InvalidationBus(
-            via.tier.stream(settings.stream),
-            invalidate=lambda key, stamp: each("invalidate", key, stamp),
-            drop=lambda key: each("delete", key),
-            clear=lambda namespace: each("clear", namespace),
-            drop_all=drop_all,
-            bound_staleness=bound,
-            staleness=options.l1_max_staleness,
-            heartbeat=settings.heartbeat,
-            name=via.name,
-            tick=None if self.journal is None else self.journal.tick,
-            anchor=anchor_for(droppable, settings.stream),
-        )
+        wired = wiring.build(slots, self.copies, self.namespace_of, options)
+        #: The tier carrying the bus, the invalidation bus (``None``: off, or no
+        #: tier can carry it) and the changes that tier missed in an outage
+        #: (``tiered_cache.journal``).
+        self._via: Slot | None = wired.via
+        self.bus: InvalidationBus | None = wired.bus
+        self.journal: Journal | None = wired.journal
 
     def note_namespace(self, namespace: str) -> None:
         """Remember a namespace of this chain's keys (the journal covers by it)."""
         if namespace and namespace not in self.namespaces:
             self.namespaces = self.namespaces | {namespace}
 
-    def _namespace_of(self, key: str) -> str:
+    def namespace_of(self, key: str) -> str:
         """Return the longest known namespace ``key`` is under ("" if none)."""
         return max(
             (n for n in self.namespaces if key.startswith(n)), default="", key=len
@@ -393,7 +332,7 @@ class Chain:
         must not promote it into L1 after: the copy tiers remember ``stamp``.
         """
         for key in keys:
-            for slot in self._copies:
+            for slot in self.copies:
                 slot.call("invalidate", key, stamp)
 
     # -- reads -----------------------------------------------------------------
@@ -478,11 +417,6 @@ def _shared_tier(
         return tier, CircuitBreaker(spec.name, options.breaker, on_open=opened)
 
     return _tiers.get_or_create((options.share_key, spec.name), build)
-
-
-def _implements(tier: BaseTier, method: str) -> bool:
-    """Return whether the tier overrides an optional ``BaseTier`` method."""
-    return getattr(type(tier), method) is not getattr(BaseTier, method)
 
 
 def chain_for(options: TieredOptions) -> Chain:

@@ -281,6 +281,10 @@ class InvalidationBus:
                 if failing_since is not None:
                     self._recovered(failing_since)
                     failing_since = None
+                    # Check for a gap and reconcile the journal at once, not
+                    # a heartbeat later: until then, other processes read what
+                    # L2 held before the outage.
+                    next_check = 0.0
                 for entry_id, fields in entries:
                     self._apply(fields)
                     self.last_id = entry_id
@@ -303,7 +307,7 @@ class InvalidationBus:
                     continue
                 if self.healthy and now - failing_since >= self.heartbeat:
                     self._outage(exc)
-                self._stop.wait(min(self.heartbeat / 4, 0.25))
+                self._stop.wait(min(self.heartbeat / 10, 0.1))
             except Exception:  # a bug must not kill the listener silently
                 logger.exception("invalidation bus %s: listener error", self.name)
                 self._stop.wait(self.heartbeat)

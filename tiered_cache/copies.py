@@ -37,9 +37,9 @@ from typing import Any
 from .exceptions import TierUnavailable
 from .sentinels import UNAVAILABLE
 from .slot import Slot
-from .tiers.base import BaseTier, StreamState
+from .tiers.base import StreamState, implements
 
-__all__ = ["Anchor", "anchor_for", "apply_to_copy", "implements", "quiet"]
+__all__ = ["Anchor", "anchor_for", "apply_to_copy", "quiet"]
 
 
 def anchor_for(slots: Sequence[Slot], stream: str) -> Anchor | None:
@@ -135,8 +135,3 @@ def quiet(slot: Slot, op: str, *args: Any) -> Any:
         return slot.call(op, *args)
     except TierUnavailable:
         return UNAVAILABLE
-
-
-def implements(tier: BaseTier, method: str) -> bool:
-    """Return whether the tier overrides an optional ``BaseTier`` method."""
-    return getattr(type(tier), method) is not getattr(BaseTier, method)

@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .copies import implements, quiet
+from .copies import quiet
 from .envelope import Record
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
+from .tiers.base import implements
 
 __all__ = ["find", "has", "read_below", "read_many"]
 

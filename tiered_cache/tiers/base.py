@@ -48,7 +48,7 @@ import enum
 import importlib.util
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -57,8 +57,9 @@ from ..exceptions import EnvelopeError
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from ..stats import TierStats
+from .optional import OptionalMethods, Stream, StreamState
 
-__all__ = ["COMPRESSORS", "BaseTier", "Scope", "Stream", "StreamState"]
+__all__ = ["COMPRESSORS", "BaseTier", "Scope", "Stream", "StreamState", "implements"]
 
 COMPRESSORS = ("zlib", "zstd")
 
@@ -77,55 +78,7 @@ class Scope(enum.IntEnum):
         return self.name.lower()
 
 
-class StreamState(NamedTuple):
-    """Where a bus stream stands, for a reader that wants to know what it missed.
-
-    ``generation`` names the server's life: it changes when the server lost
-    its data (restarted empty, flushed), so a reader holding another one has
-    missed messages. ``first_id`` is the oldest entry still kept: a reader
-    whose last id is older may have missed entries that cannot be replayed.
-    """
-
-    generation: str
-    last_id: str
-    first_id: str
-
-
-class Stream:
-    """An append-only log of messages that readers resume from an id.
-
-    The invalidation bus (``tiered_cache.coherence``) rides on it. A tier that
-    can carry one returns it from ``BaseTier.stream``. Every method raises
-    ``TierUnavailable`` when the transport fails.
-    """
-
-    def append(self, fields: Mapping[str, str]) -> str:
-        """Add one message; return its id (ids increase)."""
-        raise NotImplementedError
-
-    def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
-        """Return up to ``count`` messages after id ``after``, waiting ``block`` s."""
-        raise NotImplementedError
-
-    #: Whether the carrying tier can store values and append a message in one
-    #: atomic step (``BaseTier.set_many_announced``): the chain then sends a
-    #: write and its announcement together, and neither is lost without the
-    #: other.
-    joins_writes = False
-
-    def state(self) -> StreamState:
-        """Return the generation, the newest id and the oldest id kept."""
-        raise NotImplementedError
-
-    def new_generation(self) -> None:
-        """Replace the generation token: every reader then sees a gap.
-
-        The last resort of a writer whose announcements cannot be sent.
-        """
-        raise NotImplementedError
-
-
-class BaseTier:
+class BaseTier(OptionalMethods):
     """One level of the chain.
 
     Subclasses are built as ``cls(location, params, name=..., clock=...)`` where
@@ -352,35 +305,6 @@ class BaseTier:
         """
         raise NotImplementedError
 
-    # -- leases (optional: ``holds_leases``) ----------------------------------
-
-    def acquire_lease(self, key: str, seconds: float) -> str | None:
-        """Take the lease ``key`` for ``seconds`` if nobody holds it.
-
-        Return a token that identifies this holder, or ``None`` when another
-        holder has it. The lease ends by itself after ``seconds`` of real time
-        (whatever the backend's clock says), so a holder that dies never
-        blocks the others for longer. ``key`` is a final key under the cache's
-        namespace (``clear()`` removes it) that no value is stored under.
-        Like every call, a transport failure raises ``TierUnavailable``: the
-        outcome is then unknown (the lease may have been taken), and callers
-        must not wait for a lease across it.
-
-        Only tiers with ``holds_leases`` implement this; the default raises
-        ``NotImplementedError``.
-        """
-        raise NotImplementedError
-
-    def release_lease(self, key: str, token: str) -> None:
-        """Give the lease ``key`` back if ``token`` still holds it.
-
-        Atomic compare-and-delete: a holder whose lease already expired (and
-        was taken by another) removes nothing. Only tiers with
-        ``holds_leases`` implement this; the default raises
-        ``NotImplementedError``.
-        """
-        raise NotImplementedError
-
     # -- lifecycle ----------------------------------------------------------
 
     def close(self) -> None:
@@ -407,82 +331,6 @@ class BaseTier:
         Never raises, and is called even while the tier's breaker is open: a
         tier whose copies outlive the process stops trusting them in memory at
         once and makes that last (``save_position``) when it can.
-        """
-        raise NotImplementedError
-
-    # -- copies that outlive the process (optional) ---------------------------
-    #
-    # A machine-wide tier (L3) keeps its copies when every process of the
-    # machine stops; a process that starts must not trust one that a change it
-    # never heard of replaced. Such a tier persists where the machine's
-    # listeners stood on the bus (``tiered_cache.copies``).
-
-    def trust_copies(self, trusted: bool) -> None:
-        """Serve copies (True), or none at all until told again or dropped."""
-        raise NotImplementedError
-
-    def load_position(self, stream: str) -> tuple[str, str] | None:
-        """Return the persisted ``(generation, last id)`` of ``stream``, if any.
-
-        Every message up to that id was applied to this tier's copies, or they
-        were dropped after it (``invalidate_all``).
-        """
-        raise NotImplementedError
-
-    def save_position(self, stream: str, generation: str, last_id: str) -> None:
-        """Persist where a listener of ``stream`` stands (see ``load_position``).
-
-        Also persists a drop that could not be persisted before, first, and
-        picks up the drops other processes persisted.
-        """
-        raise NotImplementedError
-
-    def replace_older(self, key: str, record: Record) -> int | None:
-        """Store ``record`` only over a live entry with an older stamp; atomically.
-
-        Return the stamp of the entry found (``None``: none was live; a raw
-        integer has stamp 0). ``record`` was stored exactly when that stamp is
-        older than ``record.stamp``: a journaled write replayed after an
-        outage (``tiered_cache.journal``) never replaces a newer value, and
-        never fills a key that another writer deleted meanwhile. Tiers that
-        can be the authority of a journal implement it.
-        """
-        raise NotImplementedError
-
-    def read_journal(self, name: str) -> bytes | None:
-        """Return the outage journal ``name`` kept here, or ``None``.
-
-        A journal is a small document (``tiered_cache.journal``) kept outside
-        every namespace, so that ``clear()`` and ``keys()`` never meet it.
-        Tiers that outlive a process (L3) implement it with ``update_journal``.
-        """
-        raise NotImplementedError
-
-    def update_journal(
-        self, name: str, change: Callable[[bytes | None], bytes | None]
-    ) -> None:
-        """Replace the journal ``name`` by ``change(current)`` atomically.
-
-        ``None`` (either way) means no journal. Processes sharing the tier
-        (one machine) update it one at a time.
-        """
-        raise NotImplementedError
-
-    def stream(self, name: str) -> Stream:
-        """Return the stream ``name`` on this tier, for the invalidation bus.
-
-        Tiers that cannot carry a bus raise ``NotImplementedError``.
-        """
-        raise NotImplementedError
-
-    def set_many_announced(
-        self, records: Mapping[str, Record], stream: Stream, fields: Mapping[str, str]
-    ) -> bool:
-        """Store ``records`` and append ``fields`` to ``stream`` in one step.
-
-        Only called when ``stream.joins_writes``. Either nothing is stored or
-        every record is; return whether the message was appended as well
-        (False: stored, but the message must be sent again).
         """
         raise NotImplementedError
 
@@ -517,3 +365,8 @@ class BaseTier:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def implements(tier: BaseTier, method: str) -> bool:
+    """Return whether ``tier`` overrides ``BaseTier.method`` (an optional part)."""
+    return getattr(type(tier), method) is not getattr(BaseTier, method)
