@@ -189,7 +189,8 @@ class CircuitBreaker:
             self._unlogged += 1
             return
         unlogged = (
-            f" ({self._unlogged} transitions since the last line not logged)"
+            f" ({self._unlogged} transition{'s' if self._unlogged > 1 else ''}"
+            " since the last line not logged)"
             if self._unlogged
             else ""
         )
