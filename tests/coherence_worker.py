@@ -27,6 +27,7 @@ def main() -> None:
     from django.conf import settings
 
     settings.configure(
+        SECRET_KEY="tiered-cache-tests-only",  # as tests/settings.py: shared records
         CACHES={
             "default": {
                 "BACKEND": "tiered_cache.TieredCache",
@@ -42,7 +43,7 @@ def main() -> None:
                     ]
                 },
             }
-        }
+        },
     )
     django.setup()
     from django.core.cache import cache

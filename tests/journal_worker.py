@@ -25,6 +25,7 @@ def main() -> None:
 
     role, folder = sys.argv[1], sys.argv[2]
     settings.configure(
+        SECRET_KEY="tiered-cache-tests-only",  # as tests/settings.py: shared records
         CACHES={
             "default": {
                 "BACKEND": "tiered_cache.TieredCache",
@@ -49,7 +50,7 @@ def main() -> None:
                     ]
                 },
             }
-        }
+        },
     )
     django.setup()
     from django.core.cache import cache

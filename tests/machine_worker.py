@@ -28,6 +28,7 @@ def main() -> None:
 
     staleness = os.environ.get("L1_MAX_STALENESS")
     settings.configure(
+        SECRET_KEY="tiered-cache-tests-only",  # as tests/settings.py: shared records
         CACHES={
             "default": {
                 "BACKEND": "tiered_cache.TieredCache",
@@ -51,7 +52,7 @@ def main() -> None:
                     ],
                 },
             }
-        }
+        },
     )
     django.setup()
     from django.core.cache import cache

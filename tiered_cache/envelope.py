@@ -1,24 +1,37 @@
-"""What a shared tier stores: format version, absolute expiry, stamp, payload.
+"""What a shared tier stores: a tag, format version, expiry, stamp, payload.
 
-Layout (version 1), big-endian::
+Layout (version 2), big-endian::
 
-    magic "\\xa7TC" | version u8 | flags u8 | expires_at f64 | stamp u64 | payload
+    magic "\\xa7TC" | tag 16 B | version u8 | flags u8 | expires_at f64
+    | stamp u64 | payload
 
 * ``expires_at`` is absolute (seconds on the backend's clock, ``inf`` = never),
   so a lower tier's hit can be promoted with its *remaining* lifetime and
   ``touch`` is exact.
 * ``stamp`` orders writes of one key (hybrid clock: wall nanoseconds, bumped to
-  stay monotonic in this process); the invalidation bus will compare it.
+  stay monotonic in this process); the invalidation bus compares it.
 * ``flags`` say how the payload is compressed.
-* The payload is the value pickled once by the backend.
+* The payload is the value pickled once by the backend (compressed or not).
+
+Authentication (docs/faults.rst #33). Redis and a disk folder can be written by
+others, and a payload is unpickled, so every record carries a tag: a keyed
+BLAKE2b (key derived from ``SECRET_KEY``, see ``signing``) of everything after
+the tag (version, flags, expiry, stamp, payload as stored) followed by the
+*final stored key* and that key's length (so no byte can move between key and
+payload). ``decode`` checks it before anything is decompressed or unpickled: a
+raw pickle, a forged or truncated record, one of an unknown version, or a
+valid record copied from another key is an ``UntrustedRecord``, a counted,
+logged miss. A record that verifies with a ``SECRET_KEY_FALLBACKS`` key is
+trusted (key rotation); ``retime`` signs it again with ``SECRET_KEY``.
+
+``peek`` reads the header alone (Redis ``GETRANGE``) and does *not* verify it:
+its answers (expiry, stamp) only decide whether to report a delete, refuse an
+``add`` or replay a write, never what is served.
 
 Integers of exact type ``int`` are the one exception: shared tiers keep them
 raw (Redis as a decimal string, diskcache as an SQLite integer) so ``incr`` is
-atomic where they live (INCRBY, diskcache's transaction). A raw integer is not
-executable, so it needs no authentication when signing lands.
-
-Bytes that do not parse are an ``EnvelopeError``: the read path turns that into
-a logged miss, never into an exception or an unpickle of unknown data.
+atomic where they live (INCRBY, diskcache's transaction). A raw integer is
+parsed, never unpickled, so it needs no tag.
 """
 
 from __future__ import annotations
@@ -28,10 +41,12 @@ import pickle
 import struct
 import time
 import zlib
+from hmac import compare_digest
 from typing import Any
 
-from .exceptions import EnvelopeError
+from .exceptions import EnvelopeError, UntrustedRecord
 from .forksafe import renewed_lock
+from .signing import KEYRING, TAG_SIZE, keys
 
 __all__ = [
     "FORMAT_VERSION",
@@ -45,14 +60,20 @@ __all__ = [
     "observe_stamp",
     "peek",
     "retime",
+    "verify",
 ]
 
 MAGIC = b"\xa7TC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
-_HEADER = struct.Struct(">3sBBdQ")
+_HEADER = struct.Struct(f">3s{TAG_SIZE}sBBdQ")
+_FIELDS = struct.Struct(">BBdQ")  # what follows the tag in the header
 HEADER_SIZE = _HEADER.size
+#: The tag covers every byte from here on, then the stored key.
+_SIGNED = 3 + TAG_SIZE
+#: Above this size the signed part is hashed through a memoryview, not copied.
+_COPY_LIMIT = 4096
 _FLAG_ZLIB = 0x01
 _FLAG_ZSTD = 0x02
 _COMPRESSION_FLAGS = _FLAG_ZLIB | _FLAG_ZSTD
@@ -178,14 +199,16 @@ def new_stamp() -> int:
 
 def encode(
     record: Record,
+    key: str,
     *,
     compress_min_bytes: int | None = None,
     compressor: str = "zlib",
     compress_level: int | None = None,
 ) -> bytes | int:
-    """Return what a shared tier stores for ``record``.
+    """Return what a shared tier stores for ``record`` under ``key``.
 
-    A raw ``int`` is returned for integer records. Payloads at least
+    ``key`` is the final key the tier stores it under (the tags bind it). A
+    raw ``int`` is returned for integer records. Payloads at least
     ``compress_min_bytes`` long are compressed when that shrinks them.
     """
     payload = record.payload
@@ -197,25 +220,41 @@ def encode(
         if len(packed) < len(payload):
             payload, flags = packed, flag
     expires_at = math.inf if record.expires_at is None else record.expires_at
-    return (
-        _HEADER.pack(MAGIC, FORMAT_VERSION, flags, expires_at, record.stamp) + payload
-    )
+    signed = _FIELDS.pack(FORMAT_VERSION, flags, expires_at, record.stamp) + payload
+    return MAGIC + _tag(keys()[0], signed, key) + signed
 
 
-def decode(data: bytes | bytearray | memoryview) -> Record:
+def decode(data: bytes | bytearray | memoryview, key: str) -> Record:
     """Parse stored bytes into a ``Record`` whose ``value`` is not unpickled yet.
 
-    Raises ``EnvelopeError`` for anything that is not an envelope of a known
-    version; the caller counts it and treats it as a miss.
+    Raises ``UntrustedRecord`` (an ``EnvelopeError``) for anything that is not
+    an envelope of this version signed for ``key`` by this deployment, before
+    the payload is decompressed; ``EnvelopeError`` for a signed payload that
+    does not decompress. The caller counts either and treats it as a miss.
+    This is the L2-hit path: the check is written out here, one frame.
     """
+    if type(data) is not bytes:
+        data = bytes(data)
     if len(data) < HEADER_SIZE:
-        raise EnvelopeError("stored value is shorter than an envelope header")
-    magic, version, flags, expires_at, stamp = _HEADER.unpack_from(data)
+        raise UntrustedRecord("stored value is shorter than an envelope header")
+    magic, tag, version, flags, expires_at, stamp = _HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise EnvelopeError("stored value is not a tiered_cache envelope")
+        raise UntrustedRecord("stored value is not a tiered_cache envelope")
     if version != FORMAT_VERSION:
-        raise EnvelopeError(f"unknown envelope format version {version}")
-    payload = bytes(data[HEADER_SIZE:])
+        raise UntrustedRecord(f"unknown envelope format version {version}")
+    name = key.encode("utf-8", "surrogatepass")
+    size = len(name)
+    name += _SHORT_LENGTHS[size] if size < 128 else _length(size)
+    signed = data[_SIGNED:] if len(data) <= _COPY_LIMIT else memoryview(data)[_SIGNED:]
+    for proto in KEYRING or keys():
+        mac = proto.copy()
+        mac.update(signed)
+        mac.update(name)
+        if compare_digest(mac.digest(), tag):
+            break
+    else:
+        raise UntrustedRecord(_NOT_SIGNED)
+    payload = data[HEADER_SIZE:]
     if flags & _COMPRESSION_FLAGS:
         payload = _decompress(payload, flags)
     return Record(
@@ -223,26 +262,91 @@ def decode(data: bytes | bytearray | memoryview) -> Record:
     )
 
 
-def peek(data: bytes | bytearray | memoryview) -> tuple[float | None, int]:
-    """Return ``(expires_at, stamp)`` from an envelope's header alone.
+def verify(data: bytes | bytearray | memoryview, key: str) -> tuple[float | None, int]:
+    """Return ``(expires_at, stamp)`` of the whole record ``data`` once its tag
+    checks for ``key`` (``UntrustedRecord`` otherwise); nothing is decompressed.
+    """
+    record = _signed_by(bytes(data), key)[1]
+    return record.expires_at, record.stamp
 
-    Raises ``EnvelopeError`` like ``decode``; the payload is not touched.
+
+def peek(data: bytes | bytearray | memoryview) -> tuple[float | None, int]:
+    """Return ``(expires_at, stamp)`` from an envelope's header, *unverified*.
+
+    For decisions that never serve a value (was a delete of a live entry, may
+    ``add`` replace it, is a replayed write newer); raises ``UntrustedRecord``
+    for what is not an envelope header of this version at all.
     """
     if len(data) < HEADER_SIZE:
-        raise EnvelopeError("stored value is shorter than an envelope header")
-    magic, version, _flags, expires_at, stamp = _HEADER.unpack_from(data)
+        raise UntrustedRecord("stored value is shorter than an envelope header")
+    magic, _tag, version, _flags, expires_at, stamp = _HEADER.unpack_from(data)
     if magic != MAGIC or version != FORMAT_VERSION:
-        raise EnvelopeError("stored value is not a known tiered_cache envelope")
+        raise UntrustedRecord("stored value is not a known tiered_cache envelope")
     return (None if expires_at == math.inf else expires_at), stamp
 
 
-def retime(data: bytes, expires_at: float | None) -> bytes:
-    """Return ``data`` with a new absolute expiry (``touch``), payload untouched."""
-    magic, version, flags, _old, stamp = _HEADER.unpack_from(data)
-    if magic != MAGIC or version != FORMAT_VERSION:
-        raise EnvelopeError("stored value is not a known tiered_cache envelope")
+def retime(data: bytes, expires_at: float | None, key: str) -> bytes:
+    """Return the whole record ``data`` with a new absolute expiry, signed again.
+
+    The tag must verify first (``UntrustedRecord``): a forged record is never
+    re-signed. The new tag is SECRET_KEY's even when a fallback key verified.
+    ``touch`` on Redis writes back only the first ``HEADER_SIZE`` bytes.
+    """
+    data = bytes(data)
+    flags = _signed_by(data, key)[0]
     expiry = math.inf if expires_at is None else expires_at
-    return _HEADER.pack(magic, version, flags, expiry, stamp) + data[HEADER_SIZE:]
+    stamp = _HEADER.unpack_from(data)[5]
+    signed = _FIELDS.pack(FORMAT_VERSION, flags, expiry, stamp) + data[HEADER_SIZE:]
+    return MAGIC + _tag(keys()[0], signed, key) + signed
+
+
+def _signed_by(data: bytes, key: str) -> tuple[int, Record]:
+    """Return ``(flags, Record without payload)`` if ``data`` verifies."""
+    if len(data) < HEADER_SIZE:
+        raise UntrustedRecord("stored value is shorter than an envelope header")
+    magic, tag, version, flags, expires_at, stamp = _HEADER.unpack_from(data)
+    if magic != MAGIC or version != FORMAT_VERSION:
+        raise UntrustedRecord("stored value is not a known tiered_cache envelope")
+    signed = memoryview(data)[_SIGNED:]
+    if not any(compare_digest(_tag(p, signed, key), tag) for p in keys()):
+        raise UntrustedRecord(_NOT_SIGNED)
+    expiry = None if expires_at == math.inf else expires_at
+    return flags, Record(MISSING_VALUE, None, expiry, stamp)
+
+
+def _tag(proto: Any, signed: bytes | memoryview, key: str) -> bytes:
+    name = key.encode("utf-8", "surrogatepass")
+    mac = proto.copy()
+    mac.update(signed)
+    mac.update(name + _length(len(name)))
+    return mac.digest()
+
+
+def _length(size: int) -> bytes:
+    """Return ``size`` as the suffix that ends a tag's message, read backwards.
+
+    7 bits a byte, most significant first; only the first byte has its top bit
+    clear, so reading from the end, the bytes with the bit set and then one
+    without are the length, and no byte can move between the payload and the
+    key. Keys under 128 bytes take one byte (``_SHORT_LENGTHS``): a message of
+    18 bytes of fields, a 100-byte payload and a short key then fits in one
+    128-byte BLAKE2b block.
+    """
+    groups = [0x80 | (size & 0x7F)] if size >= 128 else [size]
+    size >>= 7
+    while size:
+        groups.append((0x80 if size >= 128 else 0) | (size & 0x7F))
+        size >>= 7
+    return bytes(reversed(groups))
+
+
+_SHORT_LENGTHS = tuple(bytes([size]) for size in range(128))
+
+
+_NOT_SIGNED = (
+    "stored record is not signed for this key by SECRET_KEY "
+    "(nor by a SECRET_KEY_FALLBACKS key)"
+)
 
 
 def materialize(record: Record) -> Any:

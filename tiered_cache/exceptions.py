@@ -8,7 +8,13 @@ raises because of its transport (network, disk, timeouts) is a
 
 from __future__ import annotations
 
-__all__ = ["TierError", "TierUnavailable", "CircuitOpen", "EnvelopeError"]
+__all__ = [
+    "TierError",
+    "TierUnavailable",
+    "CircuitOpen",
+    "EnvelopeError",
+    "UntrustedRecord",
+]
 
 
 class TierError(Exception):
@@ -57,3 +63,13 @@ class CircuitOpen(TierUnavailable):
 
 class EnvelopeError(ValueError):
     """Stored bytes are not a value this version can trust (a logged miss)."""
+
+
+class UntrustedRecord(EnvelopeError):
+    """Stored data that this deployment did not sign for this key.
+
+    Not an envelope at all (a raw pickle, a foreign string), a truncated one,
+    an unknown format version, a forged header, or a valid record copied from
+    another key or signed with a secret we do not hold: never decompressed,
+    never unpickled, counted as ``poison_rejected``.
+    """

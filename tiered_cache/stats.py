@@ -20,6 +20,7 @@ COUNTERS = (
     "errors",
     "busy",
     "rejected",
+    "poison_rejected",
     "skipped",
     "refused",
     "breaker_opened",

@@ -38,6 +38,7 @@ def main(url: str, prefix: str, count_file: str, threads: int, work: float) -> N
     from django.conf import settings
 
     settings.configure(
+        SECRET_KEY="tiered-cache-tests-only",  # as tests/settings.py: shared records
         CACHES={
             "default": {
                 "BACKEND": "tiered_cache.TieredCache",
@@ -53,7 +54,7 @@ def main(url: str, prefix: str, count_file: str, threads: int, work: float) -> N
                     ]
                 },
             }
-        }
+        },
     )
     django.setup()
     from django.core.cache import caches

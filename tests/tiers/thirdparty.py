@@ -34,11 +34,11 @@ class DictTier(BaseTier):
         if type(data) is int:  # encode() keeps 64-bit ints raw
             record = Record(data, None, expires_at, 0)
         else:
-            record = decode(data)
+            record = decode(data, key)
         return record if record.is_live(self.clock()) else MISSING
 
     def set(self, key: str, record: Record) -> None:
-        self._data[key] = (self.encode(record), record.expires_at)
+        self._data[key] = (self.encode(key, record), record.expires_at)
 
     def add(self, key: str, record: Record) -> bool:
         with self._lock:

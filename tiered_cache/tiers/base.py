@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured
 
 from ..envelope import Record, encode, materialize
-from ..exceptions import EnvelopeError
+from ..exceptions import EnvelopeError, UntrustedRecord
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from ..stats import TierStats
@@ -199,10 +199,12 @@ class BaseTier(OptionalMethods):
         """
         self.copy_of = is_copy
 
-    def encode(self, record: Record) -> bytes | int:
-        """Return what a shared tier stores for ``record`` (envelope or raw int)."""
+    def encode(self, key: str, record: Record) -> bytes | int:
+        """Return what a shared tier stores for ``record`` (envelope or raw int)
+        under the final key ``key`` (the envelope's tag binds it)."""
         return encode(
             record,
+            key,
             compress_min_bytes=self.compress_min_bytes,
             compressor=self.compressor,
             compress_level=self.compress_level,
@@ -356,8 +358,27 @@ class BaseTier(OptionalMethods):
         }
 
     def reject(self, key: str, reason: object) -> None:
-        """Count and log stored data this tier will not serve (a miss)."""
+        """Count and log stored data this tier will not serve (a miss).
+
+        Data that fails authentication (``UntrustedRecord``: forged, copied
+        from another key, foreign, truncated) is also ``poison_rejected``, and
+        logged under its own burst: it may be an attack, or a SECRET_KEY
+        changed without SECRET_KEY_FALLBACKS.
+        """
         self.stats.rejected += 1
+        if isinstance(reason, UntrustedRecord):
+            self.stats.poison_rejected += 1
+            if _throttle.allow(f"poison:{self.name}"):
+                logger.warning(
+                    "tier %s: refusing an entry not signed for %r by this "
+                    "deployment (%s); a miss, never unpickled. Many at once: "
+                    "someone else writes here, or SECRET_KEY changed without "
+                    "the old key in SECRET_KEY_FALLBACKS",
+                    self.name,
+                    key,
+                    reason,
+                )
+            return
         if _throttle.allow(f"reject:{self.name}"):
             logger.warning(
                 "tier %s: ignoring unreadable entry %r: %s", self.name, key, reason

@@ -86,9 +86,8 @@ def _garble_page(path: str, page: int) -> None:
 def _filled(location, shards: int = 1, rows: int = 3000) -> None:
     """A directory of ``shards`` shards whose databases span many pages."""
     seed = diskcache.FanoutCache(str(location), shards=shards)
-    value = encode(rec("x" * 300))
     for i in range(rows):
-        seed.set(f"k{i}", value)
+        seed.set(f"k{i}", encode(rec("x" * 300), f"k{i}"))
     seed.close()  # the last connection checkpoints the WAL into cache.db
 
 

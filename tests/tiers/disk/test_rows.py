@@ -57,7 +57,7 @@ def test_every_row_shape_is_a_miss_or_its_int_never_an_exception(
     make, location, tmp_path
 ):
     outside = tmp_path / "outside.val"  # what "../../outside.val" names
-    secret = encode(rec("secret"))
+    secret = encode(rec("secret"), "k")
     outside.write_bytes(secret)
     tier = make(shards=1)
     con = sqlite3.connect(shard_db(location), isolation_level=None, timeout=5)
@@ -144,8 +144,8 @@ def test_a_truncated_value_file_is_a_rejected_miss(make, location):
 def test_a_value_file_over_the_size_cap_is_rejected_unread(make, location):
     tier = make(shards=1, MAX_VALUE_BYTES=50_000, COMPRESS_MIN_BYTES=None)
     other = plain(location)
-    other.set("big", encode(rec(b"x" * 100_000)))  # in a file, over the cap
-    other.set("fits", encode(rec(b"y" * 40_000)))  # in a file, under it
+    other.set("big", encode(rec(b"x" * 100_000), "big"))  # in a file, over the cap
+    other.set("fits", encode(rec(b"y" * 40_000), "fits"))  # in a file, under it
     assert len(list(location.rglob("*.val"))) == 2
     assert tier.get("big") is MISSING
     assert tier.stats.rejected == 1

@@ -110,7 +110,7 @@ def test_unreadable_rows_are_rejected_and_deleted(make, location, stored):
 
 def test_truncated_payload_is_a_rejected_miss_for_get_value(make, location):
     tier = make(shards=1, COMPRESS_MIN_BYTES=None)
-    plain(location).set("k", encode(rec(list(range(100))))[:-7])
+    plain(location).set("k", encode(rec(list(range(100))), "k")[:-7])
     assert tier.get_value("k", "dflt") == "dflt"
     assert tier.stats.rejected == 1
     assert tier.get("k") is MISSING

@@ -158,7 +158,7 @@ def test_small_payloads_are_not_compressed(make, location):
     tier = make(shards=1, COMPRESS_MIN_BYTES=10_000)
     record = rec("x" * 5000)
     tier.set("k", record)
-    assert plain(location).get("k") == encode(record)
+    assert plain(location).get("k") == encode(record, "k")
 
 
 def test_ints_are_stored_raw_so_diskcache_can_add(make, location, clock):
@@ -191,7 +191,7 @@ def test_incr_on_a_non_integer_raises_type_error(make):
 
 def test_incr_on_an_unreadable_payload_is_a_rejected_miss(make, location):
     tier = make(shards=1, COMPRESS_MIN_BYTES=None)
-    plain(location).set("n", encode(rec(2**7000))[:-7])  # an envelope, truncated
+    plain(location).set("n", encode(rec(2**7000), "n")[:-7])  # an envelope, truncated
     with pytest.raises(ValueError, match="not found"):
         tier.incr("n", 1)
     assert tier.stats.rejected == 1
@@ -241,7 +241,7 @@ def test_touch_rewrites_the_envelope_expiry(make, location, clock):
     record = rec("v", clock() + 10)
     tier.set("k", record)
     assert tier.touch("k", clock() + 100)
-    assert decode(plain(location).get("k")).expires_at == clock() + 100
+    assert decode(plain(location).get("k"), "k").expires_at == clock() + 100
     got = tier.get("k")
     assert got.expires_at == clock() + 100 and got.stamp == record.stamp
     clock.advance(50)

@@ -50,7 +50,7 @@ def test_a_deleted_directory_is_noticed_and_opened_again(make, location, caplog)
     assert "was deleted" in line and "opening" in line
     other = diskcache.FanoutCache(str(location), shards=2)  # a process started now
     try:
-        assert materialize(decode(other.get("new"))) == "w"
+        assert materialize(decode(other.get("new"), "new")) == "w"
     finally:
         other.close()
     gc.collect()

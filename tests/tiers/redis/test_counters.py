@@ -77,7 +77,7 @@ def test_incr_counts_past_64_bits_and_back(setup: Setup):
     assert t.incr("n", 1) == BIG
     stored = raw.get("n")
     assert stored.startswith(MAGIC)  # an envelope holding the pickled big int
-    assert pickle.loads(decode(stored).payload) == BIG
+    assert pickle.loads(decode(stored, "n").payload) == BIG
     record = t.get("n")
     assert materialize(record) == BIG
     assert record.expires_at == pytest.approx(expires_at, abs=0.001)  # kept
@@ -97,7 +97,7 @@ def test_incr_past_64_bits_on_a_dead_or_broken_envelope(setup: Setup):
     clock.advance(2)
     with pytest.raises(ValueError, match="not found"):
         t.incr("old", 1)  # dead on our clock, still in Redis
-    dead = t.encode(rec(BIG, clock() - 1))
+    dead = t.encode("no-ttl", rec(BIG, clock() - 1))
     raw.set("no-ttl", dead)  # only the header knows it is dead
     with pytest.raises(ValueError, match="not found"):
         t.incr("no-ttl", 1)
@@ -119,7 +119,7 @@ def test_incr_past_64_bits_is_atomic(setup: Setup, monkeypatch):
     def racing_writer(key, record, **kwargs):
         if not raced:  # another client adds 10 between our read and our write
             raced.append(1)
-            raw.set("n", setup.tier.encode(rec(BIG + 10)))
+            raw.set("n", setup.tier.encode("n", rec(BIG + 10)))
         return set_args(key, record, **kwargs)
 
     monkeypatch.setattr(t, "_set_args", racing_writer)
@@ -136,7 +136,7 @@ def test_incr_that_keeps_losing_races_is_unavailable_not_wrong(
     set_args = t._set_args
 
     def racing_writer(key, record, **kwargs):
-        raw.set("n", setup.tier.encode(rec(BIG)))  # someone writes every time
+        raw.set("n", setup.tier.encode("n", rec(BIG)))  # someone writes every time
         return set_args(key, record, **kwargs)
 
     monkeypatch.setattr(t, "_set_args", racing_writer)

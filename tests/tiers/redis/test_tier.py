@@ -91,7 +91,7 @@ def test_touch_rewrites_the_envelope_expiry_and_pttl(setup: Setup):
     assert record.stamp == stamp and materialize(record) == "v" * 1000
     assert t.touch("k", None) is True
     assert raw.pttl("k") == -1 and t.get("k").expires_at is None
-    assert decode(raw.get("k")).expires_at is None
+    assert decode(raw.get("k"), "k").expires_at is None
     assert t.touch("k", clock() - 1) is True  # a past expiry deletes
     assert not raw.exists("k")
     assert t.touch("k", clock() + 10) is False

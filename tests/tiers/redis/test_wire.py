@@ -11,38 +11,45 @@ import pytest
 
 from tests.tiers.redis.common import Setup, needs_lua, rec
 from tiered_cache.envelope import HEADER_SIZE, MAGIC, encode, retime
-from tiered_cache.exceptions import EnvelopeError
+from tiered_cache.exceptions import UntrustedRecord
 from tiered_cache.sentinels import MISSING
 from tiered_cache.tiers.redis import glob_escape, wire
 
 NOW = 1_000_000.0
 
 
-def _never(record):  # pragma: no cover - the test fails if this runs
+def _never(key, record):  # pragma: no cover - the test fails if this runs
     raise AssertionError("an expired record must not be encoded")
+
+
+def signed(key, record):
+    """What ``RedisTier.encode`` does: sign ``record`` for ``key``."""
+    return encode(record, key)
 
 
 def test_set_args_px_for_envelopes_pxat_for_raw_ints():
     envelope = rec("v", NOW + 1.5)
-    args = wire.set_args("k", envelope, encode, NOW, nx=False)
+    args = wire.set_args("k", envelope, signed, NOW, nx=False)
     assert args[:2] == ("SET", "k") and args[2].startswith(MAGIC)
     assert args[3:] == ("PX", 1500)
-    raw_int = wire.set_args("n", rec(7, NOW + 1.5), encode, NOW, nx=True)
+    raw_int = wire.set_args("n", rec(7, NOW + 1.5), signed, NOW, nx=True)
     assert raw_int == ("SET", "n", 7, "PXAT", 1_000_001_500, "NX")
-    assert wire.set_args("n", rec(7), encode, NOW, nx=False) == ("SET", "n", 7)
-    far = wire.set_args("n", rec(7, NOW + 10**13), encode, NOW, nx=False)
+    assert wire.set_args("n", rec(7), signed, NOW, nx=False) == ("SET", "n", 7)
+    far = wire.set_args("n", rec(7, NOW + 10**13), signed, NOW, nx=False)
     assert far == ("SET", "n", 7)  # beyond what Redis accepts: no expiry there
     assert wire.set_args("k", rec("v", NOW), _never, NOW, nx=False) == ("DEL", "k")
 
 
 def test_parse_and_judge_what_was_read():
-    live = encode(rec("v", NOW + 1))
-    assert wire.parse(live, NOW).expires_at == NOW + 1
-    assert wire.parse(live, NOW + 1) is MISSING  # dead on our clock
-    assert wire.parse(b"-12", NOW) == -12
+    live = encode(rec("v", NOW + 1), "k")
+    assert wire.parse("k", live, NOW).expires_at == NOW + 1
+    assert wire.parse("k", live, NOW + 1) is MISSING  # dead on our clock
+    assert wire.parse("k", b"-12", NOW) == -12
     for bad in (b"+12", b"012", b"text", MAGIC + b"\x01"):
-        with pytest.raises(EnvelopeError):
-            wire.parse(bad, NOW)
+        with pytest.raises(UntrustedRecord):
+            wire.parse("k", bad, NOW)
+    with pytest.raises(UntrustedRecord):  # signed for another key
+        wire.parse("other", live, NOW)
 
     assert wire.int_record(5, -2, NOW) is MISSING
     assert wire.int_record(5, -1, NOW).expires_at is None
@@ -50,16 +57,19 @@ def test_parse_and_judge_what_was_read():
     assert wire.int_record(5, 1_000_000_000, NOW) is MISSING
 
     head = live[:HEADER_SIZE]
-    assert wire.state(head, NOW) is wire.LIVE
-    assert wire.state(head, NOW + 1) is wire.DEAD
-    assert wire.state(retime(live, None)[:HEADER_SIZE], NOW + 10**9) is wire.LIVE
-    assert wire.state(None, NOW) is wire.BAD  # not a string at all
-    assert wire.state(b"", NOW) is wire.ABSENT
-    assert wire.state(b"text", NOW) is wire.BAD
-    assert wire.state(MAGIC + b"\x63" + b"\x00" * 30, NOW) is wire.BAD
-    assert wire.state(b"5", NOW, -1) is wire.LIVE
-    assert wire.state(b"5", NOW, -2) is wire.ABSENT
-    assert wire.state(b"5", NOW, 1_000_000_000) is wire.DEAD
+    assert wire.state("k", head, NOW) is wire.LIVE
+    assert wire.state("k", head, NOW + 1) is wire.DEAD
+    assert wire.state("other", live, NOW, whole=True) is wire.BAD  # another key's
+    assert wire.state("k", live, NOW, whole=True) is wire.LIVE
+    forever = retime(live, None, "k")[:HEADER_SIZE]
+    assert wire.state("k", forever, NOW + 10**9) is wire.LIVE
+    assert wire.state("k", None, NOW) is wire.BAD  # not a string at all
+    assert wire.state("k", b"", NOW) is wire.ABSENT
+    assert wire.state("k", b"text", NOW) is wire.BAD
+    assert wire.state("k", MAGIC + b"\x63" + b"\x00" * 60, NOW) is wire.BAD
+    assert wire.state("k", b"5", NOW, -1) is wire.LIVE
+    assert wire.state("k", b"5", NOW, -2) is wire.ABSENT
+    assert wire.state("k", b"5", NOW, 1_000_000_000) is wire.DEAD
 
 
 def test_glob_escape_matches_only_itself():

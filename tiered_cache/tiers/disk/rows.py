@@ -35,7 +35,7 @@ import diskcache
 from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
 from ...envelope import is_raw_int
-from ...exceptions import EnvelopeError
+from ...exceptions import UntrustedRecord
 
 __all__ = ["FOREIGN_KEY", "SafeDisk", "UntrustedRow"]
 
@@ -46,7 +46,7 @@ FOREIGN_KEY = object()
 _VALUE_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
 
 
-class UntrustedRow(EnvelopeError):
+class UntrustedRow(UntrustedRecord):
     """A row this tier did not write (a pickle, text, a foreign file name)."""
 
 

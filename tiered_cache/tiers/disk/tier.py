@@ -38,7 +38,7 @@ import diskcache
 from django.core.exceptions import ImproperlyConfigured
 
 from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
-from ...exceptions import EnvelopeError, TierUnavailable
+from ...exceptions import EnvelopeError, TierUnavailable, UntrustedRecord
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
 from . import batches
@@ -157,22 +157,22 @@ class DiskTier(BaseTier):
     # -- rows <-> records ---------------------------------------------------------
 
     def _encode(
-        self, record: Record, copied_at: float | None = None
+        self, key: str, record: Record, copied_at: float | None = None
     ) -> tuple[bytes | int, float | None, Any]:
-        """Return (stored value, seconds to live, tag) for ``record``.
+        """Return (stored value, seconds to live, tag) for ``record`` at ``key``.
 
         A copy (``copies.py``) is an envelope tagged with when it was copied
         (now, or ``copied_at`` when it is rewritten), kept by diskcache only as
         long as it is trusted.
         """
-        data = self.encode(record)
+        data = self.encode(key, record)
         expires_at = record.expires_at
         now = self.clock()
         expire = None if expires_at is None else expires_at - now
         if self.copy_of is not None and self.copy_of(record):
             if type(data) is int:
                 payload = pickle.dumps(record.value, PICKLE_PROTOCOL)
-                data = self.encode(Record(record.value, payload, expires_at, 0))
+                data = self.encode(key, Record(record.value, payload, expires_at, 0))
             tag = float(now if copied_at is None else copied_at)
             if self.max_staleness is not None:
                 left = tag + self.max_staleness - now
@@ -183,10 +183,13 @@ class DiskTier(BaseTier):
         tag = expires_at if type(data) is int else None
         return data, expire, tag
 
-    def _record(self, value: Any, expire_time: float | None, tag: Any) -> Record:
-        """Return the record of a stored row; raise EnvelopeError for foreign data."""
+    def _record(
+        self, key: str, value: Any, expire_time: float | None, tag: Any
+    ) -> Record:
+        """Return the record of a stored row; raise UntrustedRecord for foreign
+        data or a record not signed for ``key``."""
         if type(value) is bytes:
-            return decode(value)
+            return decode(value, key)
         if type(value) is int:
             if type(tag) in (int, float):
                 expires_at = float(tag)
@@ -196,9 +199,9 @@ class DiskTier(BaseTier):
                 # an int written without our tag: map diskcache's timeline
                 expires_at = expire_time - time.time() + self.clock()
             else:
-                raise EnvelopeError(f"expire_time is a {type(expire_time).__name__}")
+                raise UntrustedRecord(f"expire_time is a {type(expire_time).__name__}")
             return Record(value, None, expires_at, 0)
-        raise EnvelopeError(f"stored value is a {type(value).__name__}")
+        raise UntrustedRecord(f"stored value is a {type(value).__name__}")
 
     def _row(self, shard: diskcache.Cache, key: str, *, take: bool) -> tuple[Any, Any]:
         """Return ``(record, tag)`` at ``key``, live or not; MISSING if absent.
@@ -211,7 +214,7 @@ class DiskTier(BaseTier):
             value, expire_time, tag = fetch(key, _ABSENT, expire_time=True, tag=True)
             if value is _ABSENT:
                 return MISSING, None
-            return self._record(value, expire_time, tag), tag
+            return self._record(key, value, expire_time, tag), tag
         except EnvelopeError as exc:
             if take:
                 self.reject(key, exc)  # pop removed the row already
@@ -265,7 +268,7 @@ class DiskTier(BaseTier):
         """As ``BaseTier.set``; a write the full disk refused also removes the
         value it would have replaced, so that value is not served again.
         """
-        data, expire, tag = self._encode(record)
+        data, expire, tag = self._encode(key, record)
         try:
             with self.files.call("set", key) as shard:
                 if expire is not None and expire <= 0:
@@ -284,7 +287,7 @@ class DiskTier(BaseTier):
 
     def set_many(self, records: Mapping[str, Record]) -> None:
         """As ``BaseTier.set_many``, in one transaction per shard and batch."""
-        rows = {key: self._encode(record) for key, record in records.items()}
+        rows = {key: self._encode(key, record) for key, record in records.items()}
         batches.set_many(self.files, rows)
 
     def delete_many(self, keys: Iterable[str]) -> None:
@@ -292,7 +295,7 @@ class DiskTier(BaseTier):
         batches.delete_many(self.files, keys)
 
     def add(self, key: str, record: Record) -> bool:
-        data, expire, tag = self._encode(record)
+        data, expire, tag = self._encode(key, record)
         with self.files.call("add", key) as shard, shard.transact():
             if self._read(shard, key)[0] is not MISSING:
                 return False
@@ -344,7 +347,7 @@ class DiskTier(BaseTier):
             record.expires_at = expires_at
             # A copy keeps the time it was copied: a touch vouches for nothing.
             copied = copied_at if type(copied_at) is float else None
-            data, expire, tag = self._encode(record, copied)
+            data, expire, tag = self._encode(key, record, copied)
             if expire is not None and expire <= 0:
                 shard.delete(key)
             else:
@@ -383,7 +386,7 @@ class DiskTier(BaseTier):
                 )
         result = value + delta
         data, expire, tag = self._encode(
-            Record(result, None, record.expires_at, new_stamp())
+            key, Record(result, None, record.expires_at, new_stamp())
         )
         shard.set(key, data, expire=expire, tag=tag)
         return result

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions as rex
 
 from ...envelope import MAGIC, Record, decode, materialize, new_stamp
-from ...exceptions import EnvelopeError
+from ...exceptions import EnvelopeError, UntrustedRecord
 from ...sentinels import MISSING, Constant
 from .errors import is_wrongtype, unavailable
 from .wire import INT, int_record
@@ -136,13 +136,14 @@ def _read(tier: RedisTier, pipe: Any, key: str) -> tuple[int, float | None]:
         record = int_record(int(data), pipe.pexpiretime(key), now)
     elif data.startswith(MAGIC):
         try:
-            record = decode(data)
+            record = decode(data, key)
             if record.is_live(now):
                 materialize(record)
         except EnvelopeError as exc:
             tier.reject(key, exc)  # a rejected miss, as on get
             raise ValueError(f"Key '{key}' not found") from None
     else:
+        tier.reject(key, UntrustedRecord("neither an envelope nor an integer"))
         raise _not_an_integer(key, "neither an envelope nor an integer")
     if record is MISSING or not record.is_live(now):
         raise ValueError(f"Key '{key}' not found")

@@ -58,5 +58,5 @@ def _stamp(pipe: Any, key: str, now: float) -> int | None:
     if state is wire.ABSENT or state is wire.DEAD:
         return None
     if state is wire.LIVE and head is not None and head.startswith(MAGIC):
-        return peek(head)[1]
+        return peek(head)[1]  # unverified: it only orders this write
     return 0  # a raw int, or data that is not ours (replaced like a stale entry)

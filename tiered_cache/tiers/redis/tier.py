@@ -19,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from ...envelope import HEADER_SIZE, MAGIC, Record, decode, retime
-from ...exceptions import EnvelopeError
+from ...exceptions import EnvelopeError, UntrustedRecord
 from ...resilience import LogThrottle
 from ...sentinels import MISSING
 from ..base import BaseTier
@@ -161,7 +161,7 @@ class RedisTier(BaseTier):
         if not data.startswith(MAGIC):
             return self._get_tail(key, client, data)
         try:
-            record = decode(data)
+            record = decode(data, key)
         except EnvelopeError as exc:
             self.reject(key, exc)
             return MISSING
@@ -176,7 +176,7 @@ class RedisTier(BaseTier):
         except rex.ResponseError as exc:
             if not is_wrongtype(exc):
                 raise
-            self.reject(key, "not a string")
+            self.reject(key, UntrustedRecord("not a string"))
             return MISSING
         if data is None:
             return MISSING
@@ -185,7 +185,7 @@ class RedisTier(BaseTier):
     def _get_after(self, key: str, exc: BaseException) -> Record | Any:
         """Finish a ``get`` whose first try raised ``exc`` (see ``transport``)."""
         if isinstance(exc, rex.ResponseError) and is_wrongtype(exc):
-            self.reject(key, "not a string")
+            self.reject(key, UntrustedRecord("not a string"))
             return MISSING
         if not self._recover(exc):
             raise unavailable(self.name, "get", exc) from exc
@@ -247,9 +247,9 @@ class RedisTier(BaseTier):
 
     @transport("has_key")
     def has_key(self, key: str) -> bool:
-        state = wire.probe(self._reader(key), key, self.clock())[0]
+        state = wire.probe(self._reader(key), key, self.clock(), whole=True)[0]
         if state is wire.BAD:
-            self.reject(key, "neither an envelope nor an integer")
+            self.reject(key, UntrustedRecord("not an entry signed for this key"))
         return state is wire.LIVE
 
     @transport("keys")
@@ -333,7 +333,7 @@ class RedisTier(BaseTier):
             raise deleted
         if not deleted or isinstance(head, Exception):
             return False
-        return wire.state(head, self.clock(), expires_ms) is wire.LIVE
+        return wire.state(key, head, self.clock(), expires_ms) is wire.LIVE
 
     @transport("delete_many")
     def delete_many(self, keys: Iterable[str]) -> None:
@@ -350,16 +350,20 @@ class RedisTier(BaseTier):
             with client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(key)
-                    state, head = wire.probe(pipe, key, self.clock())
+                    state, head = wire.probe(pipe, key, self.clock(), whole=True)
                     if state is not wire.LIVE:
+                        if state is wire.BAD:
+                            self.reject(key, UntrustedRecord("not signed for this key"))
                         return False
                     envelope_head = head.startswith(MAGIC)  # type: ignore[union-attr]
                     pipe.multi()
                     if ms is not None and ms <= 0:
                         pipe.delete(key)
                     else:
-                        if envelope_head:  # the payload is not sent back and forth
-                            pipe.setrange(key, 0, retime(head, expires_at))
+                        if envelope_head:  # the payload is not sent back
+                            pipe.setrange(
+                                key, 0, retime(head, expires_at, key)[:HEADER_SIZE]
+                            )
                         if ms is None or ms > wire.MAX_PX:
                             pipe.persist(key)
                         elif envelope_head:
@@ -493,7 +497,7 @@ class RedisTier(BaseTier):
     def _parse(self, key: str, data: bytes) -> Record | int | Any:
         """Return a live Record, MISSING, or a raw int (whose TTL is unknown)."""
         try:
-            return wire.parse(data, self.clock())
+            return wire.parse(key, data, self.clock())
         except EnvelopeError as exc:
             self.reject(key, exc)
             return MISSING

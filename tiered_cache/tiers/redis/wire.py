@@ -25,8 +25,8 @@ from typing import Any
 
 import redis.exceptions as rex
 
-from ...envelope import HEADER_SIZE, MAGIC, Record, decode, peek
-from ...exceptions import EnvelopeError
+from ...envelope import HEADER_SIZE, MAGIC, Record, decode, peek, verify
+from ...exceptions import EnvelopeError, UntrustedRecord
 from ...sentinels import MISSING
 from .errors import is_wrongtype
 
@@ -76,7 +76,7 @@ def pxat(expires_at: float) -> int:
 def set_args(
     key: str,
     record: Record,
-    encode: Callable[[Record], bytes | int],
+    encode: Callable[[str, Record], bytes | int],
     now: float,
     *,
     nx: bool,
@@ -89,7 +89,7 @@ def set_args(
     ms = ttl_ms(record.expires_at, now)
     if ms is not None and ms <= 0:
         return ("DEL", key)
-    value = encode(record)
+    value = encode(key, record)
     args: tuple = ("SET", key, value)
     if ms is not None and ms <= MAX_PX:
         if type(value) is int:  # no envelope: Redis keeps the absolute expiry
@@ -101,19 +101,21 @@ def set_args(
     return args
 
 
-def parse(data: bytes, now: float) -> Record | int | Any:
-    """Return the live ``Record`` in ``data``, ``MISSING`` or a raw int.
+def parse(key: str, data: bytes, now: float) -> Record | int | Any:
+    """Return the live ``Record`` in ``data`` (stored at ``key``), ``MISSING``
+    or a raw int.
 
     A raw int's expiry is not in ``data``: see ``int_record``. Raise
-    ``EnvelopeError`` for bytes that are neither an envelope nor an integer.
+    ``UntrustedRecord`` for bytes that are neither an envelope signed for
+    ``key`` nor an integer.
     """
     if data.startswith(MAGIC):
-        record = decode(data)
+        record = decode(data, key)
         # Our clock may run ahead of Redis' TTL.
         return record if record.is_live(now) else MISSING
     if INT.fullmatch(data):
         return int(data)
-    raise EnvelopeError("neither an envelope nor an integer")
+    raise UntrustedRecord("neither an envelope nor an integer")
 
 
 def int_record(value: int, expires_ms: int, now: float) -> Record | Any:
@@ -126,26 +128,40 @@ def int_record(value: int, expires_ms: int, now: float) -> Record | Any:
     return record if record.is_live(now) else MISSING
 
 
-def probe(client: Any, key: str, now: float) -> tuple[str, bytes | None]:
+def probe(
+    client: Any, key: str, now: float, *, whole: bool = False
+) -> tuple[str, bytes | None]:
     """Return the entry's liveness on our clock, and its first bytes.
 
-    ``client`` may be a pipeline in WATCH mode (commands run at once).
+    ``whole`` reads the whole value and checks its tag (``has_key``,
+    ``touch``: what is not signed for ``key`` is then ``BAD``); otherwise only
+    the header is read, and not verified (see ``envelope.peek``). ``client``
+    may be a pipeline in WATCH mode (commands run at once).
     """
-    head = _head(client, key)
+    head = _head(client, key, whole)
     if head and INT.fullmatch(head):
-        return state(head, now, client.pexpiretime(key)), head
-    return state(head, now), head
+        return state(key, head, now, client.pexpiretime(key)), head
+    return state(key, head, now, whole=whole), head
 
 
-def state(head: bytes | None, now: float, expires_ms: Any = -1) -> str:
-    """Judge an entry by its first bytes (and PEXPIRETIME for raw ints)."""
+def state(
+    key: str,
+    head: bytes | None,
+    now: float,
+    expires_ms: Any = -1,
+    *,
+    whole: bool = False,
+) -> str:
+    """Judge the entry at ``key`` by its first bytes (and PEXPIRETIME for raw
+    ints). ``whole``: ``head`` is the whole value, and one not signed for
+    ``key`` is ``BAD``, like foreign data."""
     if head is None:
         return BAD
     if not head or expires_ms == -2:
         return ABSENT
     if head.startswith(MAGIC):
         try:
-            expires_at = peek(head)[0]
+            expires_at = (verify(head, key) if whole else peek(head))[0]
         except EnvelopeError:
             return BAD
         live = expires_at is None or expires_at > now
@@ -157,9 +173,14 @@ def state(head: bytes | None, now: float, expires_ms: Any = -1) -> str:
     return LIVE
 
 
-def _head(client: Any, key: str) -> bytes | None:
-    """Return the entry's first bytes, enough to judge it (None: not a string)."""
+def _head(client: Any, key: str, whole: bool) -> bytes | None:
+    """Return the entry's first bytes, enough to judge it (None: not a string).
+
+    ``whole``: all its bytes (``b""`` when absent, as GETRANGE answers).
+    """
     try:
+        if whole:
+            return client.get(key) or b""
         return client.getrange(key, 0, HEADER_SIZE - 1)
     except rex.ResponseError as exc:
         if is_wrongtype(exc):
