@@ -169,3 +169,15 @@ def test_an_empty_secret_key_says_why_the_cache_needs_one():
     ):
         signed("v")
     assert materialize(decode(signed("v"), KEY)) == "v"  # keys derived again
+
+
+def test_the_table_of_encoded_keys_stays_bounded(monkeypatch):
+    monkeypatch.setattr(envelope, "_NAMES_LIMIT", 3)
+    monkeypatch.setattr(envelope, "_NAMES", {})
+    keys = [f"key-{i}" for i in range(10)] + ["k" * 200]
+    records = {key: signed(key, key=key) for key in keys}
+    for key, data in records.items():
+        assert materialize(decode(data, key)) == key
+        with pytest.raises(UntrustedRecord):
+            decode(data, key + "x")
+    assert len(envelope._NAMES) <= 3

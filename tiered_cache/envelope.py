@@ -224,7 +224,7 @@ def encode(
     return MAGIC + _tag(keys()[0], signed, key) + signed
 
 
-def decode(data: bytes | bytearray | memoryview, key: str) -> Record:
+def decode(data: bytes, key: str) -> Record:
     """Parse stored bytes into a ``Record`` whose ``value`` is not unpickled yet.
 
     Raises ``UntrustedRecord`` (an ``EnvelopeError``) for anything that is not
@@ -233,26 +233,24 @@ def decode(data: bytes | bytearray | memoryview, key: str) -> Record:
     does not decompress. The caller counts either and treats it as a miss.
     This is the L2-hit path: the check is written out here, one frame.
     """
-    if type(data) is not bytes:
-        data = bytes(data)
-    if len(data) < HEADER_SIZE:
+    size = len(data)
+    if size < HEADER_SIZE:
         raise UntrustedRecord("stored value is shorter than an envelope header")
     magic, tag, version, flags, expires_at, stamp = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise UntrustedRecord("stored value is not a tiered_cache envelope")
     if version != FORMAT_VERSION:
         raise UntrustedRecord(f"unknown envelope format version {version}")
-    name = key.encode("utf-8", "surrogatepass")
-    size = len(name)
-    name += _SHORT_LENGTHS[size] if size < 128 else _length(size)
-    signed = data[_SIGNED:] if len(data) <= _COPY_LIMIT else memoryview(data)[_SIGNED:]
-    for proto in KEYRING or keys():
-        mac = proto.copy()
-        mac.update(signed)
+    name = _NAMES.get(key) or _name(key)
+    mac = (KEYRING or keys())[0].copy()
+    if size <= _COPY_LIMIT:
+        mac.update(data[_SIGNED:] + name)
+    else:  # no copy of a large payload
+        mac.update(memoryview(data)[_SIGNED:])
         mac.update(name)
-        if compare_digest(mac.digest(), tag):
-            break
-    else:
+    if not compare_digest(mac.digest(), tag) and not _signed_by_fallback(
+        data, key, tag
+    ):
         raise UntrustedRecord(_NOT_SIGNED)
     payload = data[HEADER_SIZE:]
     if flags & _COMPRESSION_FLAGS:
@@ -315,11 +313,33 @@ def _signed_by(data: bytes, key: str) -> tuple[int, Record]:
 
 
 def _tag(proto: Any, signed: bytes | memoryview, key: str) -> bytes:
-    name = key.encode("utf-8", "surrogatepass")
     mac = proto.copy()
     mac.update(signed)
-    mac.update(name + _length(len(name)))
+    mac.update(_NAMES.get(key) or _name(key))
     return mac.digest()
+
+
+def _signed_by_fallback(data: bytes, key: str, tag: bytes) -> bool:
+    """Return whether a SECRET_KEY_FALLBACKS key made ``tag`` (rotation)."""
+    signed = memoryview(data)[_SIGNED:]
+    return any(compare_digest(_tag(p, signed, key), tag) for p in keys()[1:])
+
+
+def _name(key: str) -> bytes:
+    """Return what the tag's message ends with for ``key``: the key, then its
+    length (``_length``). Kept for the next read of the same key, up to
+    ``_NAMES_LIMIT`` keys (then the table starts over)."""
+    name = key.encode("utf-8", "surrogatepass")
+    name += _length(len(name))
+    if len(_NAMES) >= _NAMES_LIMIT:
+        _NAMES.clear()
+    _NAMES[key] = name
+    return name
+
+
+#: key -> ``_name(key)``: a read of a known key skips the encoding.
+_NAMES: dict[str, bytes] = {}
+_NAMES_LIMIT = 4096
 
 
 def _length(size: int) -> bytes:
@@ -332,6 +352,8 @@ def _length(size: int) -> bytes:
     18 bytes of fields, a 100-byte payload and a short key then fits in one
     128-byte BLAKE2b block.
     """
+    if size < 128:
+        return _SHORT_LENGTHS[size]
     groups = [0x80 | (size & 0x7F)] if size >= 128 else [size]
     size >>= 7
     while size:
