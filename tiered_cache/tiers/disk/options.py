@@ -14,7 +14,9 @@ from typing import Any
 from diskcache.core import DEFAULT_SETTINGS
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["DEFAULTS", "diskcache_settings", "split"]
+from ..values import NON_NEGATIVE_INT, NON_NEGATIVE_SECONDS, POSITIVE_INT
+
+__all__ = ["DEFAULTS", "RULES", "diskcache_settings", "split"]
 
 #: diskcache settings that FanoutCache takes beside DEFAULT_SETTINGS.
 _OUR_SETTINGS = frozenset({"shards", "timeout"})
@@ -24,6 +26,20 @@ DEFAULTS: Mapping[str, Any] = {
     "timeout": 0.05,
     "size_limit": 2**30,
     "cull_limit": 10,
+}
+
+#: Numeric settings: diskcache does arithmetic on them when the directory
+#: opens, so a string ("10GB") would leave L3 closed in every process.
+RULES = {
+    "shards": POSITIVE_INT,
+    "timeout": NON_NEGATIVE_SECONDS,
+    "size_limit": NON_NEGATIVE_INT,
+    "cull_limit": NON_NEGATIVE_INT,
+    "disk_min_file_size": NON_NEGATIVE_INT,
+    "sqlite_cache_size": NON_NEGATIVE_INT,
+    "sqlite_mmap_size": NON_NEGATIVE_INT,
+    "OPEN_TIMEOUT": NON_NEGATIVE_SECONDS,
+    "CHECK_INTERVAL": NON_NEGATIVE_SECONDS,
 }
 
 

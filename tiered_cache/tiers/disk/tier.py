@@ -35,12 +35,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import diskcache
-from django.core.exceptions import ImproperlyConfigured
 
 from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
-from ...exceptions import EnvelopeError, TierUnavailable
+from ...exceptions import BadValue, EnvelopeError, TierUnavailable
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
+from ..values import option_problems
 from . import batches
 from . import options as disk_options
 from .copies import CopyTrust
@@ -131,12 +131,26 @@ class DiskTier(BaseTier):
         """Upper-case keys are ours; lower-case ones are diskcache settings."""
         super().validate_options(disk_options.split(options, name=name), name=name)
 
+    @classmethod
+    def spec_problems(
+        cls, location: Any, options: Mapping[str, Any], *, name: str
+    ) -> list[BadValue]:
+        problems = super().spec_problems(location, options, name=name)
+        problems += option_problems(name, options, disk_options.RULES)
+        if not location or not isinstance(location, (str, os.PathLike)):
+            problems.append(
+                BadValue(
+                    name,
+                    "LOCATION",
+                    location,
+                    "the cache directory, an absolute path on local disk "
+                    "(e.g. '/var/cache/<project>')",
+                )
+            )
+        return problems
+
     def configure(self) -> None:
         location, params, name = self.location, self.params, self.name
-        if not location:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: LOCATION must name the cache directory"
-            )
         self.directory = os.path.abspath(os.path.expanduser(str(location)))
         self._kwargs = disk_options.diskcache_settings(self.options, params, name=name)
         self.open_timeout: float = self.options.get("OPEN_TIMEOUT", 0.5)
