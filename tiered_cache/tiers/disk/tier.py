@@ -40,7 +40,6 @@ from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
 from ...exceptions import BadValue, EnvelopeError, TierUnavailable
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
-from ..values import option_problems
 from . import batches
 from . import options as disk_options
 from .copies import CopyTrust
@@ -136,18 +135,7 @@ class DiskTier(BaseTier):
         cls, location: Any, options: Mapping[str, Any], *, name: str
     ) -> list[BadValue]:
         problems = super().spec_problems(location, options, name=name)
-        problems += option_problems(name, options, disk_options.RULES)
-        if not location or not isinstance(location, (str, os.PathLike)):
-            problems.append(
-                BadValue(
-                    name,
-                    "LOCATION",
-                    location,
-                    "the cache directory, an absolute path on local disk "
-                    "(e.g. '/var/cache/<project>')",
-                )
-            )
-        return problems
+        return problems + disk_options.problems(name, location, options)
 
     def configure(self) -> None:
         location, params, name = self.location, self.params, self.name
