@@ -109,8 +109,9 @@ class BaseTier(OptionalMethods):
 
     Subclasses read their own OPTIONS in ``configure``, not in ``__init__``:
     one constructor signature for every tier. Every key of ``OPTIONS`` must be
-    known (``known_options``); ``validate_options`` says so before anything is
-    built, for ``manage.py check`` as much as for the constructor.
+    known (``known_options``) and every value usable (``spec_problems``);
+    ``validate_spec`` says so before anything is built, for ``manage.py
+    check`` as much as for the constructor.
     """
 
     #: Who sees this tier's entries (see the module docstring).
