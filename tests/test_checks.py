@@ -106,7 +106,7 @@ def test_embedded_default_says_where_it_keeps_data(settings):
         ),
         (
             {"OPTIONS": {"TIERS": [L1, REDIS | {"LOCATION": "redis://h:notaport/0"}]}},
-            [],  # the URL is checked when the tier is built (see below)
+            ["tiered_cache.E001"],  # the check runs the tier's own validate_spec
         ),
         ({"TIMEOUT": 0, "OPTIONS": {"TIERS": [L1]}}, []),
         ({"TIMEOUT": None, "OPTIONS": {"TIERS": [L1]}}, []),

@@ -131,13 +131,17 @@ class TieredCache(BaseCache):
 
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         self._keys: dict[str, str] = {}
-        super().__init__(params)
+        raw = params.get("OPTIONS")
+        # BaseCache calls OPTIONS.get(): a list must reach parse_options' error.
+        super().__init__(
+            params if isinstance(raw, Mapping | None) else {**params, "OPTIONS": {}}
+        )
         self.location = location
         # LOCATION names a store, as with LocMemCache: caches whose LOCATION
         # differs never see each other's keys, even on the same servers.
         self._store_prefix = f"{location}|" if location else ""
         try:
-            self.options = options_for(params.get("OPTIONS"))
+            self.options = options_for(raw)
             self._chain = chain_for(self.options)
         except ImproperlyConfigured as exc:
             self._refuse_every_call(exc)

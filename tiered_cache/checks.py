@@ -21,11 +21,12 @@ from django.core.cache.backends.base import get_key_func
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import BASECACHE_OPTIONS, DEFAULTS, default_l3_directory, parse_options
+from .exceptions import BadValues
 from .keys import clear_namespace
 
 __all__ = ["check_tiered_caches"]
 
-E001 = "tiered_cache.E001"  # OPTIONS rejected (wrong type or shape)
+E001 = "tiered_cache.E001"  # OPTIONS rejected (wrong type or shape, a bad value)
 E002 = "tiered_cache.E002"  # unknown OPTIONS key
 E003 = "tiered_cache.E003"  # a tier BACKEND that is not a tier / does not import
 E004 = "tiered_cache.E004"  # unknown key in a tier spec
@@ -71,6 +72,17 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
     messages: list[checks.CheckMessage] = list(_check_timeout(where, conf))
     try:
         options = parse_options(conf.get("OPTIONS"))
+    except BadValues as exc:
+        messages.extend(
+            checks.Error(
+                problem.message,
+                hint=problem.hint,
+                obj=f"{where} tier {problem.tier!r}",
+                id=E001,
+            )
+            for problem in exc.problems
+        )
+        return messages
     except ImproperlyConfigured as exc:
         is_backend = "BACKEND" in str(exc) and "tier" in str(exc)
         messages.append(

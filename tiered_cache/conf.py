@@ -2,7 +2,9 @@
 
 Every key and its default is listed here (``DEFAULTS``; the breaker's in
 ``resilience.BreakerOptions``) and in ``docs/configuration.rst``. Wrong *types*,
-and unknown keys in a tier's OPTIONS, raise ``ImproperlyConfigured``; the
+unknown keys in a tier's OPTIONS, and values a tier cannot use (its
+``validate_spec``, the one its constructor runs; ``BadValues``, one entry per
+value) raise ``ImproperlyConfigured``; the
 system checks report them with a hint and the backend raises them on first
 use. Unknown top-level keys are kept in ``unknown`` so the check can name them
 (raising would hide every other problem behind the first).
@@ -24,6 +26,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from .exceptions import BadValue, BadValues
 from .resilience import BreakerOptions
 
 __all__ = [
@@ -143,6 +146,11 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     """Validate ``OPTIONS`` and return a ``TieredOptions``."""
     from .tiers import tier_class  # tiers import Django pieces; keep conf light
 
+    if options is not None and not isinstance(options, Mapping):
+        raise ImproperlyConfigured(
+            f"OPTIONS must be a dict, not a {type(options).__name__}: put the "
+            "tiers under OPTIONS['TIERS'], e.g. OPTIONS = {'TIERS': [...]}"
+        )
     options = dict(options or {})
     unknown = tuple(
         sorted(k for k in options if k not in DEFAULTS and k not in BASECACHE_OPTIONS)
@@ -177,6 +185,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     if not isinstance(raw_tiers, (list, tuple)) or not raw_tiers:
         raise ImproperlyConfigured("TIERS must be a non-empty list of tier specs")
     tiers = []
+    bad_values: list[BadValue] = []  # every tier's, so the check lists them all
     for index, raw in enumerate(raw_tiers):
         if not isinstance(raw, Mapping) or "BACKEND" not in raw:
             raise ImproperlyConfigured(
@@ -190,7 +199,10 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
             raise ImproperlyConfigured(
                 f"tier NAME must be a lower-case string, not {name!r}"
             )
-        cls.validate_options(raw.get("OPTIONS") or {}, name=name)
+        try:
+            cls.validate_spec(raw.get("LOCATION"), raw.get("OPTIONS") or {}, name=name)
+        except BadValues as exc:
+            bad_values.extend(exc.problems)
         tiers.append(
             TierSpec(
                 name=name,
@@ -201,6 +213,8 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
                 unknown_keys=tuple(sorted(set(raw) - TIER_KEYS - IGNORED_TIER_KEYS)),
             )
         )
+    if bad_values:
+        raise BadValues(bad_values)
     names = [t.name for t in tiers]
     if len(set(names)) != len(names):
         raise ImproperlyConfigured(f"tier names must be unique, got {names}")

@@ -8,12 +8,20 @@ raises because of its transport (network, disk, timeouts) is a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
 __all__ = [
     "TierError",
     "TierUnavailable",
     "CircuitOpen",
     "EnvelopeError",
     "UntrustedRecord",
+    "BadValue",
+    "BadValues",
 ]
 
 
@@ -73,3 +81,34 @@ class UntrustedRecord(EnvelopeError):
     another key or signed with a secret we do not hold: never decompressed,
     never unpickled, counted as ``poison_rejected``.
     """
+
+
+@dataclass(frozen=True)
+class BadValue:
+    """One setting of a tier spec whose value the tier cannot use.
+
+    ``setting`` is where it is (``"LOCATION"`` or ``"OPTIONS['MAX_BYTES']"``),
+    ``expected`` what would do. ``manage.py check`` shows each one as its own
+    E001 with ``hint``; the constructor raises them all in one ``BadValues``.
+    """
+
+    tier: str
+    setting: str
+    value: Any
+    expected: str
+
+    @property
+    def message(self) -> str:
+        return f"tier {self.tier!r}: {self.setting} = {self.value!r} is not valid."
+
+    @property
+    def hint(self) -> str:
+        return f"{self.setting} must be {self.expected}, not {self.value!r}."
+
+
+class BadValues(ImproperlyConfigured):
+    """``ImproperlyConfigured`` for one or more ``BadValue``: same text as the check."""
+
+    def __init__(self, problems: Sequence[BadValue]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(" ".join(f"{p.message} {p.hint}" for p in self.problems))

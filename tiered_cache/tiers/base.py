@@ -53,11 +53,18 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured
 
 from ..envelope import Record, encode, materialize
-from ..exceptions import EnvelopeError, UntrustedRecord
+from ..exceptions import BadValue, BadValues, EnvelopeError, UntrustedRecord
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
 from ..stats import TierStats
 from .optional import OptionalMethods, Stream, StreamState
+from .values import (
+    INT_OR_NONE,
+    NON_NEGATIVE_INT_OR_NONE,
+    POSITIVE_INT_OR_NONE,
+    Rule,
+    option_problems,
+)
 
 __all__ = ["COMPRESSORS", "BaseTier", "Scope", "Stream", "StreamState", "implements"]
 
@@ -65,6 +72,13 @@ COMPRESSORS = ("zlib", "zstd")
 
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
+
+
+_BASE_RULES: Mapping[str, Rule] = {
+    "MAX_VALUE_BYTES": POSITIVE_INT_OR_NONE,
+    "COMPRESS_MIN_BYTES": NON_NEGATIVE_INT_OR_NONE,
+    "COMPRESS_LEVEL": INT_OR_NONE,
+}
 
 
 class Scope(enum.IntEnum):
@@ -95,8 +109,9 @@ class BaseTier(OptionalMethods):
 
     Subclasses read their own OPTIONS in ``configure``, not in ``__init__``:
     one constructor signature for every tier. Every key of ``OPTIONS`` must be
-    known (``known_options``); ``validate_options`` says so before anything is
-    built, for ``manage.py check`` as much as for the constructor.
+    known (``known_options``) and every value usable (``spec_problems``);
+    ``validate_spec`` says so before anything is built, for ``manage.py
+    check`` as much as for the constructor.
     """
 
     #: Who sees this tier's entries (see the module docstring).
@@ -136,7 +151,7 @@ class BaseTier(OptionalMethods):
         #: Which records here copy a wider tier's (``copies_of``); None: none.
         self.copy_of: Callable[[Record], bool] | None = None
         options = self.options
-        self.validate_options(options, name=name)
+        self.validate_spec(location, options, name=name)
         self.max_value_bytes: int | None = options.get(
             "MAX_VALUE_BYTES", self.default_max_value_bytes
         )
@@ -145,16 +160,6 @@ class BaseTier(OptionalMethods):
         )
         self.compressor: str = options.get("COMPRESSOR", "zlib")
         self.compress_level: int | None = options.get("COMPRESS_LEVEL")
-        if self.compressor not in COMPRESSORS:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: COMPRESSOR must be one of {COMPRESSORS}, "
-                f"not {self.compressor!r}"
-            )
-        if self.compressor == "zstd" and importlib.util.find_spec("zstandard") is None:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: COMPRESSOR 'zstd' needs the zstandard package "
-                "(pip install django-tiered-cache[zstd])"
-            )
         self.stats = TierStats()
         self.configure()
 
@@ -174,6 +179,48 @@ class BaseTier(OptionalMethods):
                 f"tier {name!r}: unknown OPTIONS {unknown}; "
                 f"{cls.__name__} knows {sorted(cls.known_options)}"
             )
+
+    @classmethod
+    def validate_spec(
+        cls, location: Any, options: Mapping[str, Any], *, name: str
+    ) -> None:
+        """Raise for unknown OPTIONS keys, then ``BadValues`` for bad values.
+
+        ``conf.parse_options`` (hence ``manage.py check``) and the constructor
+        both call this, so a value the check accepts is one the tier takes.
+        """
+        cls.validate_options(options, name=name)
+        problems = cls.spec_problems(location, options, name=name)
+        if problems:
+            raise BadValues(problems)
+
+    @classmethod
+    def spec_problems(
+        cls, location: Any, options: Mapping[str, Any], *, name: str
+    ) -> list[BadValue]:
+        """Return every bad value of LOCATION and OPTIONS; subclasses extend it."""
+        problems = option_problems(name, options, _BASE_RULES)
+        compressor = options.get("COMPRESSOR", "zlib")
+        if compressor not in COMPRESSORS:
+            problems.append(
+                BadValue(
+                    name,
+                    "OPTIONS['COMPRESSOR']",
+                    compressor,
+                    f"one of {', '.join(map(repr, COMPRESSORS))}",
+                )
+            )
+        elif compressor == "zstd" and importlib.util.find_spec("zstandard") is None:
+            problems.append(
+                BadValue(
+                    name,
+                    "OPTIONS['COMPRESSOR']",
+                    compressor,
+                    "'zlib' unless the zstandard package is installed (pip "
+                    "install 'django-tiered-cache[zstd]')",
+                )
+            )
+        return problems
 
     # -- roles ------------------------------------------------------------
 

@@ -28,14 +28,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.utils.safestring import SafeString
 
 from ..envelope import MISSING_VALUE, Record
+from ..exceptions import BadValue
 from ..forksafe import renewed_lock
-from ..policy import load_policy
+from ..policy import REGISTRY, BasePolicy, load_policy
 from ..sentinels import MISSING
 from .base import BaseTier, Scope
+from .values import POSITIVE_INT_OR_NONE, option_problems
 
 __all__ = ["MemoryTier"]
 
@@ -73,6 +74,7 @@ DEFAULT_MAX_BYTES = 64 * 2**20
 #: Invalidation stamps remembered (see ``invalidate``); the oldest go first.
 FLOORS = 4096
 DEFAULT_MAX_VALUE_BYTES = 2**20
+_RULES = {"MAX_BYTES": POSITIVE_INT_OR_NONE, "MAX_ENTRIES": POSITIVE_INT_OR_NONE}
 
 
 class MemoryTier(BaseTier):
@@ -94,16 +96,39 @@ class MemoryTier(BaseTier):
     }
     default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
 
-    def configure(self) -> None:
-        options = self.options
-        self.max_bytes = _positive_or_none(options, "MAX_BYTES", DEFAULT_MAX_BYTES)
-        self.max_entries = _positive_or_none(options, "MAX_ENTRIES", None)
-        try:
-            self.policy = load_policy(
-                options.get("POLICY", "lru"), dict(options.get("POLICY_OPTIONS") or {})
+    @classmethod
+    def spec_problems(
+        cls, location: Any, options: Mapping[str, Any], *, name: str
+    ) -> list[BadValue]:
+        problems = super().spec_problems(location, options, name=name)
+        problems += option_problems(name, options, _RULES)
+        policy_options = options.get("POLICY_OPTIONS")
+        if policy_options is not None and not isinstance(policy_options, Mapping):
+            problems.append(
+                BadValue(
+                    name, "OPTIONS['POLICY_OPTIONS']", policy_options, "a dict or None"
+                )
             )
-        except (ValueError, TypeError) as exc:
-            raise ImproperlyConfigured(f"tier {self.name!r}: {exc}") from exc
+        else:
+            try:
+                _policy(options)
+            except (ValueError, TypeError) as exc:
+                problems.append(
+                    BadValue(
+                        name,
+                        "OPTIONS['POLICY']",
+                        options.get("POLICY", "lru"),
+                        f"one of {sorted(REGISTRY)} or the dotted path of a "
+                        f"BasePolicy subclass taking POLICY_OPTIONS ({exc})",
+                    )
+                )
+        return problems
+
+    def configure(self) -> None:
+        options = self.options  # values checked by spec_problems
+        self.max_bytes = options.get("MAX_BYTES", DEFAULT_MAX_BYTES)
+        self.max_entries = options.get("MAX_ENTRIES")
+        self.policy = _policy(options)
         self._data: dict[str, tuple] = {}
         # Stamps of recent invalidations: a promotion that read the older value
         # before the message arrived must not install it after (bounded).
@@ -391,14 +416,7 @@ def _expired(entry: tuple, now: float) -> bool:
     return deadline is not None and deadline <= now
 
 
-def _positive_or_none(
-    options: Mapping[str, Any], name: str, default: int | None
-) -> int | None:
-    value = options.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ImproperlyConfigured(
-            f"{name} must be a positive integer or None, not {value!r}"
-        )
-    return value
+def _policy(options: Mapping[str, Any]) -> BasePolicy:
+    return load_policy(
+        options.get("POLICY", "lru"), dict(options.get("POLICY_OPTIONS") or {})
+    )

@@ -416,7 +416,8 @@ def test_djangocache_top_level_params_are_accepted(location, clock):
         ({"size_limt": 1}, "unknown diskcache"),
         ({"disk": diskcache.Disk}, "unknown diskcache"),
         ({"COMPRESSOR": "lz4"}, "COMPRESSOR"),
-        ({"size_limit": [1]}, "plain values"),
+        ({"size_limit": [1]}, r"size_limit.] must be an integer >= 0"),
+        ({"sqlite_journal_mode": [1]}, "plain values"),
     ],
 )
 def test_bad_options_are_improperly_configured(make, options, message):

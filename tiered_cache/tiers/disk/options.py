@@ -8,13 +8,22 @@ held lock cannot stall a request (docs/faults.rst #28): see ``DEFAULTS``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from diskcache.core import DEFAULT_SETTINGS
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["DEFAULTS", "diskcache_settings", "split"]
+from ...exceptions import BadValue
+from ..values import (
+    NON_NEGATIVE_INT,
+    NON_NEGATIVE_SECONDS,
+    POSITIVE_INT,
+    option_problems,
+)
+
+__all__ = ["DEFAULTS", "RULES", "diskcache_settings", "problems", "split"]
 
 #: diskcache settings that FanoutCache takes beside DEFAULT_SETTINGS.
 _OUR_SETTINGS = frozenset({"shards", "timeout"})
@@ -25,6 +34,36 @@ DEFAULTS: Mapping[str, Any] = {
     "size_limit": 2**30,
     "cull_limit": 10,
 }
+
+#: Numeric settings: diskcache does arithmetic on them when the directory
+#: opens, so a string ("10GB") would leave L3 closed in every process.
+RULES = {
+    "shards": POSITIVE_INT,
+    "timeout": NON_NEGATIVE_SECONDS,
+    "size_limit": NON_NEGATIVE_INT,
+    "cull_limit": NON_NEGATIVE_INT,
+    "disk_min_file_size": NON_NEGATIVE_INT,
+    "sqlite_cache_size": NON_NEGATIVE_INT,
+    "sqlite_mmap_size": NON_NEGATIVE_INT,
+    "OPEN_TIMEOUT": NON_NEGATIVE_SECONDS,
+    "CHECK_INTERVAL": NON_NEGATIVE_SECONDS,
+}
+
+
+def problems(name: str, location: Any, options: Mapping[str, Any]) -> list[BadValue]:
+    """Return the bad values of a disk tier's LOCATION and numeric OPTIONS."""
+    found = option_problems(name, options, RULES)
+    if not location or not isinstance(location, (str, os.PathLike)):
+        found.append(
+            BadValue(
+                name,
+                "LOCATION",
+                location,
+                "the cache directory, an absolute path on local disk "
+                "(e.g. '/var/cache/<project>')",
+            )
+        )
+    return found
 
 
 def split(options: Mapping[str, Any], *, name: str) -> dict[str, Any]:

@@ -35,10 +35,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import diskcache
-from django.core.exceptions import ImproperlyConfigured
 
 from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
-from ...exceptions import EnvelopeError, TierUnavailable, UntrustedRecord
+from ...exceptions import BadValue, EnvelopeError, TierUnavailable, UntrustedRecord
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
 from . import batches
@@ -131,12 +130,15 @@ class DiskTier(BaseTier):
         """Upper-case keys are ours; lower-case ones are diskcache settings."""
         super().validate_options(disk_options.split(options, name=name), name=name)
 
+    @classmethod
+    def spec_problems(
+        cls, location: Any, options: Mapping[str, Any], *, name: str
+    ) -> list[BadValue]:
+        problems = super().spec_problems(location, options, name=name)
+        return problems + disk_options.problems(name, location, options)
+
     def configure(self) -> None:
         location, params, name = self.location, self.params, self.name
-        if not location:
-            raise ImproperlyConfigured(
-                f"tier {name!r}: LOCATION must name the cache directory"
-            )
         self.directory = os.path.abspath(os.path.expanduser(str(location)))
         self._kwargs = disk_options.diskcache_settings(self.options, params, name=name)
         self.open_timeout: float = self.options.get("OPEN_TIMEOUT", 0.5)

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.exceptions as rex
-from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ...exceptions import BadValue
 from ...forksafe import Registry, renewed_lock
 from ..base import BaseTier
 from .connections import DEFAULT_SOCKET_TIMEOUT, freeze
@@ -71,14 +71,24 @@ class RedisClusterTier(RedisTier):
         "REDIS_CLIENT_KWARGS",
     }
 
+    @classmethod
+    def location_problems(cls, location: Any, *, name: str) -> list[BadValue]:
+        """Nodes may be ``host:port``; LOCATION must name at least one."""
+        if _node_urls(location):
+            return []
+        return [
+            BadValue(
+                name,
+                "LOCATION",
+                location,
+                "one or more cluster nodes, e.g. 'redis://10.0.0.1:7000,"
+                "redis://10.0.0.2:7000'",
+            )
+        ]
+
     def configure(self) -> None:
         options = self.options
-        urls = self.location
-        if isinstance(urls, str):
-            urls = urls.split(",")
-        self._urls = [u.strip() for u in urls if u and u.strip()]
-        if not self._urls:
-            raise ImproperlyConfigured(f"tier {self.name!r}: LOCATION names no node")
+        self._urls = _node_urls(self.location)  # not empty: location_problems
         self._sentinels = None
         self._streams = {}
         self.socket_timeout = options.get("SOCKET_TIMEOUT", DEFAULT_SOCKET_TIMEOUT)
@@ -210,6 +220,14 @@ class RedisClusterTier(RedisTier):
 # -- shared cluster clients ----------------------------------------------------
 
 _clusters: Registry[_ClusterHandle] = Registry()
+
+
+def _node_urls(location: Any) -> list[str]:
+    """Return the node URLs of a LOCATION (a comma-separated string or a list)."""
+    urls = location.split(",") if isinstance(location, str) else location
+    if not isinstance(urls, (list, tuple)):
+        return []
+    return [u.strip() for u in urls if isinstance(u, str) and u.strip()]
 
 
 class _ClusterHandle:

@@ -24,8 +24,10 @@ from django_redis.pool import ConnectionFactory, SentinelConnectionFactory
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ...exceptions import BadValue
 from ...forksafe import Registry
 from ..base import BaseTier
+from ..values import SECONDS_OR_NONE
 from .stack import ConnectionStack
 
 __all__ = [
@@ -37,7 +39,9 @@ __all__ = [
     "TieredConnectionFactory",
     "TieredSentinelConnectionFactory",
     "freeze",
+    "TIMEOUT_RULES",
     "check_url",
+    "location_problems",
     "is_sentinel",
     "redact_url",
     "redis_options",
@@ -140,16 +144,49 @@ _RETRY_KEYS = frozenset({"retry", "retry_on_error", "retry_on_timeout"})
 
 def check_url(name: str, url: str) -> None:
     """Refuse a LOCATION redis-py would only reject at the first call."""
+    problem = url_problem(url)
+    if problem:
+        raise ImproperlyConfigured(f"tier {name!r}: LOCATION {url!r} {problem}")
+
+
+#: OPTIONS redis-py needs as numbers (a string fails at the first connection).
+TIMEOUT_RULES = {
+    "SOCKET_TIMEOUT": SECONDS_OR_NONE,
+    "SOCKET_CONNECT_TIMEOUT": SECONDS_OR_NONE,
+}
+
+
+def location_problems(name: str, location: Any) -> list[BadValue]:
+    """Return a ``BadValue`` per URL of a LOCATION django-redis cannot use."""
+    urls = location.split(",") if isinstance(location, str) else location
+    if not location or not isinstance(urls, (list, tuple)):
+        return [
+            BadValue(
+                name,
+                "LOCATION",
+                location,
+                "a redis://, rediss:// or unix:// URL, or a list of them",
+            )
+        ]
+    return [
+        BadValue(name, "LOCATION", url, f"a Redis URL: this one {problem}")
+        for url in urls
+        if (problem := url_problem(url))
+    ]
+
+
+def url_problem(url: Any) -> str:
+    """Say what is wrong with one Redis URL of a LOCATION ('' when nothing)."""
+    if not isinstance(url, str):
+        return "must be a string"
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018  (parsing the port is the check)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"tier {name!r}: LOCATION {url!r}: {exc}") from exc
+        return f"has a bad port: {exc}"
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ImproperlyConfigured(
-            f"tier {name!r}: LOCATION {url!r} must start with redis://, rediss:// "
-            "or unix://"
-        )
+        return "must start with redis://, rediss:// or unix://"
+    return ""
 
 
 def is_sentinel(options: Mapping[str, Any]) -> bool:

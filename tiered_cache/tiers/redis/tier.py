@@ -19,16 +19,19 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from ...envelope import HEADER_SIZE, MAGIC, Record, decode, retime
-from ...exceptions import EnvelopeError, UntrustedRecord
+from ...exceptions import BadValue, EnvelopeError, UntrustedRecord
 from ...resilience import LogThrottle
 from ...sentinels import MISSING
 from ..base import BaseTier
+from ..values import option_problems
 from . import counters, leases, replay, wire
 from .connections import (
     DJANGO_REDIS_OPTIONS,
     INEFFECTIVE_DJANGO_REDIS_OPTIONS,
+    TIMEOUT_RULES,
     check_url,
     is_sentinel,
+    location_problems,
     redact_url,
     redis_options,
 )
@@ -103,6 +106,19 @@ class RedisTier(BaseTier):
     )
     ineffective_options = INEFFECTIVE_DJANGO_REDIS_OPTIONS
     default_max_value_bytes = DEFAULT_MAX_VALUE_BYTES
+
+    @classmethod
+    def spec_problems(
+        cls, location: Any, options: Mapping[str, Any], *, name: str
+    ) -> list[BadValue]:
+        problems = super().spec_problems(location, options, name=name)
+        problems += option_problems(name, options, TIMEOUT_RULES)
+        return problems + cls.location_problems(location, name=name)
+
+    @classmethod
+    def location_problems(cls, location: Any, *, name: str) -> list[BadValue]:
+        """Return the bad URLs of LOCATION (``connections.location_problems``)."""
+        return location_problems(name, location)
 
     def configure(self) -> None:
         try:
