@@ -18,8 +18,7 @@ from tests.tiers.redis.common import FAST, Setup, eventually, make_tier, rec
 from tiered_cache.envelope import HEADER_SIZE, MAGIC, decode, materialize
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
-from tiered_cache.tiers.redis import RedisTier, redis_options
-from tiered_cache.tiers.redis import tier as tier_module
+from tiered_cache.tiers.redis import RedisTier, namespaces, redis_options
 
 #: Keys of the invalidation bus that other tests' caches keep in the same db.
 BUS = b"{tiered_cache:bus}"
@@ -162,7 +161,7 @@ def test_keys_lists_only_the_namespace_up_to_the_limit(setup: Setup, monkeypatch
     raw.set(b"a*:\xff", b"1")  # not UTF-8: never written by a cache
     assert sorted(t.keys("a*")) == sorted(f"a*:{i}" for i in range(1200))
     assert t.keys("zz") == []
-    monkeypatch.setattr(tier_module, "KEYS_LIMIT", 7)
+    monkeypatch.setattr(namespaces, "KEYS_LIMIT", 7)
     assert len(t.keys("a*")) == 7
     with pytest.raises(ValueError):
         t.keys("")

@@ -18,13 +18,13 @@ import redis.exceptions as rex
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ...envelope import HEADER_SIZE, MAGIC, Record, decode, retime
+from ...envelope import HEADER_SIZE, MAGIC, Record, decode
 from ...exceptions import BadValue, EnvelopeError, UntrustedRecord
 from ...resilience import LogThrottle
 from ...sentinels import MISSING
 from ..base import BaseTier
 from ..values import option_problems
-from . import counters, leases, replay, wire
+from . import counters, expiry, leases, namespaces, replay, wire
 from .connections import (
     DJANGO_REDIS_OPTIONS,
     INEFFECTIVE_DJANGO_REDIS_OPTIONS,
@@ -40,6 +40,8 @@ from .stream import RedisStream
 
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "KEYS_LIMIT", "RedisTier"]
 
+KEYS_LIMIT = namespaces.KEYS_LIMIT
+
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
 
@@ -48,10 +50,8 @@ _throttle = LogThrottle()
 #: the breaker. ``MAX_VALUE_BYTES: None`` lifts the cap.
 DEFAULT_MAX_VALUE_BYTES = 8 * 2**20
 #: ``keys`` lists at most this many keys.
-KEYS_LIMIT = 10_000
 
 _WATCH_ATTEMPTS = 3
-_SCAN_BATCH = 500
 
 
 class RedisTier(BaseTier):
@@ -62,26 +62,13 @@ class RedisTier(BaseTier):
     and ``SENTINELS``. Like django-redis, reads go to a replica when there is
     one (so a read right after a write may miss while replication lags).
 
-    OPTIONS defaults injected when absent, so that a sick Redis costs one
-    bounded wait and no retries (docs/faults.rst #3, #12):
-
-    ``SOCKET_CONNECT_TIMEOUT`` / ``SOCKET_TIMEOUT`` = 0.1 s
-        redis-py >= 8 otherwise waits 5 s per call on a hung server.
-    ``CONNECTION_POOL_CLASS`` = ``"redis.BlockingConnectionPool"``,
-    ``CONNECTION_POOL_KWARGS`` += ``max_connections=50, timeout=0.1``
-        Wait at most 0.1 s for a free connection instead of redis-py's
-        ``MaxConnectionsError`` at 100 (99% errors under gevent/ASGI load).
-        Sentinel keeps django-redis' ``SentinelConnectionPool``, which cannot
-        block; only the timeouts apply there.
-    ``CONNECTION_POOL_KWARGS["retry"]`` = ``Retry(NoBackoff(), 0)``
-        No retry on the request path (unless ``retry``, ``retry_on_error`` or
-        ``retry_on_timeout`` is given): the breaker, not a retry loop, handles
-        a dead server.
-    ``CONNECTION_FACTORY`` = ``TieredConnectionFactory`` (or the Sentinel one)
-        django-redis' own factories share one pool per URL, whatever the pool
-        options; a custom factory is left alone.
-    ``MAX_VALUE_BYTES`` = 8 MiB
-        Bigger values skip L2: their transfer would outlast the socket timeout.
+    OPTIONS defaults are injected when absent (``connections.redis_options``;
+    the table with the reason for each is in docs/tiers.rst), so that a sick
+    Redis costs one bounded wait and no retries (docs/faults.rst #3, #12):
+    0.1 s socket timeouts, a blocking pool of 50 connections waited on for at
+    most 0.1 s (``stack.ConnectionStack``), no retry, pools keyed by URL and
+    options, and ``MAX_VALUE_BYTES`` = 8 MiB (bigger values skip L2: their
+    transfer would outlast the socket timeout).
 
     Our own OPTIONS (``COMPRESS_MIN_BYTES``, ``COMPRESSOR``, ``COMPRESS_LEVEL``)
     are not passed on.
@@ -270,22 +257,8 @@ class RedisTier(BaseTier):
 
     @transport("keys")
     def keys(self, namespace: str) -> list[str]:
-        """See ``BaseTier``; SCAN, at most ``KEYS_LIMIT`` keys (every primary).
-
-        SCAN may return a key twice while Redis resizes its table, so the
-        keys are collected in a dict (insertion-ordered, no repeats).
-        """
-        pattern = _pattern(namespace)
-        found: dict[str, None] = {}
-        for client in self._primaries():
-            for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
-                try:
-                    found[key.decode()] = None
-                except UnicodeDecodeError:  # not one of ours: we write str keys
-                    continue
-                if len(found) >= KEYS_LIMIT:
-                    return list(found)
-        return list(found)
+        """See ``BaseTier`` and ``namespaces.keys``: SCAN on every primary."""
+        return namespaces.keys(self, namespace)
 
     # -- writes -------------------------------------------------------------
 
@@ -360,37 +333,8 @@ class RedisTier(BaseTier):
 
     @transport("touch")
     def touch(self, key: str, expires_at: float | None) -> bool:
-        ms = wire.ttl_ms(expires_at, self.clock())
-        client = self._writer(key)
-        for _ in range(_WATCH_ATTEMPTS):
-            with client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)
-                    state, head = wire.probe(pipe, key, self.clock(), whole=True)
-                    if state is not wire.LIVE:
-                        if state is wire.BAD:
-                            self.reject(key, UntrustedRecord("not signed for this key"))
-                        return False
-                    envelope_head = head.startswith(MAGIC)  # type: ignore[union-attr]
-                    pipe.multi()
-                    if ms is not None and ms <= 0:
-                        pipe.delete(key)
-                    else:
-                        if envelope_head:  # the payload is not sent back
-                            pipe.setrange(
-                                key, 0, retime(head, expires_at, key)[:HEADER_SIZE]
-                            )
-                        if ms is None or ms > wire.MAX_PX:
-                            pipe.persist(key)
-                        elif envelope_head:
-                            pipe.pexpire(key, ms)
-                        else:  # a raw int's expiry is absolute (see wire.set_args)
-                            pipe.pexpireat(key, wire.pxat(expires_at))  # type: ignore[arg-type]
-                    pipe.execute()
-                    return True
-                except rex.WatchError:
-                    continue
-        return True
+        """See ``BaseTier`` and ``expiry.touch``: a ``WATCH`` transaction."""
+        return expiry.touch(self, key, expires_at)
 
     @transport("incr")
     def incr(self, key: str, delta: int) -> int:
@@ -418,26 +362,8 @@ class RedisTier(BaseTier):
 
     @transport("clear")
     def clear(self, namespace: str) -> int:
-        """See ``BaseTier``; SCAN + UNLINK (every primary on Cluster)."""
-        pattern = _pattern(namespace)
-        removed = 0
-        failures = []
-        for client in self._primaries():
-            try:
-                batch: list[bytes] = []
-                for found in client.scan_iter(match=pattern, count=_SCAN_BATCH):
-                    batch.append(found)
-                    if len(batch) >= _SCAN_BATCH:
-                        removed += self._unlink(client, batch)
-                        batch = []
-                if batch:
-                    removed += self._unlink(client, batch)
-            except TRANSPORT_ERRORS as exc:
-                self._recover(exc)
-                failures.append(exc)
-        if failures:
-            raise unavailable(self.name, "clear", failures[0]) from failures[0]
-        return removed
+        """See ``BaseTier`` and ``namespaces.clear``: SCAN + UNLINK."""
+        return namespaces.clear(self, namespace)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -517,10 +443,3 @@ class RedisTier(BaseTier):
         except EnvelopeError as exc:
             self.reject(key, exc)
             return MISSING
-
-
-def _pattern(namespace: str) -> str:
-    """Return the SCAN pattern of ``namespace``; refuse the whole database."""
-    if not namespace:
-        raise ValueError("refusing an empty namespace: it matches every key")
-    return wire.glob_escape(namespace) + "*"
