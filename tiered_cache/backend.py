@@ -25,12 +25,12 @@ cheap and must share data (Django's own tests expect aliases with identical
 configuration to see each other's keys, as LocMemCache does).
 
 Read path. Tiers are asked in read order; the first hit wins. A hit below the
-top is promoted into every faster tier that accepts it, with its *remaining*
-lifetime (the absolute expiry travels with the value), never extended. An L1
+top is promoted into the faster, narrower tiers that accept it, with its
+*remaining* lifetime (the absolute expiry travels with the value). An L1
 promotion never replaces a newer L1 entry (the write stamps are compared), so
-a read that races a write cannot plant the older value. Bytes that are not a
-valid envelope are a logged, counted miss, never an exception and never an
-unpickle of unknown data. When the top tier cannot fail (local memory), it is
+a read that races a write cannot plant the older value. Stored bytes that are
+not a record signed for their key (``tiered_cache.signing``) are a logged,
+counted miss, never unpickled. When the top tier cannot fail (local memory), it is
 read directly, without a lock, a breaker or a wrapper and, for immutable
 values, without unpickling: that is the fast path the benchmark measures, and
 the one documented exception to "every call goes through a slot".
@@ -64,9 +64,9 @@ key does not come back (``Chain.read_below``). ``get_or_set`` computes a
 missing value once per key per process and, with a Redis lease, once per
 deployment (``tiered_cache.stampede``).
 
-What is *not* promised (yet): writes made while L2 was down are not replayed
-(docs/design.rst). ``set_many`` reports a key as failed when its authority did
-not store it, even if a narrower tier did.
+Changes L2 did not take while it was down are journaled and reconciled when
+it answers again (``tiered_cache.journal``). What is *not* promised is listed
+in docs/design.rst.
 """
 
 from __future__ import annotations
