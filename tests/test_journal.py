@@ -394,6 +394,28 @@ def test_a_replayed_set_keeps_the_expiry_it_was_given(
         assert 590_000 < pttl <= 600_000
 
 
+@pytest.mark.parametrize("first", ["older", "newer"])
+def test_of_two_machines_sets_during_an_outage_the_newer_wins(
+    make_cache, server, tmp_path, first
+):
+    """Whichever machine reconciles first, L2 ends with the newer value."""
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    two = machine(make_cache, server.url(1), tmp_path / "two", BREAKER={"WINDOW": 9})
+    for process in (one, two):
+        process._chain.bus.stop()  # reconciled when told to, below
+    one.set("k", "v0")
+    open_breaker(one)
+    open_breaker(two)
+    one.set("k", "older", timeout=None)
+    two.set("k", "newer", timeout=None)
+    order = (one, two) if first == "older" else (two, one)
+    for process in order:
+        assert process._chain.journal.reconcile() is True
+    assert l2_value(one, "k") == "newer"
+    assert server.client(1).pttl(one.stored_key("k")) == -1
+    assert two.get("k") == "newer"
+
+
 def test_a_journal_entry_without_an_expiry_is_still_replayed(
     make_cache, server, tmp_path
 ):
