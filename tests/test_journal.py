@@ -8,10 +8,12 @@ Redis is paused (SIGSTOP: connections stay open, nothing answers) or killed.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ import pytest
 from tests.matrix import L1, l3, real_l2
 from tests.support.redis_servers import RedisServer, wait_until
 from tiered_cache.envelope import Record, materialize, new_stamp
-from tiered_cache.journal import DELETE, SET, _load
+from tiered_cache.journal import DELETE, SET
+from tiered_cache.journal_rows import parse
 from tiered_cache.sentinels import MISSING
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,8 +91,105 @@ def test_forgotten_keys_are_covered_by_their_namespace(make_cache, server, tmp_p
     assert journal.stats.overflowed == 4 and journal.stats.lost == 1
 
 
-def test_an_unreadable_journal_is_a_new_one():
-    assert _load(b"not json") == {"e": {}, "c": []}
+def plant(cache, row: str) -> None:
+    """Write ``row`` (JSON) where the journal of ``cache``'s machine is kept."""
+    journal = cache._chain.journal
+    journal.keeper.tier.update_journal(
+        journal.name, lambda data: zlib.compress(row.encode())
+    )
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        '{"e": {"j:1:zz": 5}}',
+        '{"e": {"j:1:zz": ["s"]}}',
+        '{"e": {"j:1:zz": ["x", 1]}}',
+        '{"e": {"j:1:zz": ["d", "1"]}}',
+        '{"e": {"j:1:zz": ["d", 1, null]}}',
+        '{"e": {"j:1:zz": ["s", 1, "soon"]}}',
+        '{"e": {"j:1:zz": ["s", true]}}',
+        '{"e": {"j:1:zz": ["s", 18446744073709551616]}}',
+        '{"e": [], "c": []}',
+        '{"c": [5]}',
+        '{"c": "j:"}',
+        "[1, 2]",
+        "not json",
+    ],
+)
+def test_a_malformed_journal_row_is_refused(row):
+    data = row.encode() if row == "not json" else zlib.compress(row.encode())
+    assert parse(data) is None
+
+
+def test_well_formed_rows_old_and_new():
+    row = (
+        '{"e": {"a": ["s", 1], "b": ["s", 2, null], "c": ["s", 3, 9.5], "d": ["d", 4]}}'
+    )
+    assert parse(zlib.compress(row.encode())) == {
+        "e": {"a": ["s", 1], "b": ["s", 2, None], "c": ["s", 3, 9.5], "d": ["d", 4]},
+        "c": [],
+    }
+    assert parse(None) == {"e": {}, "c": []}
+
+
+def test_a_malformed_row_is_replaced_by_a_clear_of_the_namespaces(
+    make_cache, server, tmp_path
+):
+    """F4: a row of the wrong shape once stopped every listener of the machine."""
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    two = machine(make_cache, server.url(1), tmp_path / "two")
+    two.set_many({"k": "v1", "other": "x"})
+    assert one.get("k") == "v1"  # kept in one's L1
+    server.client(1).set("foreign", "y")  # another application's key
+    plant(one, '{"e": {"j:1:zz": 5}, "c": []}')
+    journal = one._chain.journal
+    wait_until(
+        lambda: one.tier("l3").read_journal(journal.name) is None,
+        timeout=5,
+        what="the row replaced by a clear of the namespace, reconciled",
+    )
+    assert journal.stats.malformed == 1 and l2_value(two, "other") is None
+    assert server.client(1).get("foreign") == "y"
+    two.set("k", "v2")  # the listener reads the stream again
+    wait_until(lambda: one.get("k") == "v2", timeout=5, what="one hears of v2")
+    assert journal.stats.malformed == 1  # reported once
+
+
+def test_a_failing_tick_never_stops_the_listener(make_cache, server, tmp_path):
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    two = machine(make_cache, server.url(1), tmp_path / "two")
+    ticks = []
+
+    def boom():
+        ticks.append(1)
+        raise RuntimeError("a bug in tick")
+
+    one._chain.bus._tick = boom
+    two.set("k", "v1")
+    assert one.get("k") == "v1"
+    wait_until(lambda: len(ticks) >= 2, timeout=5, what="tick failed twice")
+    two.set("k", "v2")
+    wait_until(lambda: one.get("k") == "v2", timeout=5, what="one hears of v2")
+
+
+def test_a_journal_row_never_clears_a_prefix_that_is_not_a_namespace(
+    make_cache, server, tmp_path
+):
+    """F13: a row's prefixes were cleared at L2 whatever they were."""
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    client = server.client(1)
+    client.mset({"other:1": "x", "orders:42": "y", "jam": "z"})
+    one.set("mine", "v")
+    plant(one, '{"e": {}, "c": ["o", "j", "", "j:"]}')
+    journal = one._chain.journal
+    wait_until(
+        lambda: journal.stats.cleared == 1, timeout=5, what="the namespace cleared"
+    )
+    assert l2_value(one, "mine") is None  # "j:" is this cache's namespace
+    assert [client.get(k) for k in ("other:1", "orders:42", "jam")] == list("xyz")
+    assert journal.stats.refused == 3
+    assert journal.pending() == {"e": {}, "c": []}
 
 
 # -- reconciliation ---------------------------------------------------------------
@@ -270,6 +370,67 @@ def test_a_replayed_set_replaces_an_older_value(make_cache, server, tmp_path):
     assert l2_value(one, "k") == "v1"
     wait_until(lambda: two.get("k") == "v1", timeout=3, what="two reads the new value")
     assert journal.stats.replayed == 1
+
+
+@pytest.mark.parametrize("timeout", [None, 600])
+def test_a_replayed_set_keeps_the_expiry_it_was_given(
+    make_cache, server, tmp_path, timeout
+):
+    """F12: the replay took the expiry its L3 copy is served with (bounded by
+    how long a copy is trusted): L2 dropped the value a minute later.
+    """
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    one._chain.bus.stop()  # reconciled when told to, below
+    one.set("k", "v0")
+    open_breaker(one)
+    one.set("k", "v1", timeout=timeout)
+    one.tier("l1").invalidate_all()  # the replay reads the L3 copy
+    assert one._chain.journal.reconcile() is True
+    assert l2_value(one, "k") == "v1"
+    pttl = server.client(1).pttl(one.stored_key("k"))
+    if timeout is None:
+        assert pttl == -1
+    else:
+        assert 590_000 < pttl <= 600_000
+
+
+@pytest.mark.parametrize("first", ["older", "newer"])
+def test_of_two_machines_sets_during_an_outage_the_newer_wins(
+    make_cache, server, tmp_path, first
+):
+    """Whichever machine reconciles first, L2 ends with the newer value."""
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    two = machine(make_cache, server.url(1), tmp_path / "two", BREAKER={"WINDOW": 9})
+    for process in (one, two):
+        process._chain.bus.stop()  # reconciled when told to, below
+    one.set("k", "v0")
+    open_breaker(one)
+    open_breaker(two)
+    one.set("k", "older", timeout=None)
+    two.set("k", "newer", timeout=None)
+    order = (one, two) if first == "older" else (two, one)
+    for process in order:
+        assert process._chain.journal.reconcile() is True
+    assert l2_value(one, "k") == "newer"
+    assert server.client(1).pttl(one.stored_key("k")) == -1
+    assert two.get("k") == "newer"
+
+
+def test_a_journal_entry_without_an_expiry_is_still_replayed(
+    make_cache, server, tmp_path
+):
+    """Rows written before the expiry was carried: ``[op, stamp]``."""
+    one = machine(make_cache, server.url(1), tmp_path / "one")
+    journal = one._chain.journal
+    journal.bus, bus = None, journal.bus
+    one.set("k", "v0")
+    record = Record.for_value("v1", None)
+    for name in ("l1", "l3"):
+        one.tier(name).set(one.stored_key("k"), record)
+    plant(one, json.dumps({"e": {one.stored_key("k"): [SET, record.stamp]}}))
+    journal.bus = bus
+    assert journal.reconcile() is True
+    assert l2_value(one, "k") == "v1"
 
 
 def test_a_set_whose_key_is_gone_from_l2_becomes_a_miss(make_cache, server, tmp_path):

@@ -104,6 +104,8 @@ class Chain:
         self._via: Slot | None = wired.via
         self.bus: InvalidationBus | None = wired.bus
         self.journal: Journal | None = wired.journal
+        if self.journal is not None:  # a malformed journal is covered by them
+            self.journal.namespaces = lambda: self.namespaces
 
     def note_namespace(self, namespace: str) -> None:
         """Remember a namespace of this chain's keys (the journal covers by it)."""
@@ -187,7 +189,7 @@ class Chain:
         if journal is not None and failed:  # journal the writes L2 missed
             slot = journal.authority
             journal.record(
-                (key, SET, records[key].stamp)
+                (key, SET, records[key].stamp, records[key].expires_at)
                 for key in failed
                 if authority[key] is slot
             )

@@ -128,6 +128,7 @@ class InvalidationBus:
         #: Called once a heartbeat after a successful read of the stream's
         #: state, off every request thread (the outage journal reconciles).
         self._tick = tick
+        self._tick_log = LogThrottle()
         self.name = name
         self.heartbeat = heartbeat
         self.stats = BusStats()
@@ -270,7 +271,7 @@ class InvalidationBus:
                     self._check_position()
                     next_check = time.monotonic() + self.heartbeat
                     if self._tick is not None:
-                        self._tick()
+                        self._run_tick()
                 if not self.anchored:
                     self._settle()
                 entries = self.stream.read(
@@ -311,6 +312,16 @@ class InvalidationBus:
             except Exception:  # a bug must not kill the listener silently
                 logger.exception("invalidation bus %s: listener error", self.name)
                 self._stop.wait(self.heartbeat)
+
+    def _run_tick(self) -> None:
+        """Run ``tick``; its failure never keeps the listener from reading."""
+        try:
+            self._tick()  # type: ignore[misc]
+        except TierUnavailable:
+            raise  # L2 did not answer: the read below would not either
+        except Exception:
+            if self._tick_log.allow("tick"):
+                logger.exception("invalidation bus %s: tick failed", self.name)
 
     def _check_position(self) -> None:
         """Find out whether anything was missed since ``last_id``."""

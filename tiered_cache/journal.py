@@ -9,7 +9,8 @@ the local write) and *reconciles* it once L2 answers again:
   value newer than the delete (written by another process meanwhile);
 * a set is replayed with ``replace_older`` (``BaseTier``): our record is
   stored only over a live entry with an older stamp, atomically. The value
-  comes from our own local copy with that very stamp. When L2 holds a newer
+  comes from our own local copy with that very stamp, the expiry from the
+  entry (the copy's is bounded by how long it is trusted). When L2 holds a newer
   value, nothing (another process deleted it meanwhile), or our local copy is
   gone, the set becomes an *invalidation*: L2's older entry, if any, is
   removed the same way, and the copies here are dropped. A miss is fine; an
@@ -32,18 +33,21 @@ that is *lost*: logged as an error and counted, and its older value may stay
 in L2 until it expires.
 
 Where it lives. In the machine's L3 when there is one (``read_journal``,
-``update_journal``: one small JSON document under a key outside every
-namespace), so that a restarted process, or any other process of the machine,
-finds and reconciles it; in this process's memory otherwise, or when L3 does
-not answer either. Two processes may replay the same entries: a delete twice
-is a delete, a set is compared by stamp. An entry is removed only once it is
-reconciled, and only if no newer change of the key was recorded meanwhile.
+``update_journal``: one small document, ``journal_rows``), so that a restarted
+process, or any other process of the machine, finds and reconciles it; in this
+process's memory otherwise, or when L3 does not answer either. Two processes
+may replay the same entries: a delete twice is a delete, a set is compared by
+stamp. An entry is removed only once it is reconciled, and only if no newer
+change of the key was recorded meanwhile. A row in L3 is data on a disk, not
+trusted: a malformed one is replaced by the namespaces of the chain's caches
+(cleared like an overflow's), and a prefix that is not one of them is never
+cleared (it stays in the row for a process whose caches have it).
 
-When. The bus listener (``coherence``) calls ``tick`` once a heartbeat after
-it reads the stream successfully, off every request thread: the journal
-reconciles when it holds anything. The listener has just heard L2 answer, so
-an open breaker of L2 is not waited for: one call made directly on the tier
-closes it when it answers (the breaker's probe, early).
+When. The bus listener (``coherence``) calls ``tick`` once a heartbeat, off
+every request thread: the journal reconciles when it holds anything. The
+listener has just heard L2 answer, so an open breaker of L2 is not waited for:
+one call made directly on the tier closes it when it answers (the breaker's
+probe, early).
 """
 
 from __future__ import annotations
@@ -52,7 +56,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +64,7 @@ from .coherence import InvalidationBus
 from .envelope import Record, new_stamp
 from .exceptions import TierUnavailable
 from .forksafe import renewed_lock
+from .journal_rows import EXPIRED, Doc, dump, empty, json_expiry, parse
 from .resilience import CLOSED, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
@@ -83,11 +87,8 @@ MAX_ENTRIES = 1000
 MAX_PREFIXES = 16
 #: Journaled operations: ``clear(namespace)`` is journaled as a prefix.
 SET, DELETE, CLEAR = "s", "d", "c"
-#: The expiry of a stand-in record: expired on any clock (storing it deletes).
-_EXPIRED = -1e18
-
-# A journal document: {"e": {key: [op, stamp]}, "c": [prefix, ...]}.
-Doc = dict[str, Any]
+#: A change: ``(key, op, stamp)``, or ``(key, SET, stamp, expires_at)``.
+Change = tuple[Any, ...]
 
 
 @dataclass
@@ -100,6 +101,8 @@ class JournalStats:
     overflowed: int = 0
     cleared: int = 0
     lost: int = 0
+    malformed: int = 0
+    refused: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -127,23 +130,29 @@ class Journal:
         self.max_prefixes = max_prefixes
         #: The namespace a stored key is under ("" when unknown).
         self.namespace_of = namespace_of
+        #: The namespaces of the caches built over the chain (set by the chain).
+        self.namespaces: Callable[[], Iterable[str]] = tuple
         #: One journal per authority (its name and location) per keeper.
         self.name = hashlib.sha256(
             repr((authority.name, authority.tier.location)).encode()
         ).hexdigest()[:16]
         self.stats = JournalStats()
-        self._memory: Doc = _empty()
+        self._memory: Doc = empty()
         self._lock = renewed_lock(self)
         self._logged = False
         self._log = LogThrottle()
+        self._refused: set[str] = set()
 
     # -- recording (the write path, during an outage) ------------------------------
 
-    def record(self, changes: Iterable[tuple[str, str, int]]) -> None:
+    def record(self, changes: Iterable[Change]) -> None:
         """Remember ``(key, SET or DELETE, stamp)`` changes L2 did not answer.
 
-        ``(namespace, CLEAR, 0)`` is a ``clear()``: the namespace is cleared
-        at L2 and announced, like the prefixes of an overflow.
+        A set may carry its expiry, ``(key, SET, stamp, expires_at)``: the
+        replay stores the value with it (the local copy it is read from may be
+        served with a shorter one, ``tiers/disk/copies.py``). ``(namespace,
+        CLEAR, 0)`` is a ``clear()``: the namespace is cleared at L2 and
+        announced, like the prefixes of an overflow.
         """
         changes = list(changes)
         if not changes:
@@ -169,23 +178,24 @@ class Journal:
         with self._lock:
             self._merge(self._memory, changes)
 
-    def _add(self, data: bytes | None, changes: list[tuple[str, str, int]]) -> bytes:
-        doc = _load(data)
+    def _add(self, data: bytes | None, changes: list[Change]) -> bytes:
+        doc = self._row(data)
         self._merge(doc, changes)
-        return _dump(doc)  # type: ignore[return-value]
+        return dump(doc)  # type: ignore[return-value]
 
-    def _merge(self, doc: Doc, changes: list[tuple[str, str, int]]) -> None:
+    def _merge(self, doc: Doc, changes: list[Change]) -> None:
         entries, cover = doc["e"], doc["c"]
-        for key, op, stamp in changes:
+        for key, op, stamp, *rest in changes:
             if op == CLEAR:
                 self._cover(cover, key)
                 continue
+            entry = [op, stamp, *(json_expiry(e) for e in rest[:1] if op == SET)]
             old = entries.get(key)
             if old is not None:
                 if stamp >= old[1]:
-                    entries[key] = [op, stamp]
+                    entries[key] = entry
             elif len(entries) < self.max_entries:
-                entries[key] = [op, stamp]
+                entries[key] = entry
             else:
                 self.stats.overflowed += 1
                 self._cover(cover, self.namespace_of(key))
@@ -213,21 +223,74 @@ class Journal:
         """Return what is journaled (memory and keeper merged; may be empty)."""
         with self._lock:
             doc = json.loads(json.dumps(self._memory))
-        if self.keeper is not None:
-            try:
-                data = self.keeper.call("read_journal", self.name)
-            except TierUnavailable:
-                data = UNAVAILABLE
-            if data is not UNAVAILABLE and data is not None:
-                kept = _load(data)
-                for key, (op, stamp) in kept["e"].items():
-                    old = doc["e"].get(key)
-                    if old is None or stamp > old[1]:
-                        doc["e"][key] = [op, stamp]
-                for prefix in kept["c"]:
-                    if prefix not in doc["c"]:
-                        doc["c"].append(prefix)
+        kept = self._kept()
+        if kept is not None:
+            for key, entry in kept["e"].items():
+                old = doc["e"].get(key)
+                if old is None or entry[1] > old[1]:
+                    doc["e"][key] = entry
+            for prefix in kept["c"]:
+                if prefix not in doc["c"]:
+                    doc["c"].append(prefix)
+        doc["c"] = [p for p in doc["c"] if self._known(p)]
         return doc
+
+    def _kept(self) -> Doc | None:
+        """Return the journal kept in L3 (None: none, or not readable now).
+
+        A malformed one is replaced there at once (``_row``), reported once
+        rather than once a heartbeat, and read as replaced at the next tick.
+        """
+        try:
+            data = (
+                None
+                if self.keeper is None
+                else self.keeper.call("read_journal", self.name)
+            )
+        except TierUnavailable:
+            return None
+        if data is UNAVAILABLE or data is None:
+            return None
+        doc = parse(data)
+        if doc is None:
+            with contextlib.suppress(TierUnavailable):
+                self.keeper.call(  # type: ignore[union-attr]
+                    "update_journal", self.name, lambda now: dump(self._row(now))
+                )
+        return doc
+
+    def _row(self, data: bytes | None) -> Doc:
+        """Return the journal stored as ``data``; a malformed one is unknown
+        changes, covered by the chain's namespaces (as in an overflow).
+        """
+        doc = parse(data)
+        if doc is not None:
+            return doc
+        self.stats.malformed += 1
+        logger.error(
+            "cache tier %s: the outage journal is malformed; replaced by a "
+            "clear of this cache's namespaces there",
+            self.authority.name,
+        )
+        doc = empty()
+        for namespace in sorted(self.namespaces()):
+            self._cover(doc["c"], namespace)
+        return doc
+
+    def _known(self, prefix: str) -> bool:
+        """Return whether ``prefix`` is a namespace of the chain's caches."""
+        if prefix and self.namespace_of(prefix) == prefix:
+            return True
+        if prefix not in self._refused:
+            self._refused.add(prefix)
+            self.stats.refused += 1
+            logger.error(
+                "cache tier %s: the outage journal names prefix %r, which is not "
+                "a namespace of this cache; not cleared",
+                self.authority.name,
+                prefix,
+            )
+        return False
 
     def tick(self) -> None:
         """Reconcile what is journaled, if anything (called by the listener)."""
@@ -246,7 +309,7 @@ class Journal:
         doc = self.pending() if doc is None else doc
         if not (doc["e"] or doc["c"]) or not self._reach(doc):
             return not (doc["e"] or doc["c"])
-        done: Doc = _empty()
+        done: Doc = empty()
         try:
             finished = self._replay(doc, done)
         except TierUnavailable:  # FAIL_OPEN off: the slot raises instead
@@ -299,10 +362,10 @@ class Journal:
                 self.stats.cleared += 1
             done["c"].append(prefix)
         announced: list[tuple[str, int]] = []
-        reconciled: Doc = _empty()
+        reconciled: Doc = empty()
         try:
-            for key, (op, stamp) in doc["e"].items():
-                outcome = self._replay_one(key, op, stamp)
+            for key, entry in doc["e"].items():
+                outcome = self._replay_one(key, *entry)
                 if outcome is UNAVAILABLE:
                     return False
                 after, replayed = outcome
@@ -311,7 +374,7 @@ class Journal:
                 self.stats.replayed += replayed
                 self.stats.invalidated += not replayed
                 announced.append((key, after))
-                reconciled["e"][key] = [op, stamp]
+                reconciled["e"][key] = entry
         finally:
             # Forgotten only once announced: else replayed again (harmless).
             if announced and self._announce("announce_writes", announced):
@@ -327,12 +390,14 @@ class Journal:
         getattr(bus, op)(what)
         return bus.stats.announce_errors == errors
 
-    def _replay_one(self, key: str, op: str, stamp: int) -> Any:
+    def _replay_one(self, key: str, op: str, stamp: int, *expiry: float | None) -> Any:
         """Apply one change at L2; return ``(stamp, replayed)`` or ``UNAVAILABLE``.
 
         Copies older than the returned stamp are stale everywhere. ``replayed``
         says whether L2 now reflects the change itself (else it was turned
-        into an invalidation).
+        into an invalidation). A set is stored with the expiry it was given
+        (``expiry``), not the one its local copy is served with: an L3 copy's
+        is bounded by how long it is trusted (``tiers/disk/copies.py``).
         """
         l2 = self.authority
         if op == DELETE:
@@ -344,8 +409,10 @@ class Journal:
             return UNAVAILABLE if l2.delete(key) is UNAVAILABLE else (stamp, True)
         record = self._local(key, stamp)
         ours = record is not None
+        if record is not None and expiry:
+            record = Record(record.value, record.payload, expiry[0], stamp)
         if record is None:  # storing an expired record deletes the key
-            record = Record(None, b"", _EXPIRED, stamp)
+            record = Record(None, b"", EXPIRED, stamp)
         found = l2.call("replace_older", key, record)
         if found is UNAVAILABLE:
             return UNAVAILABLE
@@ -376,8 +443,8 @@ class Journal:
             return
 
         def prune(doc: Doc) -> None:
-            for key, (op, stamp) in done["e"].items():
-                if doc["e"].get(key) == [op, stamp]:
+            for key, entry in done["e"].items():
+                if doc["e"].get(key) == entry:
                     del doc["e"][key]
             doc["c"] = [p for p in doc["c"] if p not in done["c"]]
 
@@ -386,39 +453,10 @@ class Journal:
         if self.keeper is not None:
 
             def change(data: bytes | None) -> bytes | None:
-                doc = _load(data)
+                doc = self._row(data)
                 prune(doc)
-                return _dump(doc)
+                return dump(doc)
 
             # If L3 does not answer, the entries are replayed again later.
             with contextlib.suppress(TierUnavailable):
                 self.keeper.call("update_journal", self.name, change)
-
-
-def _empty() -> Doc:
-    return {"e": {}, "c": []}
-
-
-def _load(data: bytes | None) -> Doc:
-    """Parse a stored journal (zlib-compressed JSON; never unpickled)."""
-    if not data:
-        return _empty()
-    try:
-        doc = json.loads(zlib.decompress(data))
-        return {"e": dict(doc.get("e", {})), "c": list(doc.get("c", []))}
-    except (ValueError, TypeError, AttributeError, zlib.error):
-        logger.error("the outage journal is unreadable; starting a new one")
-        return _empty()
-
-
-def _dump(doc: Doc) -> bytes | None:
-    """Return the stored form of ``doc`` (``None`` when empty).
-
-    Compressed: the keys of one journal share long starts, so a full journal
-    (~50 kB of JSON) stays a few kB, kept in the database row rather than in
-    a file of its own (diskcache's ``disk_min_file_size``), which halves the
-    cost of a journaled write.
-    """
-    if not (doc["e"] or doc["c"]):
-        return None
-    return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
