@@ -5,7 +5,9 @@ its connection resumes from the last id it saw and misses nothing, unlike
 pub/sub, which drops messages silently while a subscriber is away or slow
 (docs/faults.rst #21, #22). ``MAXLEN ~`` bounds it; ``XINFO STREAM`` tells a
 reader whether trimming went past it (the first entry kept is after the last
-one it read).
+one it read), the stream was emptied (no entry, but it generated ids past the
+reader's) or deleted and made again (its last id is behind the reader's):
+``StreamState.lost_after``.
 
 A write and its announcement go in one ``MULTI``/``EXEC`` when the stream and
 the written keys live on one server (single, replicas, Sentinel: the writes go
@@ -137,8 +139,12 @@ class RedisStream(Stream):
             generation=_text(generation),
             last_id=_text(info.get("last-generated-id", "0-0")),
             first_id=_text((info.get("first-entry") or ("0-0",))[0]),
+            entries_added=info.get("entries-added"),
+            length=info.get("length"),
         )
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # Anyone may append anything: bytes that are not UTF-8 must not make the
+    # read fail on every try (the listener could never move past them).
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
