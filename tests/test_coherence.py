@@ -367,3 +367,30 @@ def test_an_emptied_stream_is_no_gap_for_a_reader_that_read_it_all(make_cache, s
     server.client(1).xtrim(bus.stream.key, maxlen=0, approximate=False)
     bus._check_position()
     assert bus.stats.gaps == 0 and in_l1(b, "k")
+
+
+def test_a_hole_before_the_first_entry_read_after_a_lag_is_a_gap(make_cache, server):
+    """The listener reads on before its next position check: the first entry
+    after the hole must not pass for the next one (red team F6)."""
+    a, b = pair(make_cache, server.url(1))
+    bus = b._chain.bus
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    wait_until(lambda: bus.last_id != "0-0", timeout=2, what="B read a message")
+    paused, go = threading.Event(), threading.Event()
+    read = bus.stream.read
+
+    def lagging(*args):
+        if not go.is_set():  # B lags just before a read: past its position check
+            paused.set()
+            go.wait(5)
+        return read(*args)
+
+    bus.stream.read = lagging
+    assert paused.wait(2)
+    a.set("k", "v2")  # missed: emptied before B reads it
+    server.client(1).xtrim(bus.stream.key, maxlen=0, approximate=False)
+    a.set("other", "x")  # the first entry B reads after the hole
+    go.set()
+    wait_until(lambda: not in_l1(b, "k"), timeout=2, what="B's copies dropped")
+    assert bus.stats.gaps == 1 and b.get("k") == "v2"

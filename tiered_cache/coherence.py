@@ -278,7 +278,7 @@ class InvalidationBus:
                         self._tick()
                 if not self.anchored:
                     self._settle()
-                entries = self.stream.read(
+                entries, held = self.stream.read(
                     self.last_id or "0-0", self.heartbeat, _BATCH
                 )
                 # Recovered only once a read answered: a hung server whose
@@ -290,6 +290,10 @@ class InvalidationBus:
                     # a heartbeat later: until then, other processes read what
                     # L2 held before the outage.
                     next_check = 0.0
+                # Entries after an id the stream no longer held may follow a
+                # hole (emptied, trimmed): checked before they are taken.
+                if entries and not held and self._check_position():
+                    entries = []  # every copy dropped; read on from the end
                 self._apply_all(entries)
                 if self._catch_up is not None and (
                     not entries or not _newer(self._catch_up, self.last_id or "0-0")
@@ -315,12 +319,12 @@ class InvalidationBus:
                 logger.exception("invalidation bus %s: listener error", self.name)
                 self._stop.wait(self.heartbeat)
 
-    def _check_position(self) -> None:
-        """Find out whether anything was missed since ``last_id``."""
+    def _check_position(self) -> bool:
+        """Find out whether anything was missed since ``last_id`` (a gap)."""
         state = self.stream.state()
         if self.last_id is None:  # first start: nothing copied yet to miss
             self.last_id, self.generation = state.last_id, state.generation
-            return
+            return False
         trimmed = state.lost_after(self.last_id)
         if state.generation != self.generation or trimmed:
             self.stats.gaps += 1
@@ -334,6 +338,8 @@ class InvalidationBus:
             )
             self._drop_all()
             self.last_id, self.generation = state.last_id, state.generation
+            return True
+        return False
 
     def _settle(self) -> None:
         """Replay what the persisted copies missed, or drop them (once).

@@ -80,8 +80,16 @@ class Stream:
         """Add one message; return its id (ids increase)."""
         raise NotImplementedError
 
-    def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
-        """Return up to ``count`` messages after id ``after``, waiting ``block`` s."""
+    def read(
+        self, after: str, block: float, count: int
+    ) -> tuple[list[tuple[str, dict]], bool]:
+        """Return up to ``count`` messages after id ``after``, waiting ``block``
+        s, and whether the stream still held the entry ``after`` just before.
+
+        When it did not (trimmed or deleted since the reader read it), the
+        messages returned may follow a hole: the reader checks ``state``
+        before it takes them as the next ones. ``"0-0"`` is always held.
+        """
         raise NotImplementedError
 
     #: Whether the carrying tier can store values and append a message in one

@@ -135,5 +135,15 @@ def test_a_reader_that_read_nothing_lost_what_was_trimmed(own_server, clock):
 def test_bytes_that_are_not_utf8_are_read_not_refused(own_server, clock):
     stream = make_tier(own_server.url(1), clock).stream("bus")
     own_server.client(1).xadd(stream.key, {"o": b"\xff", "w": b"\xfe\xff"})
-    ((_, fields),) = stream.read("0-0", 0.01, 10)
+    ((_, fields),), _ = stream.read("0-0", 0.01, 10)
     assert fields["w"] == "\ufffd\ufffd"  # for the bus to skip as malformed
+
+
+def test_a_read_says_whether_the_stream_still_held_its_start(own_server, clock):
+    stream = make_tier(own_server.url(1), clock).stream("bus")
+    read = stream.append(MESSAGE)
+    assert stream.read(read, 0.01, 10) == ([], True)
+    assert stream.read("0-0", 0.01, 10)[1] is True
+    own_server.client(1).xtrim(stream.key, maxlen=0, approximate=False)
+    after = stream.append(MESSAGE)  # the first entry after a hole
+    assert stream.read(read, 0.01, 10) == ([(after, MESSAGE)], False)

@@ -104,12 +104,21 @@ class RedisStream(Stream):
         except TRANSPORT_ERRORS as exc:
             raise self._failed("announce", exc) from exc
 
-    def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
+    def read(
+        self, after: str, block: float, count: int
+    ) -> tuple[list[tuple[str, dict]], bool]:
+        """``XRANGE after after`` then ``XREAD``, pipelined: Redis runs one
+        client's queued commands back to back, so nothing trims the stream
+        between the two. Trimming removes the oldest entries first: while
+        ``after`` is held, so is everything after it.
+        """
         block_ms = int(min(block, self.max_block) * 1000)
         try:
-            reply = self._client().xread(
-                {self.key: after}, count=count, block=block_ms or None
-            )
+            pipe = self._client().pipeline(transaction=False)
+            if after != "0-0":
+                pipe.xrange(self.key, after, after)
+            pipe.xread({self.key: after}, count=count, block=block_ms or None)
+            *kept, reply = pipe.execute()
         except TRANSPORT_ERRORS as exc:
             raise self._failed("listen", exc) from exc
         messages = []
@@ -118,7 +127,7 @@ class RedisStream(Stream):
                 messages.append(
                     (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
                 )
-        return messages
+        return messages, not kept or bool(kept[0])
 
     def state(self) -> StreamState:
         client = self._client()
