@@ -7,6 +7,7 @@ processes is ``test_processes_never_read_a_replaced_value``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -292,3 +293,104 @@ def test_an_outage_of_the_bus_drops_copies_and_shortens_trust(make_cache, server
         server.resume()
     wait_until(lambda: bus.healthy, timeout=5, what="the bus reading again")
     assert b.tier("l1").max_staleness == 60.0
+
+
+#: Stream entries anyone who can write to Redis might append (red team F1, F2).
+POISON = {
+    "not JSON": {"w": "not json"},
+    "wrong shape": {"w": json.dumps({"a": 1})},
+    "string stamp": {"w": json.dumps([["co:1:k", "abc"]])},
+    "stamp past u64": {"w": json.dumps([["co:1:k", 2**64]])},
+    "Infinity": {"w": '[["co:1:k", Infinity]]'},
+    "float stamp": {"w": '[["co:1:k", 1e30]]'},
+    "x not a list": {"x": json.dumps(5)},
+    "not UTF-8": {"w": b"\xff\xfe"},
+}
+
+
+@pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
+def test_a_malformed_message_is_skipped_and_treated_as_a_gap(
+    make_cache, server, poison
+):
+    a, b = pair(make_cache, server.url(1))
+    bus = b._chain.bus
+    a.set("k", "v1")
+    assert b.get("k") == "v1" and in_l1(b, "k")
+    server.client(1).xadd(bus.stream.key, {"o": "evil", **poison})
+    # What it said changed is unknown: every copy goes.
+    wait_until(lambda: not in_l1(b, "k"), timeout=2, what="B's copies dropped")
+    assert b.get("k") == "v1"
+    a.set("k", "v2")  # read past it: the next write is heard
+    wait_until(lambda: b.get("k") == "v2", timeout=2, what="the next write heard")
+    assert bus.stats.malformed == 1 and bus._thread.is_alive()
+
+
+def test_a_stamp_far_ahead_drops_the_copy_but_not_the_clock(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    bus = b._chain.bus
+    a.set("k", "v1")
+    assert b.get("k") == "v1" and in_l1(b, "k")
+    forged = [[b.stored_key("k"), 2**64 - 1]]  # a valid u64, centuries ahead
+    server.client(1).xadd(bus.stream.key, {"o": "evil", "w": json.dumps(forged)})
+    wait_until(lambda: not in_l1(b, "k"), timeout=2, what="B's copy dropped")
+    assert bus.stats.stamps_ignored == 1 and bus.stats.malformed == 0
+    assert new_stamp() < time.time_ns() + 10**9  # this process's clock stayed
+    b.set("n", {"a": 1})  # an envelope still packs the stamp
+    assert a.get("n") == {"a": 1}
+
+
+@pytest.mark.parametrize("empty", ["xtrim", "del"])
+def test_an_emptied_stream_is_a_gap_for_a_lagging_reader(make_cache, server, empty):
+    a, b = pair(make_cache, server.url(1))
+    bus = b._chain.bus
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    bus.stop()  # B lags (a pause) while A writes on and the stream is emptied
+    a.set("k", "v2")
+    if empty == "xtrim":
+        server.client(1).xtrim(bus.stream.key, maxlen=0, approximate=False)
+    else:
+        server.client(1).delete(bus.stream.key)
+    bus._check_position()
+    assert bus.stats.gaps == 1 and not in_l1(b, "k")
+    assert b.get("k") == "v2"
+
+
+def test_an_emptied_stream_is_no_gap_for_a_reader_that_read_it_all(make_cache, server):
+    a, b = pair(make_cache, server.url(1))
+    bus = b._chain.bus
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    newest = bus.stream.state().last_id
+    wait_until(lambda: bus.last_id == newest, timeout=2, what="B read everything")
+    bus.stop()
+    server.client(1).xtrim(bus.stream.key, maxlen=0, approximate=False)
+    bus._check_position()
+    assert bus.stats.gaps == 0 and in_l1(b, "k")
+
+
+def test_a_hole_before_the_first_entry_read_after_a_lag_is_a_gap(make_cache, server):
+    """The listener reads on before its next position check: the first entry
+    after the hole must not pass for the next one (red team F6)."""
+    a, b = pair(make_cache, server.url(1))
+    bus = b._chain.bus
+    a.set("k", "v1")
+    assert b.get("k") == "v1"
+    wait_until(lambda: bus.last_id != "0-0", timeout=2, what="B read a message")
+    paused, go = threading.Event(), threading.Event()
+    read = bus.stream.read
+
+    def lagging(*args):
+        if not go.is_set():  # B lags just before a read: past its position check
+            paused.set()
+            go.wait(5)
+        return read(*args)
+
+    bus.stream.read = lagging
+    assert paused.wait(2)
+    a.set("k", "v2")  # missed: emptied before B reads it
+    server.client(1).xtrim(bus.stream.key, maxlen=0, approximate=False)
+    a.set("other", "x")  # the first entry B reads after the hole
+    go.set()
+    wait_until(lambda: not in_l1(b, "k"), timeout=2, what="B's copies dropped")
+    assert bus.stats.gaps == 1 and b.get("k") == "v2"

@@ -160,6 +160,27 @@ def test_after_a_gap_a_fresh_process_trusts_no_older_copy(machines, server):
 
 
 @pytest.mark.redis_server
+@pytest.mark.parametrize("empty", ["xtrim", "del"])
+def test_a_stream_emptied_while_a_machine_was_down_is_a_gap(machines, server, empty):
+    """Emptied (``XTRIM MAXLEN 0``) or deleted, generation unchanged: the
+    delete this machine missed cannot be replayed, so its copies all go."""
+    one, two = machines("one"), machines("two")
+    two("set", "k", "v")
+    time.sleep(1.2)  # its place is persisted
+    two.quit()
+    one("delete", "k")
+    stream = "{tiered_cache:bus}"
+    if empty == "xtrim":
+        server.client(0).xtrim(stream, maxlen=0, approximate=False)
+    else:
+        server.client(0).delete(stream)
+    fresh = machines("two")
+    assert fresh("l3", "k") is None
+    fresh("l2-down")
+    assert fresh("get", "k") is None  # not resurrected from machine two's L3
+
+
+@pytest.mark.redis_server
 def test_the_gap_is_seen_by_the_long_lived_process_too(machines, server):
     two = machines("two")
     two("set", "k", "v")
@@ -205,6 +226,10 @@ def anchored(tier, mark=None):
 
 
 STATE = StreamState(generation="g", last_id="9-0", first_id="3-0")
+#: No entry left (XTRIM MAXLEN 0), though it generated ids up to 9-0.
+EMPTIED = StreamState(generation="g", last_id="9-0", first_id="0-0")
+#: Deleted: XINFO finds no stream (made again, it would start behind the mark).
+REMADE = StreamState(generation="g", last_id="0-0", first_id="0-0")
 
 
 @pytest.mark.parametrize(
@@ -215,13 +240,17 @@ STATE = StreamState(generation="g", last_id="9-0", first_id="3-0")
         ("g", "2-0"),  # trimmed past the mark
         ("g", "0-0"),  # read nothing, and the stream holds entries now
         ("g", "10-0"),  # a mark from after the stream's end: not this stream
+        ("g", "5-0", EMPTIED),  # emptied since: ids past the mark are gone
+        ("g", "0-0", EMPTIED),  # read nothing; entries came and went
+        ("g", "5-0", REMADE),  # deleted (and made again): its ids start over
     ],
 )
 def test_a_mark_that_cannot_be_replayed_drops_the_copies(disk, mark):
     tier, clock = disk
-    anchor = anchored(tier, mark)
+    state = mark[2] if mark and len(mark) > 2 else STATE
+    anchor = anchored(tier, mark and mark[:2])
     assert tier.get("old") is MISSING  # nothing is trusted before it settles
-    assert anchor.resume(STATE, early=True) is None
+    assert anchor.resume(state, early=True) is None
     assert tier.get("old") is MISSING  # dropped: made before the process started
     tier.set("new", rec("v"))
     assert tier.get_value("new", None) == "v"
@@ -232,6 +261,14 @@ def test_a_mark_the_stream_still_holds_is_replayed_before_copies_are_trusted(dis
     anchor = anchored(tier, ("g", "5-0"))
     assert anchor.resume(STATE, early=True) == "5-0"
     assert tier.get("old") is MISSING  # until the listener has caught up
+    anchor.caught_up()
+    assert tier.get_value("old", None) == "v"
+
+
+def test_an_emptied_stream_that_generated_nothing_past_the_mark_is_replayed(disk):
+    tier, clock = disk
+    anchor = anchored(tier, ("g", "9-0"))  # it had read everything
+    assert anchor.resume(EMPTIED, early=True) == "9-0"
     anchor.caught_up()
     assert tier.get_value("old", None) == "v"
 

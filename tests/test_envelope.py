@@ -131,3 +131,17 @@ def test_only_64_bit_ints_stay_raw():
     big = Record.for_value(2**70, None)
     assert big.payload is not None
     assert materialize(decode(encode(big, "k"), "k")) == 2**70
+
+
+def test_a_stamp_far_ahead_does_not_move_the_clock():
+    """A forged or broken stamp must not push every later stamp past u64."""
+    for stamp in (envelope.STAMP_MAX, new_stamp() + 2 * envelope.MAX_STAMP_LEAD_NS):
+        assert envelope.observe_stamp(stamp) is False
+        assert new_stamp() < stamp
+    encode(Record.for_value("v", None), "k")  # still packs
+
+
+def test_a_stamp_a_little_ahead_moves_the_clock():
+    ahead = new_stamp() + 10**6  # a clock 1 ms ahead: followed
+    assert envelope.observe_stamp(ahead) is True
+    assert new_stamp() > ahead

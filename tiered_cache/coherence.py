@@ -35,11 +35,13 @@ generation token, so every reader sees a gap at its next position check.
 Losing nothing, or knowing it. A listener reads the stream from the last id it
 saw, so a dropped or killed connection misses nothing that the stream still
 holds. It *knows* it may have missed something when the oldest entry kept is
-newer than its last id (trimmed past it: it lagged by ``MAXLEN`` entries), or
-when the authority's *generation* changed (restarted empty,
-flushed): then it drops every copy (an epoch bump), since it cannot know which
-changed. A listener that cannot read for longer than one heartbeat drops every
-copy too and, until it reads again, keeps new copies for at most
+newer than its last id (trimmed past it: it lagged by ``MAXLEN`` entries), the
+stream was emptied or made again (``StreamState.lost_after``), or the
+authority's *generation* changed (restarted empty, flushed): then it drops
+every copy (an epoch bump), since it cannot know which changed. A message that
+does not parse (``tiered_cache.messages``) is skipped, never read again, and
+taken as such a gap. A listener that cannot read for longer than one heartbeat
+drops every copy too and, until it reads again, keeps new copies for at most
 ``2 × HEARTBEAT + 1`` seconds (``L1_MAX_STALENESS`` otherwise): staleness stays
 bounded while the bus is down (docs/faults.rst I3, #21-#26).
 
@@ -69,6 +71,7 @@ from typing import Any, Protocol
 from .envelope import observe_stamp
 from .exceptions import TierUnavailable
 from .forksafe import after_fork_in_child
+from .messages import parse
 from .outbox import Outbox
 from .resilience import LogThrottle
 from .tiers.base import Stream, StreamState
@@ -93,6 +96,8 @@ class BusStats:
     dropped: int = 0
     gaps: int = 0
     outages: int = 0
+    malformed: int = 0  # skipped, not parsed (``messages``): every copy dropped
+    stamps_ignored: int = 0  # too far ahead to move the clock (``observe_stamp``)
 
     def snapshot(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -274,7 +279,7 @@ class InvalidationBus:
                         self._run_tick()
                 if not self.anchored:
                     self._settle()
-                entries = self.stream.read(
+                entries, held = self.stream.read(
                     self.last_id or "0-0", self.heartbeat, _BATCH
                 )
                 # Recovered only once a read answered: a hung server whose
@@ -286,9 +291,11 @@ class InvalidationBus:
                     # a heartbeat later: until then, other processes read what
                     # L2 held before the outage.
                     next_check = 0.0
-                for entry_id, fields in entries:
-                    self._apply(fields)
-                    self.last_id = entry_id
+                # Entries after an id the stream no longer held may follow a
+                # hole (emptied, trimmed): checked before they are taken.
+                if entries and not held and self._check_position():
+                    entries = []  # every copy dropped; read on from the end
+                self._apply_all(entries)
                 if self._catch_up is not None and (
                     not entries or not _newer(self._catch_up, self.last_id or "0-0")
                 ):
@@ -323,13 +330,13 @@ class InvalidationBus:
             if self._tick_log.allow("tick"):
                 logger.exception("invalidation bus %s: tick failed", self.name)
 
-    def _check_position(self) -> None:
-        """Find out whether anything was missed since ``last_id``."""
+    def _check_position(self) -> bool:
+        """Find out whether anything was missed since ``last_id`` (a gap)."""
         state = self.stream.state()
         if self.last_id is None:  # first start: nothing copied yet to miss
             self.last_id, self.generation = state.last_id, state.generation
-            return
-        trimmed = self.last_id != "0-0" and _newer(state.first_id, self.last_id)
+            return False
+        trimmed = state.lost_after(self.last_id)
         if state.generation != self.generation or trimmed:
             self.stats.gaps += 1
             logger.warning(
@@ -338,10 +345,12 @@ class InvalidationBus:
                 self.name,
                 "the server lost its data"
                 if state.generation != self.generation
-                else "the stream was trimmed past this reader",
+                else "the stream was trimmed, emptied or made again",
             )
             self._drop_all()
             self.last_id, self.generation = state.last_id, state.generation
+            return True
+        return False
 
     def _settle(self) -> None:
         """Replay what the persisted copies missed, or drop them (once).
@@ -386,21 +395,44 @@ class InvalidationBus:
                 time.monotonic() - since,
             )
 
+    def _apply_all(self, entries: list[tuple[str, dict]]) -> None:
+        """Apply ``entries``; one that cannot be applied is skipped (read again,
+        it would fail again) and, its content unknown, drops every copy before
+        the mark can vouch for anything after it.
+        """
+        bad: tuple[str, Exception] | None = None
+        for entry_id, fields in entries:
+            try:
+                self._apply(fields)
+            except TierUnavailable:
+                raise
+            except Exception as exc:  # MalformedMessage; a bug applying one
+                self.stats.malformed += 1
+                bad = bad or (entry_id, exc)
+            self.last_id = entry_id
+        if bad is not None:
+            if self._log.allow("malformed"):
+                logger.warning(
+                    "invalidation bus %s: skipped message %s that cannot be "
+                    "applied (%s); dropping every local copy",
+                    self.name,
+                    *bad,
+                )
+            self._drop_all()
+
     def _apply(self, fields: dict[str, str]) -> None:
         if fields.get("o") == self.origin:
             return
+        message = parse(fields)  # all of it, before any of it is applied
         self.stats.received += 1
-        # A message the outbox resends may carry several kinds at once.
-        if "w" in fields:
-            for key, stamp in json.loads(fields["w"]):
-                observe_stamp(stamp)
-                self.stats.dropped += bool(self._invalidate(key, stamp))
-        if "x" in fields:
-            for key in json.loads(fields["x"]):
-                self.stats.dropped += bool(self._drop(key))
-        if "c" in fields:
-            self._clear(fields["c"])
-        if "a" in fields:  # a writer's outbox overflowed: anything may have changed
+        for key, stamp in message.writes:
+            self.stats.stamps_ignored += not observe_stamp(stamp)
+            self.stats.dropped += bool(self._invalidate(key, stamp))
+        for key in message.drops:
+            self.stats.dropped += bool(self._drop(key))
+        if message.clear is not None:
+            self._clear(message.clear)
+        if message.drop_all:  # a writer's outbox overflowed: anything may have changed
             self.stats.gaps += 1
             self._drop_all()
 

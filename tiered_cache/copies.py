@@ -19,7 +19,8 @@ messages they applied, at most once a heartbeat. A process that starts:
    messages (dropping what changed, as always) and trusts the copies again
    once it has read as far as the stream went when the process started;
 3. otherwise (no mark, another generation: the server lost its data; trimmed
-   past the mark; the tier did not answer) it drops them all with a *floor*:
+   past the mark, emptied or made again: ``StreamState.lost_after``; the tier
+   did not answer) it drops them all with a *floor*:
    no copy made before it is trusted, in this process or any later one on the
    machine (``invalidate_all``).
 
@@ -112,11 +113,11 @@ def _replayable(mark: Any, state: StreamState) -> bool:
     if not isinstance(mark, tuple):  # None, or UNAVAILABLE
         return False
     generation, last_id = mark
-    if generation != state.generation or _id(last_id) > _id(state.last_id):
+    if generation != state.generation:
         return False
-    if last_id == "0-0":  # read nothing yet: only an empty stream missed nothing
-        return state.first_id == "0-0"
-    return _id(state.first_id) <= _id(last_id)
+    if last_id == "0-0" and state.first_id != "0-0":
+        return False  # read nothing yet, and entries came since: be sure
+    return not state.lost_after(last_id)
 
 
 def _id(entry_id: str) -> tuple[int, int]:

@@ -51,6 +51,8 @@ from .signing import KEYRING, TAG_SIZE, keys
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "MAX_STAMP_LEAD_NS",
+    "STAMP_MAX",
     "Record",
     "decode",
     "encode",
@@ -186,10 +188,30 @@ class _StampClock:
 
 _stamps = _StampClock()
 
+#: The largest stamp an envelope holds (``u64``).
+STAMP_MAX = 2**64 - 1
 
-def observe_stamp(stamp: int) -> None:
-    """Move this process's clock past ``stamp`` (seen from another process)."""
+#: How far ahead of this machine's wall clock a stamp seen from elsewhere may
+#: be and still move this process's clock: 5 minutes. Clocks of one
+#: deployment agree far better (NTP); a stamp further ahead is a broken clock
+#: or a forged message, and following it would push every later stamp of this
+#: process (and of every process that hears of them) that far ahead, or past
+#: ``STAMP_MAX``. Bounded by the wall clock, not by the clock's last stamp, so
+#: a series of stamps cannot ratchet it further.
+MAX_STAMP_LEAD_NS = 300 * 10**9
+
+
+def observe_stamp(stamp: int) -> bool:
+    """Move this process's clock past ``stamp`` (seen from another process).
+
+    Return False, and leave the clock alone, for a stamp more than
+    ``MAX_STAMP_LEAD_NS`` ahead of the wall clock. The message that carried
+    it may still drop copies: dropping one is always safe.
+    """
+    if stamp > time.time_ns() + MAX_STAMP_LEAD_NS:
+        return False
     _stamps.observe(stamp)
+    return True
 
 
 def new_stamp() -> int:

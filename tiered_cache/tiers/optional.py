@@ -38,8 +38,34 @@ class StreamState(NamedTuple):
     """
 
     generation: str
+    #: The last id the stream generated, kept when its entries are trimmed
+    #: away; ``"0-0"`` for a stream that does not exist.
     last_id: str
+    #: ``"0-0"`` when the stream holds no entry (no entry has that id).
     first_id: str
+    #: Entries ever appended and entries held, when the server says (Redis 7).
+    entries_added: int | None = None
+    length: int | None = None
+
+    def lost_after(self, last_id: str) -> bool:
+        """Return whether messages after ``last_id`` may be gone from the stream.
+
+        Trimmed past it (the oldest entry kept is newer); emptied (``XTRIM
+        MAXLEN 0``, or every entry deleted: ids were generated past it that no
+        entry holds any more); deleted and made again (the stream's ids start
+        over behind it). A reader that read nothing (``"0-0"``) of a stream
+        that holds entries lost some only if fewer are held than were added;
+        without those counts that cannot be told, and is taken as not.
+        """
+        mine, newest = _id(last_id), _id(self.last_id)
+        if newest < mine:
+            return True
+        if self.first_id == "0-0":
+            return newest > mine
+        if mine == (0, 0):
+            added, held = self.entries_added, self.length
+            return added is not None and held is not None and added > held
+        return _id(self.first_id) > mine
 
 
 class Stream:
@@ -54,8 +80,16 @@ class Stream:
         """Add one message; return its id (ids increase)."""
         raise NotImplementedError
 
-    def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
-        """Return up to ``count`` messages after id ``after``, waiting ``block`` s."""
+    def read(
+        self, after: str, block: float, count: int
+    ) -> tuple[list[tuple[str, dict]], bool]:
+        """Return up to ``count`` messages after id ``after``, waiting ``block``
+        s, and whether the stream still held the entry ``after`` just before.
+
+        When it did not (trimmed or deleted since the reader read it), the
+        messages returned may follow a hole: the reader checks ``state``
+        before it takes them as the next ones. ``"0-0"`` is always held.
+        """
         raise NotImplementedError
 
     #: Whether the carrying tier can store values and append a message in one
@@ -183,3 +217,8 @@ class OptionalMethods:
         (False: stored, but the message must be sent again).
         """
         raise NotImplementedError
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)

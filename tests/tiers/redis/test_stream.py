@@ -100,3 +100,50 @@ def test_a_failing_bus_call_lets_the_tier_recover(clock):
         with pytest.raises(TierUnavailable):
             call()
     assert len(seen) == 4 and all(isinstance(e, redis.ConnectionError) for e in seen)
+
+
+@pytest.mark.parametrize("empty", ["xtrim", "del"])
+def test_an_emptied_stream_tells_a_lagging_reader_it_lost_messages(
+    own_server, clock, empty
+):
+    stream = make_tier(own_server.url(1), clock).stream("bus")
+    read = stream.append(MESSAGE)  # the reader's last id
+    missed = stream.append(MESSAGE)  # appended while it lags
+    assert not stream.state().lost_after(read)
+    if empty == "xtrim":
+        own_server.client(1).xtrim(stream.key, maxlen=0, approximate=False)
+    else:
+        own_server.client(1).delete(stream.key)
+    state = stream.state()
+    assert state.first_id == "0-0"  # no entry left, generation unchanged
+    assert state.lost_after(read)
+    # One that had read everything missed nothing, unless the stream was
+    # deleted (a stream made again would hand out ids behind its own).
+    assert state.lost_after(missed) is (empty == "del")
+    assert state.lost_after("0-0") is (empty == "xtrim")
+
+
+def test_a_reader_that_read_nothing_lost_what_was_trimmed(own_server, clock):
+    stream = make_tier(own_server.url(1), clock).stream("bus")
+    for _ in range(3):
+        stream.append(MESSAGE)
+    assert not stream.state().lost_after("0-0")  # every entry added is held
+    own_server.client(1).xtrim(stream.key, maxlen=1, approximate=False)
+    assert stream.state().lost_after("0-0")
+
+
+def test_bytes_that_are_not_utf8_are_read_not_refused(own_server, clock):
+    stream = make_tier(own_server.url(1), clock).stream("bus")
+    own_server.client(1).xadd(stream.key, {"o": b"\xff", "w": b"\xfe\xff"})
+    ((_, fields),), _ = stream.read("0-0", 0.01, 10)
+    assert fields["w"] == "\ufffd\ufffd"  # for the bus to skip as malformed
+
+
+def test_a_read_says_whether_the_stream_still_held_its_start(own_server, clock):
+    stream = make_tier(own_server.url(1), clock).stream("bus")
+    read = stream.append(MESSAGE)
+    assert stream.read(read, 0.01, 10) == ([], True)
+    assert stream.read("0-0", 0.01, 10)[1] is True
+    own_server.client(1).xtrim(stream.key, maxlen=0, approximate=False)
+    after = stream.append(MESSAGE)  # the first entry after a hole
+    assert stream.read(read, 0.01, 10) == ([(after, MESSAGE)], False)

@@ -5,7 +5,9 @@ its connection resumes from the last id it saw and misses nothing, unlike
 pub/sub, which drops messages silently while a subscriber is away or slow
 (docs/faults.rst #21, #22). ``MAXLEN ~`` bounds it; ``XINFO STREAM`` tells a
 reader whether trimming went past it (the first entry kept is after the last
-one it read).
+one it read), the stream was emptied (no entry, but it generated ids past the
+reader's) or deleted and made again (its last id is behind the reader's):
+``StreamState.lost_after``.
 
 A write and its announcement go in one ``MULTI``/``EXEC`` when the stream and
 the written keys live on one server (single, replicas, Sentinel: the writes go
@@ -102,12 +104,21 @@ class RedisStream(Stream):
         except TRANSPORT_ERRORS as exc:
             raise self._failed("announce", exc) from exc
 
-    def read(self, after: str, block: float, count: int) -> list[tuple[str, dict]]:
+    def read(
+        self, after: str, block: float, count: int
+    ) -> tuple[list[tuple[str, dict]], bool]:
+        """``XRANGE after after`` then ``XREAD``, pipelined: Redis runs one
+        client's queued commands back to back, so nothing trims the stream
+        between the two. Trimming removes the oldest entries first: while
+        ``after`` is held, so is everything after it.
+        """
         block_ms = int(min(block, self.max_block) * 1000)
         try:
-            reply = self._client().xread(
-                {self.key: after}, count=count, block=block_ms or None
-            )
+            pipe = self._client().pipeline(transaction=False)
+            if after != "0-0":
+                pipe.xrange(self.key, after, after)
+            pipe.xread({self.key: after}, count=count, block=block_ms or None)
+            *kept, reply = pipe.execute()
         except TRANSPORT_ERRORS as exc:
             raise self._failed("listen", exc) from exc
         messages = []
@@ -116,7 +127,7 @@ class RedisStream(Stream):
                 messages.append(
                     (_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
                 )
-        return messages
+        return messages, not kept or bool(kept[0])
 
     def state(self) -> StreamState:
         client = self._client()
@@ -137,8 +148,12 @@ class RedisStream(Stream):
             generation=_text(generation),
             last_id=_text(info.get("last-generated-id", "0-0")),
             first_id=_text((info.get("first-entry") or ("0-0",))[0]),
+            entries_added=info.get("entries-added"),
+            length=info.get("length"),
         )
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # Anyone may append anything: bytes that are not UTF-8 must not make the
+    # read fail on every try (the listener could never move past them).
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
