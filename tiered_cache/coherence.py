@@ -5,16 +5,14 @@ L3 below an L2). After a change at the authority the chain *announces* it on a
 stream carried by the authority's tier (a Redis Stream: ``tiers/redis/stream``),
 and every other process's *listener* thread drops its superseded copies.
 
-Messages. ``{"o": origin, "w": [[key, stamp], ...]}`` for writes and deletes:
-a copy older than the stamp is dropped, a newer one stays (a late message never
+Messages (their fields: ``tiered_cache.messages``) carry the changed keys
+with the stamps of their new values, the keys to drop whatever their stamp
+(``touch``, ``incr``), or a cleared namespace, and the writer's origin. A
+copy older than the stamp is dropped, a newer one stays (a late message never
 drops a newer value), and the tier remembers the stamp for a while, so that a
 promotion which read the old value before the message arrived cannot install
-it after (``BaseTier.invalidate``). ``{"o", "x": [key, ...]}`` drops copies
-whatever their stamp: ``touch`` and ``incr`` change a value without a new
-write stamp. ``{"o", "c": namespace}`` is ``clear()``. A listener skips
-messages of its own origin: a process's own writes are not evicted by their
-echo. Origins are per chain, so two configurations in one process behave as
-two processes would.
+it after (``BaseTier.invalidate``). A listener skips messages of its own
+origin (per chain): a process's own writes are not evicted by their echo.
 
 Stamps. A stamp is a hybrid logical clock (``envelope.new_stamp``): wall-clock
 nanoseconds, moved past every stamp the process has seen on the bus. A write
@@ -23,14 +21,10 @@ when its machine's clock runs behind; writes that are concurrent across
 machines are ordered by their stamps, ties impossible within a process. Copies
 compare stamps; the authority keeps what was written last.
 
-Announcements are not lost either. On one server (with replicas or Sentinel)
-a write and its message are one ``MULTI``/``EXEC`` (``Chain.write``): both
-happen or neither. Any other message that cannot be appended (Cluster, where
-the stream's slot is not the key's; a delete; a connection killed in flight)
-waits in a bounded ``Outbox`` that the listener thread sends as soon as the
-tier answers. A queue that overflows becomes one "drop every copy" message
-(``{"o", "a": "1"}``); one that cannot be sent within a heartbeat replaces the
-generation token, so every reader sees a gap at its next position check.
+Announcements are not lost either: on one server a write and its message are
+one ``MULTI``/``EXEC``; any other message that cannot be appended waits in a
+bounded ``Outbox`` (``tiered_cache.outbox``) that the listener sends when the
+tier answers, coarsened or replaced by a new generation past its bounds.
 
 Losing nothing, or knowing it. A listener reads the stream from the last id it
 saw, so a dropped or killed connection misses nothing that the stream still
@@ -75,6 +69,7 @@ from .messages import parse
 from .outbox import Outbox
 from .resilience import LogThrottle
 from .tiers.base import Stream, StreamState
+from .tiers.optional import stream_id
 
 __all__ = ["BusStats", "InvalidationBus"]
 
@@ -297,7 +292,8 @@ class InvalidationBus:
                     entries = []  # every copy dropped; read on from the end
                 self._apply_all(entries)
                 if self._catch_up is not None and (
-                    not entries or not _newer(self._catch_up, self.last_id or "0-0")
+                    not entries
+                    or stream_id(self._catch_up) <= stream_id(self.last_id or "0-0")
                 ):
                     self._catch_up = None
                     self.anchor.caught_up()  # type: ignore[union-attr]
@@ -365,7 +361,7 @@ class InvalidationBus:
             state if same else None, early=self._early
         )
         target = self.last_id or "0-0"
-        if start is not None and _newer(target, start):
+        if start is not None and stream_id(target) > stream_id(start):
             self.last_id, self._catch_up = start, target
         else:
             self.anchor.caught_up()  # type: ignore[union-attr]
@@ -435,16 +431,6 @@ class InvalidationBus:
         if message.drop_all:  # a writer's outbox overflowed: anything may have changed
             self.stats.gaps += 1
             self._drop_all()
-
-
-def _newer(a: str, b: str) -> bool:
-    """Return whether stream id ``a`` is after ``b`` (ids are ``ms-seq``)."""
-    return _id(a) > _id(b)
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 _buses: weakref.WeakSet[InvalidationBus] = weakref.WeakSet()

@@ -39,6 +39,7 @@ from .exceptions import TierUnavailable
 from .sentinels import UNAVAILABLE
 from .slot import Slot
 from .tiers.base import StreamState, implements
+from .tiers.optional import stream_id
 
 __all__ = ["Anchor", "anchor_for", "apply_to_copy", "quiet"]
 
@@ -89,7 +90,7 @@ class Anchor:
             mark = quiet(slot, "load_position", self.stream)
             if state is not None and _replayable(mark, state):
                 replaying.append(slot)
-                if start is None or _id(mark[1]) < _id(start):
+                if start is None or stream_id(mark[1]) < stream_id(start):
                     start = mark[1]
             else:
                 slot.tier.invalidate_all(self.since[slot] if early and state else None)
@@ -118,11 +119,6 @@ def _replayable(mark: Any, state: StreamState) -> bool:
     if last_id == "0-0" and state.first_id != "0-0":
         return False  # read nothing yet, and entries came since: be sure
     return not state.lost_after(last_id)
-
-
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def quiet(slot: Slot, op: str, *args: Any) -> Any:

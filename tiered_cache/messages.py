@@ -7,6 +7,13 @@ anything else is ``MalformedMessage``, which the listener skips (it moves past
 it, so it never reads it again) and treats as a gap: it cannot know what the
 message said changed, so it drops every copy (docs/faults.rst #25).
 
+The shapes: ``{"o": origin, "w": [[key, stamp], ...]}`` for writes and
+deletes (a copy older than the stamp goes); ``{"o", "x": [key, ...]}`` drops
+copies whatever their stamp (``touch`` and ``incr`` change a value without a
+new write stamp); ``{"o", "c": namespace}`` is ``clear()``; ``{"o", "a": "1"}``
+drops every copy (an outbox that overflowed). The outbox may resend several
+kinds in one message.
+
 Stamps are checked here too: a stamp is an ``int`` in the envelope's unsigned
 64-bit range (``envelope.STAMP_MAX``). JSON also gives floats (``1e30``) and
 ``Infinity``; either, fed into the process's clock, would make every later
@@ -32,7 +39,7 @@ class MalformedMessage(ValueError):
 
 @dataclass(frozen=True)
 class Message:
-    """What one bus message says (``coherence`` documents the fields)."""
+    """What one bus message says (the shapes are in the module docstring)."""
 
     #: ``w``: copies older than the stamp go.
     writes: list[tuple[str, int]] = field(default_factory=list)

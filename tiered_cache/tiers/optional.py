@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from ..envelope import Record
 
-__all__ = ["OptionalMethods", "Stream", "StreamState"]
+__all__ = ["OptionalMethods", "Stream", "StreamState", "stream_id"]
 
 
 class StreamState(NamedTuple):
@@ -57,7 +57,7 @@ class StreamState(NamedTuple):
         that holds entries lost some only if fewer are held than were added;
         without those counts that cannot be told, and is taken as not.
         """
-        mine, newest = _id(last_id), _id(self.last_id)
+        mine, newest = stream_id(last_id), stream_id(self.last_id)
         if newest < mine:
             return True
         if self.first_id == "0-0":
@@ -65,7 +65,7 @@ class StreamState(NamedTuple):
         if mine == (0, 0):
             added, held = self.entries_added, self.length
             return added is not None and held is not None and added > held
-        return _id(self.first_id) > mine
+        return stream_id(self.first_id) > mine
 
 
 class Stream:
@@ -219,6 +219,7 @@ class OptionalMethods:
         raise NotImplementedError
 
 
-def _id(entry_id: str) -> tuple[int, int]:
+def stream_id(entry_id: str) -> tuple[int, int]:
+    """Return a stream entry id (``"ms-seq"``) as a pair that orders like it."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
