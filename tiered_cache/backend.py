@@ -260,7 +260,7 @@ class TieredCache(BaseCache):
                 record = self._chain.read_below(key, index, record)
                 return default if record is MISSING else record.value
             if index:
-                self._chain.promote({key: record}, slots[:index])
+                self._chain.promote_one(key, record, slots[:index])
             return record.value
         return default
 

@@ -341,26 +341,31 @@ class Chain:
 
     def promote(self, hits: Mapping[str, Record], above: Sequence[Slot]) -> None:
         """Copy hits into the faster tiers, keeping their remaining lifetime."""
+        if len(hits) == 1:
+            ((key, record),) = hits.items()
+            self.promote_one(key, record, above)
+            return
         now = self.clock()
-        live = hits
-        for record in hits.values():
-            if not record.is_live(now):
-                live = {k: r for k, r in hits.items() if r.is_live(now)}
-                break
-        if not live:
+        live = {k: r for k, r in hits.items() if r.is_live(now)}
+        if live:
+            for slot in above:
+                slot.store(live, promotion=True)
+
+    def promote_one(self, key: str, record: Record, above: Sequence[Slot]) -> None:
+        """``promote`` of one hit: the second half of a ``get`` that hit L2."""
+        if not record.is_live(self.clock()):
             return
         top = self.fast_top
         for slot in above:
-            if slot.tier is top and len(live) == 1:
+            if slot.tier is top:
                 # The fast path's other half: local memory cannot fail, so the
                 # one promoted hit of a ``get`` skips the slot's wrapper.
-                ((key, record),) = live.items()
                 if top.accepts(record):  # type: ignore[union-attr]
                     top.set(key, record)  # type: ignore[union-attr]
                     slot.stats.sets += 1
                     slot.stats.promotions += 1
             else:
-                slot.store(live, promotion=True)
+                slot.store({key: record}, promotion=True)
 
     # The miss path and the lookups that must agree with it (``reads``): an
     # L2 that answered a miss disowns L3's copy.

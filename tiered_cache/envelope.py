@@ -398,7 +398,8 @@ def materialize(record: Record) -> Any:
     value = record.value
     if value is MISSING_VALUE:
         try:
-            value = pickle.loads(record.payload)  # type: ignore[arg-type]
+            # A record without its value always has its payload: no property.
+            value = pickle.loads(record._payload)  # type: ignore[arg-type]
         except Exception as exc:
             raise EnvelopeError(f"payload does not unpickle: {exc!r}") from exc
         record.value = value
