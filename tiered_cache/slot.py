@@ -136,16 +136,7 @@ class Slot:
 
     def get(self, key: str) -> Record | Any:
         """Return the record at ``key`` with its value unpickled, or a sentinel."""
-        record = self.call("get", key)
-        if record is UNAVAILABLE:
-            return UNAVAILABLE
-        if record is MISSING:
-            self.stats.misses += 1
-            return MISSING
-        if record.value is MISSING_VALUE and not self._readable(key, record):
-            return MISSING
-        self.stats.hits += 1
-        return record
+        return self.counted(key, self.call("get", key))
 
     def get_many(self, keys: list[str]) -> dict[str, Record] | Any:
         """Return ``{key: record}`` of the readable hits, or ``UNAVAILABLE``."""
@@ -158,10 +149,10 @@ class Slot:
         return hits
 
     def counted(self, key: str, record: Record | Any) -> Record | Any:
-        """Count a record fetched with ``call("get")`` as ``get`` would, unpickled.
+        """Count a record fetched with ``call("get")``; return it unpickled.
 
-        The second half of ``get``, for the chain's miss path, which looks at a
-        record before deciding that it is a hit (``Chain.read_below``).
+        The second half of ``get``, and on its own the chain's miss path, which
+        looks at a record before deciding that it is a hit (``Chain.read_below``).
         """
         if record is UNAVAILABLE:
             return UNAVAILABLE
