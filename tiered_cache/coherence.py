@@ -68,6 +68,7 @@ from .forksafe import after_fork_in_child
 from .messages import parse
 from .outbox import Outbox
 from .resilience import LogThrottle
+from .stats import CounterSet
 from .tiers.base import Stream, StreamState
 from .tiers.optional import stream_id
 
@@ -80,7 +81,7 @@ _BATCH = 1000
 
 
 @dataclass
-class BusStats:
+class BusStats(CounterSet):
     """Counters of one bus in this process."""
 
     announced: int = 0
@@ -93,9 +94,6 @@ class BusStats:
     outages: int = 0
     malformed: int = 0  # skipped, not parsed (``messages``): every copy dropped
     stamps_ignored: int = 0  # too far ahead to move the clock (``observe_stamp``)
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 class Anchoring(Protocol):

@@ -23,31 +23,25 @@ the local write) and *reconciles* it once L2 answers again:
   listener skips its own messages).
 
 Last change wins per key. The journal is bounded (``MAX_ENTRIES`` keys); a key
-beyond the bound is not lost but *covered* by its cache's namespace (the
-chain knows the namespaces of the caches built over it): reconciliation
-clears the namespace at L2, as ``clear()`` would, and announces it, so every
-process drops its copies under it. Never a shorter prefix: L2 is shared with
-other caches and applications. At most ``MAX_PREFIXES`` namespaces are kept;
-a key with no namespace (a ``KEY_FUNCTION`` without fixed text) or beyond
-that is *lost*: logged as an error and counted, and its older value may stay
-in L2 until it expires.
+beyond it is *covered* by its cache's namespace (the chain knows those of the
+caches built over it), cleared at L2 and announced, as ``clear()`` would; never
+a shorter prefix, since L2 is shared. At most ``MAX_PREFIXES`` namespaces are
+kept; a key with none (a ``KEY_FUNCTION`` without fixed text) or beyond them
+is *lost*: logged, counted, and its older value may stay in L2 until it expires.
 
-Where it lives. In the machine's L3 when there is one (``read_journal``,
-``update_journal``: one small document, ``journal_rows``), so that a restarted
-process, or any other process of the machine, finds and reconciles it; in this
-process's memory otherwise, or when L3 does not answer either. Two processes
+Where it lives: in the machine's L3 when there is one (one small document,
+``journal_rows``), so a restarted process or any other of the machine finds
+and reconciles it; in memory otherwise, or when L3 fails too. Two processes
 may replay the same entries: a delete twice is a delete, a set is compared by
-stamp. An entry is removed only once it is reconciled, and only if no newer
-change of the key was recorded meanwhile. A row in L3 is data on a disk, not
-trusted: a malformed one is replaced by the namespaces of the chain's caches
-(cleared like an overflow's), and a prefix that is not one of them is never
-cleared (it stays in the row for a process whose caches have it).
+stamp. An entry goes only once reconciled, and only if no newer change of the
+key was recorded meanwhile. A row in L3 is not trusted: a malformed one is
+replaced by the chain's namespaces (cleared like an overflow's), and a prefix
+that is not one of them is never cleared.
 
-When. The bus listener (``coherence``) calls ``tick`` once a heartbeat, off
-every request thread: the journal reconciles when it holds anything. The
-listener has just heard L2 answer, so an open breaker of L2 is not waited for:
-one call made directly on the tier closes it when it answers (the breaker's
-probe, early).
+When: the bus listener (``coherence``) calls ``tick`` off every request
+thread, at once when its first read after an outage answers, then once a
+heartbeat. It has just heard L2 answer, so L2's open breaker is not waited
+for: one direct call on the tier closes it when it answers.
 """
 
 from __future__ import annotations
@@ -68,16 +62,9 @@ from .journal_rows import EXPIRED, Doc, dump, empty, json_expiry, parse
 from .resilience import CLOSED, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
+from .stats import CounterSet
 
-__all__ = [
-    "CLEAR",
-    "DELETE",
-    "MAX_ENTRIES",
-    "MAX_PREFIXES",
-    "SET",
-    "Journal",
-    "JournalStats",
-]
+__all__ = ["CLEAR", "DELETE", "SET", "Journal", "JournalStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +79,7 @@ Change = tuple[Any, ...]
 
 
 @dataclass
-class JournalStats:
+class JournalStats(CounterSet):
     """Counters of one journal in this process."""
 
     recorded: int = 0
@@ -103,9 +90,6 @@ class JournalStats:
     lost: int = 0
     malformed: int = 0
     refused: int = 0
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 class Journal:

@@ -7,7 +7,7 @@ and the admin dashboard read ``snapshot()``; they never add cost to a call.
 
 from __future__ import annotations
 
-__all__ = ["COUNTERS", "TierStats"]
+__all__ = ["COUNTERS", "CounterSet", "TierStats"]
 
 COUNTERS = (
     "hits",
@@ -45,3 +45,11 @@ class TierStats:
     def snapshot(self) -> dict[str, int]:
         """Return the counters as a plain dict."""
         return {name: getattr(self, name) for name in COUNTERS}
+
+
+class CounterSet:
+    """Counters kept as the ``int`` fields of a dataclass (bus, journal)."""
+
+    def snapshot(self) -> dict[str, int]:
+        """Return the counters as a plain dict."""
+        return dict(self.__dict__)
