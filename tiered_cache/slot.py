@@ -143,10 +143,7 @@ class Slot:
         records = self.call("get_many", keys)
         if records is UNAVAILABLE:
             return UNAVAILABLE
-        hits = {k: r for k, r in records.items() if self._readable(k, r)}
-        self.stats.hits += len(hits)
-        self.stats.misses += len(keys) - len(hits)
-        return hits
+        return self.counted_many(keys, records)
 
     def counted(self, key: str, record: Record | Any) -> Record | Any:
         """Count a record fetched with ``call("get")``; return it unpickled.
@@ -167,7 +164,11 @@ class Slot:
     def counted_many(
         self, keys: Collection[str], records: Mapping[str, Record]
     ) -> dict[str, Record]:
-        """Count records fetched with ``call("get_many")`` as ``get_many`` would."""
+        """Count records fetched with ``call("get_many")``; return the readable hits.
+
+        The second half of ``get_many``, and on its own the chain's path after
+        a wider tier answered (``Chain.read_many``).
+        """
         hits = {k: r for k, r in records.items() if self._readable(k, r)}
         self.stats.hits += len(hits)
         self.stats.misses += len(keys) - len(hits)
