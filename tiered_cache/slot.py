@@ -95,7 +95,7 @@ class Slot:
                 breaker.record_success()
             else:
                 breaker.record_failure()
-        self.stats.errors += 1
+        self.stats.error(exc.kind)
         self._failing = True
         if self._log.allow(f"{self.name}:{op}:{exc.kind}"):
             logger.warning(

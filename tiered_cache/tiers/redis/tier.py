@@ -416,7 +416,7 @@ class RedisTier(BaseTier):
     # -- helpers ------------------------------------------------------------
 
     def _partial(self, op: str, failures: list[Exception], total: int) -> None:
-        self.stats.errors += 1
+        self.stats.error("partial")
         if _throttle.allow(f"partial:{self.name}:{op}"):
             logger.warning(
                 "tier %s: %s got no answer for %d of %d slot group(s): %s",
