@@ -34,9 +34,9 @@ from .coherence import InvalidationBus
 from .conf import TieredOptions, TierSpec
 from .envelope import Record, new_stamp
 from .forksafe import Registry
-from .journal import CLEAR, DELETE, SET, Journal
+from .journal import CLEAR, DELETE, INCR, SET, Journal
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
-from .sentinels import UNAVAILABLE
+from .sentinels import REFUSED, UNAVAILABLE, Constant
 from .slot import Slot
 from .tiers import load_tier
 from .tiers.base import BaseTier, Scope, implements
@@ -44,6 +44,9 @@ from .tiers.base import BaseTier, Scope, implements
 __all__ = ["Chain", "Slot", "chain_for"]
 
 logger = logging.getLogger(__name__)
+
+#: What a tier's ``incr`` gives when it does not say when the counter expires.
+_UNKNOWN = Constant("UNKNOWN")
 
 
 class Chain:
@@ -200,11 +203,13 @@ class Chain:
                 for key, record in records.items()
                 if key not in failed
             )
-        unsure = [k for k in failed if authority[k] not in (None, joined, skip)]
+        unsure = [k for k in failed if authority[k] not in (None, skip)]
         if unsure and self.bus is not None:
             # A write that failed may still have been applied (the reply was
-            # lost). Announcing it costs readers a miss at worst; it goes to
-            # the outbox, not to a server that just failed us.
+            # lost), or have removed the older value (Redis out of memory,
+            # ``RedisTier._drop_refused``). Announcing it costs readers a miss
+            # at worst; it goes to the outbox, not to a server that just
+            # failed us.
             self.bus.queue_writes((key, records[key].stamp) for key in unsure)
         return failed
 
@@ -232,12 +237,16 @@ class Chain:
         """Store ``record`` if ``key`` is absent, atomically at the authority.
 
         A tier that does not answer hands the decision to the next tier able
-        to be the authority; once added, the value is written through.
+        to be the authority; once added, the value is written through. A tier
+        that answered and refused (Redis out of memory) may hold a live value:
+        nothing is added.
         """
         for slot in self.authorities:
             if not slot.tier.accepts(record):
                 continue
             added = slot.add(key, record)
+            if added is REFUSED:
+                return False
             if added is UNAVAILABLE:
                 continue
             if added:
@@ -246,24 +255,54 @@ class Chain:
         return False
 
     def incr(self, key: str, delta: int) -> Any:
-        """Add ``delta`` atomically at the authority; other tiers drop their copies."""
-        missed = False
+        """Add ``delta`` atomically at the authority; keep the count in the copies.
+
+        The count goes into the copy tiers with the counter's expiry, stamped
+        and announced like a write. When the authority (L2) does not answer,
+        or refuses (out of memory), the next tier that can be one (L3) counts
+        on from the last count it knows, whether its copy is still trusted or
+        not, and the journal keeps what was added: L2 gets it with ``INCRBY``
+        when it answers (docs/design.rst, "Counters"). A refusing L2 also
+        loses its older count at once (a plain ``DEL`` works out of memory),
+        so no process reads a count lower than the one returned here.
+        """
+        missed = refused = False
         for slot in self.authorities:
-            value = slot.call("incr", key, delta)
-            if value is UNAVAILABLE:
-                missed = missed or self._journaled(slot)
+            try:
+                value = slot.attempt("incr", key, delta)
+            except ValueError:
+                # Not there: unless L2 has yet to take a count made here
+                # (after a refusal, or a restart), which counts on below.
+                if not self._journaled(slot) or not self.journal.counts(key):  # type: ignore[union-attr]
+                    raise
+                value = UNAVAILABLE
+            if value is UNAVAILABLE or value is REFUSED:
+                if self._journaled(slot):
+                    missed = True
+                    refused = value is REFUSED
                 continue
-            for other in self.write_order:
-                if other is not slot:
-                    other.delete(key)
-            stamp = new_stamp()
-            self._fence([key], stamp)
-            if missed:  # counted below L2: L2's older count must go
-                self.journal.record([(key, DELETE, stamp)])  # type: ignore[union-attr]
+            stamp = getattr(value, "stamp", None) or new_stamp()
+            others = [other for other in self.copies if other is not slot]
+            self._fence([key], stamp, others)
+            expires_at = getattr(value, "expires_at", _UNKNOWN)
+            if missed:  # counted below L2: L2 gets the delta later
+                journal: Journal = self.journal  # type: ignore[assignment]
+                if expires_at is _UNKNOWN:
+                    journal.record([(key, DELETE, stamp)])
+                else:
+                    change = (key, INCR, stamp, delta, int(value), expires_at)
+                    journal.record([change])
+                if refused:
+                    journal.authority.call("delete", key)
+            elif expires_at is not _UNKNOWN:
+                count = Record(int(value), None, expires_at, stamp)
+                for other in others:
+                    if other.tier.accepts(count):
+                        other.call("set", key, count)
             bus = self._announcing()
             if bus is not None:
-                bus.announce_drops([key])
-            return value
+                bus.announce_writes([(key, stamp)])
+            return int(value)
         raise ValueError(f"Key '{key}' not found (no tier could answer)")
 
     def touch(self, key: str, expires_at: float | None) -> bool:
@@ -296,16 +335,23 @@ class Chain:
             bus.announce_clear(namespace)
 
     def delete(self, key: str) -> bool:
-        """Delete ``key`` everywhere, widest first; return whether one held it."""
-        deleted = missed = False
+        """Delete ``key`` everywhere, widest first; return whether one held it.
+
+        ``False`` when the authority answered and refused (Redis READONLY or
+        MISCONF; out of memory a plain ``DEL`` still works): it goes on
+        serving the value, so the delete did not happen. The copies here are
+        dropped all the same and the delete is journaled for when it can be.
+        """
+        deleted = missed = refused = False
         for slot in self.write_order:
             result = slot.delete(key)
             if result is True:
                 deleted = True
-            elif result is UNAVAILABLE:
+            elif result is UNAVAILABLE or result is REFUSED:
                 missed = missed or self._journaled(slot)
+                refused = refused or (result is REFUSED and slot is self.authorities[0])
         self._announce_deletes([key], missed)
-        return deleted
+        return deleted and not refused
 
     def delete_many(self, keys: list[str]) -> None:
         missed = False
@@ -327,14 +373,16 @@ class Chain:
         if bus is not None:
             bus.announce_writes((key, stamp) for key in keys)
 
-    def _fence(self, keys: Iterable[str], stamp: int) -> None:
+    def _fence(
+        self, keys: Iterable[str], stamp: int, slots: Sequence[Slot] | None = None
+    ) -> None:
         """Keep values older than ``stamp`` out of this process's copies.
 
         A read that fetched the old value below before a delete (or ``incr``)
         must not promote it into L1 after: the copy tiers remember ``stamp``.
         """
         for key in keys:
-            for slot in self.copies:
+            for slot in self.copies if slots is None else slots:
                 slot.call("invalidate", key, stamp)
 
     # -- reads -----------------------------------------------------------------

@@ -15,8 +15,13 @@ the local write) and *reconciles* it once L2 answers again:
   gone, the set becomes an *invalidation*: L2's older entry, if any, is
   removed the same way, and the copies here are dropped. A miss is fine; an
   older value is not;
-* an ``incr`` that fell over to L3 is journaled as a delete (L2's older count
-  must go), and a ``clear()`` as its namespace, cleared at L2 like the
+* an ``incr`` counted in L3 (L2 did not answer, or refused it) is journaled
+  with what it added: at L2 the sum of those deltas is added to the count
+  (``add_count``: ``INCRBY``), or, with no count there, L2 takes this
+  machine's count; so counts made on several machines during an outage add
+  up. A set or delete of the key journaled before it makes it a delete
+  (a miss, never a wrong count);
+* a ``clear()`` is journaled as its namespace, cleared at L2 like the
   prefixes of an overflow (below);
 * every reconciled key is then announced on the bus (other processes and
   machines drop older copies) and fenced in this process's copy tiers (a
@@ -60,11 +65,11 @@ from .exceptions import TierUnavailable
 from .forksafe import renewed_lock
 from .journal_rows import EXPIRED, Doc, dump, empty, json_expiry, parse
 from .resilience import CLOSED, LogThrottle
-from .sentinels import MISSING, UNAVAILABLE
+from .sentinels import MISSING, REFUSED, UNAVAILABLE
 from .slot import Slot
 from .stats import CounterSet
 
-__all__ = ["CLEAR", "DELETE", "SET", "Journal", "JournalStats"]
+__all__ = ["CLEAR", "DELETE", "INCR", "SET", "Journal", "JournalStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +78,9 @@ MAX_ENTRIES = 1000
 #: Namespaces covering the keys beyond ``MAX_ENTRIES``.
 MAX_PREFIXES = 16
 #: Journaled operations: ``clear(namespace)`` is journaled as a prefix.
-SET, DELETE, CLEAR = "s", "d", "c"
-#: A change: ``(key, op, stamp)``, or ``(key, SET, stamp, expires_at)``.
+SET, DELETE, CLEAR, INCR = "s", "d", "c", "i"
+#: A change: ``(key, op, stamp)``, ``(key, SET, stamp, expires_at)`` or
+#: ``(key, INCR, stamp, delta, value, expires_at)``.
 Change = tuple[Any, ...]
 
 
@@ -173,11 +179,11 @@ class Journal:
             if op == CLEAR:
                 self._cover(cover, key)
                 continue
-            entry = [op, stamp, *(json_expiry(e) for e in rest[:1] if op == SET)]
+            entry = _entry(op, stamp, rest)
             old = entries.get(key)
             if old is not None:
                 if stamp >= old[1]:
-                    entries[key] = entry
+                    entries[key] = _after(old, entry)
             elif len(entries) < self.max_entries:
                 entries[key] = entry
             else:
@@ -200,6 +206,11 @@ class Journal:
                 self.authority.name,
                 self.max_prefixes,
             )
+
+    def counts(self, key: str) -> bool:
+        """Return whether a count made here waits for L2 to take it (``incr``)."""
+        entry = self.pending()["e"].get(key)
+        return entry is not None and entry[0] == INCR
 
     # -- reconciling (the listener thread) -----------------------------------------
 
@@ -374,7 +385,7 @@ class Journal:
         getattr(bus, op)(what)
         return bus.stats.announce_errors == errors
 
-    def _replay_one(self, key: str, op: str, stamp: int, *expiry: float | None) -> Any:
+    def _replay_one(self, key: str, op: str, stamp: int, *expiry: Any) -> Any:
         """Apply one change at L2; return ``(stamp, replayed)`` or ``UNAVAILABLE``.
 
         Copies older than the returned stamp are stale everywhere. ``replayed``
@@ -384,13 +395,20 @@ class Journal:
         is bounded by how long it is trusted (``tiers/disk/copies.py``).
         """
         l2 = self.authority
+        if op == INCR:
+            delta, value, expires_at = expiry
+            if l2.call("add_count", key, delta, value, expires_at) is UNAVAILABLE:
+                return UNAVAILABLE
+            return max(new_stamp(), stamp + 1), True  # the copies here go
         if op == DELETE:
             found = l2.call("get", key)
             if found is UNAVAILABLE:
                 return UNAVAILABLE
             if found is not MISSING and found.stamp > stamp:
                 return stamp, False  # written after our delete: kept
-            return UNAVAILABLE if l2.delete(key) is UNAVAILABLE else (stamp, True)
+            if l2.delete(key) in (UNAVAILABLE, REFUSED):
+                return UNAVAILABLE
+            return stamp, True
         record = self._local(key, stamp)
         ours = record is not None
         if record is not None and expiry:
@@ -428,8 +446,11 @@ class Journal:
 
         def prune(doc: Doc) -> None:
             for key, entry in done["e"].items():
-                if doc["e"].get(key) == entry:
+                now = doc["e"].get(key)
+                if now == entry:
                     del doc["e"][key]
+                elif now is not None and now[0] == entry[0] == INCR:
+                    now[2] -= entry[2]  # counted since: only that is left
             doc["c"] = [p for p in doc["c"] if p not in done["c"]]
 
         with self._lock:
@@ -444,3 +465,26 @@ class Journal:
             # If L3 does not answer, the entries are replayed again later.
             with contextlib.suppress(TierUnavailable):
                 self.keeper.call("update_journal", self.name, change)
+
+
+def _entry(op: str, stamp: int, rest: list[Any]) -> list[Any]:
+    """Return the journal entry of a change (``journal_rows``)."""
+    if op == SET:
+        return [op, stamp, *(json_expiry(e) for e in rest[:1])]
+    if op == INCR:
+        delta, value, expires_at = rest
+        return [op, stamp, delta, value, json_expiry(expires_at)]
+    return [op, stamp]
+
+
+def _after(old: list[Any], new: list[Any]) -> list[Any]:
+    """Return the entry replacing ``old`` by the newer change ``new``.
+
+    Counts add up; a count over a journaled set or delete is a delete (the
+    set's local copy, which the replay would read, now holds the count).
+    """
+    if new[0] != INCR:
+        return new
+    if old[0] == INCR:
+        return [INCR, new[1], old[2] + new[2], new[3], new[4]]
+    return [DELETE, new[1]]

@@ -3,12 +3,15 @@
 A journal (``tiered_cache.journal``) is kept in L3 as one small document,
 zlib-compressed JSON (never unpickled)::
 
-    {"e": {key: [op, stamp] | ["s", stamp, expires_at]}, "c": [prefix, ...]}
+    {"e": {key: [op, stamp] | ["s", stamp, expires_at]
+                | ["i", stamp, delta, value, expires_at]}, "c": [prefix, ...]}
 
-``op`` is ``"s"`` (set) or ``"d"`` (delete); ``stamp`` the stamp of the local
-write; ``expires_at`` the expiry given to that ``set`` (``null``: none), on
-the backend's clock. Entries written before the expiry was carried have two
-items and are still read (the replay then takes the local copy's expiry).
+``op`` is ``"s"`` (set), ``"d"`` (delete) or ``"i"`` (incr); ``stamp`` the
+stamp of the local write; ``expires_at`` the expiry given to that ``set``, or
+the counter's (``null``: none), on the backend's clock; ``delta`` what was
+counted locally in all, ``value`` the local count after it. Entries written
+before the expiry was carried have two items and are still read (the replay
+then takes the local copy's expiry).
 
 The document is read by every process of the machine and is only data on a
 disk: a row that is not exactly this shape (a bug, a torn or foreign write, a
@@ -28,7 +31,7 @@ __all__ = ["EXPIRED", "Doc", "dump", "empty", "json_expiry", "parse"]
 # A journal document: {"e": {key: entry}, "c": [prefix, ...]}.
 Doc = dict[str, Any]
 
-_OPS = ("s", "d")
+_OPS = ("s", "d", "i")
 #: An expiry in the past on any clock (a record stored with it is deleted).
 EXPIRED = -1e18
 _STAMP_LIMIT = 2**64  # stamps are u64 (``envelope``)
@@ -61,23 +64,26 @@ def parse(data: bytes | None) -> Doc | None:
 
 
 def _entry(entry: Any) -> bool:
-    """Return whether ``entry`` is ``[op, stamp]`` or ``["s", stamp, expires_at]``."""
-    if not isinstance(entry, list) or len(entry) not in (2, 3):
+    """Return whether ``entry`` is ``[op, stamp]``, ``["s", stamp, expires_at]``
+    or ``["i", stamp, delta, value, expires_at]``."""
+    if not isinstance(entry, list) or len(entry) not in (2, 3, 5):
         return False
     op, stamp = entry[0], entry[1]
     if op not in _OPS or not _is_int(stamp) or not 0 <= stamp < _STAMP_LIMIT:
         return False
+    if op == "i":
+        return len(entry) == 5 and all(map(_is_int, entry[2:4])) and _expiry(entry[4])
     if len(entry) == 3:
-        expires = entry[2]
-        if op != "s":
-            return False
-        if expires is not None and not (
-            isinstance(expires, (int, float))
-            and not isinstance(expires, bool)
-            and math.isfinite(expires)
-        ):
-            return False
-    return True
+        return op == "s" and _expiry(entry[2])
+    return len(entry) == 2
+
+
+def _expiry(expires: Any) -> bool:
+    return expires is None or (
+        isinstance(expires, (int, float))
+        and not isinstance(expires, bool)
+        and math.isfinite(expires)
+    )
 
 
 def json_expiry(expires_at: float | None) -> float | None:

@@ -1,7 +1,8 @@
 """The miss path of a read, and the lookups that must agree with it.
 
 A tier that *answers* a miss disowns the copies that narrower tiers hold of a
-value it would take: L2 is the authority, and an L3 copy cannot outvote it. So
+value it would take: L2 is the authority, and an L3 copy cannot outvote it
+(except a count made here that L2 has yet to take: ``_counting``). So
 after an L2 miss, an L3 copy of a value L2 takes is neither served nor
 promoted, and it is dropped; ``has_key`` and the ``_expire_info`` view follow
 the same rule. Without it a machine's L3 copy of a key deleted elsewhere would
@@ -47,6 +48,7 @@ def read_below(chain: Any, key: str, index: int, answer: Any) -> Record | Any:
             record is not MISSING
             and record is not UNAVAILABLE
             and _disowned(slot, missed, record)
+            and not _counting(chain, key)
         ):
             _drop_disowned(slot, key, record)
             record = MISSING
@@ -80,6 +82,16 @@ def read_many(
             _drop_disowned(slot, key, record)
             del records[key]
     return slot.counted_many(keys, records)
+
+
+def _counting(chain: Any, key: str) -> bool:
+    """Return whether ``key`` is a count made here that L2 has yet to take.
+
+    Then L2's miss is not news (it refused the count, or lost its data): the
+    local count is the one to serve (docs/design.rst, "Counters").
+    """
+    journal = chain.journal
+    return journal is not None and journal.counts(key)
 
 
 def _over(wider: Slot, slot: Slot) -> bool:

@@ -6,7 +6,7 @@ answer" without looking at falsiness, so each of these is its own object.
 
 from __future__ import annotations
 
-__all__ = ["MISSING", "UNAVAILABLE", "Constant"]
+__all__ = ["MISSING", "REFUSED", "UNAVAILABLE", "Constant"]
 
 
 class Constant:
@@ -27,3 +27,6 @@ class Constant:
 
 MISSING = Constant("MISSING")
 UNAVAILABLE = Constant("UNAVAILABLE")
+#: The tier answered and refused the change (Redis OOM, READONLY, MISCONF): it
+#: still serves what it held (``Slot.attempt``).
+REFUSED = Constant("REFUSED")

@@ -10,13 +10,14 @@ exception).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from .envelope import MISSING_VALUE, Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
-from .sentinels import MISSING, UNAVAILABLE
+from .sentinels import MISSING, REFUSED, UNAVAILABLE
 from .tiers.base import BaseTier
 
 __all__ = ["Slot"]
@@ -29,7 +30,16 @@ _NOTHING: Collection[str] = ()
 class Slot:
     """A tier with its breaker, fail-open decision, log throttle and counters."""
 
-    __slots__ = ("tier", "name", "stats", "breaker", "fail_open", "_log", "_failing")
+    __slots__ = (
+        "tier",
+        "name",
+        "stats",
+        "breaker",
+        "fail_open",
+        "_log",
+        "_failing",
+        "_refusal",
+    )
 
     def __init__(
         self,
@@ -48,6 +58,8 @@ class Slot:
         self._log = log_throttle
         #: A failure was logged and no success since: the next one is logged too.
         self._failing = False
+        #: Per thread: whether the last failure was a refusal (``attempt``).
+        self._refusal = threading.local()
 
     # -- the one call path -----------------------------------------------------
 
@@ -76,6 +88,21 @@ class Slot:
             self._answered_again(op)
         return result
 
+    def attempt(self, op: str, *args: Any) -> Any:
+        """``call``, but ``REFUSED`` when the tier answered and refused.
+
+        For changes whose caller must not report success while the tier
+        still serves the older value (``delete``, ``add``; docs/faults.rst
+        #8): a refusal is not an outage, and the journal does not make it
+        right at once.
+        """
+        refusal = self._refusal
+        refusal.alive = False
+        result = self.call(op, *args)
+        if result is UNAVAILABLE and refusal.alive:
+            return REFUSED
+        return result
+
     def _answered_again(self, op: str) -> None:
         # The failure was a WARNING; so is its end, once (a breaker that
         # opened logs its own closing).
@@ -87,6 +114,7 @@ class Slot:
         if exc.busy:
             self._busy(op, exc)
             return
+        self._refusal.alive = exc.alive
         breaker = self.breaker
         if breaker is not None:
             if exc.alive:
@@ -238,14 +266,16 @@ class Slot:
         return _NOTHING, appended
 
     def add(self, key: str, record: Record) -> bool | Any:
-        """Store only if absent, atomically here; ``UNAVAILABLE`` if not asked."""
-        added = self.call("add", key, record)
+        """Store only if absent, atomically here; ``UNAVAILABLE`` if not asked,
+        ``REFUSED`` if the tier answered and refused."""
+        added = self.attempt("add", key, record)
         if added is True:
             self.stats.sets += 1
         return added
 
     def delete(self, key: str) -> bool | Any:
-        deleted = self.call("delete", key)
+        """Delete ``key``: whether it held it, ``UNAVAILABLE`` or ``REFUSED``."""
+        deleted = self.attempt("delete", key)
         if deleted is True:
             self.stats.deletes += 1
         return deleted

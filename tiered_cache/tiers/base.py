@@ -66,7 +66,15 @@ from .values import (
     option_problems,
 )
 
-__all__ = ["COMPRESSORS", "BaseTier", "Scope", "Stream", "StreamState", "implements"]
+__all__ = [
+    "COMPRESSORS",
+    "BaseTier",
+    "Count",
+    "Scope",
+    "Stream",
+    "StreamState",
+    "implements",
+]
 
 COMPRESSORS = ("zlib", "zstd")
 
@@ -79,6 +87,27 @@ _BASE_RULES: Mapping[str, Rule] = {
     "COMPRESS_MIN_BYTES": NON_NEGATIVE_INT_OR_NONE,
     "COMPRESS_LEVEL": INT_OR_NONE,
 }
+
+
+class Count(int):
+    """An ``incr`` result that also says when the counter expires, and the
+    stamp it was stored with (``None``: none, a raw int in Redis).
+
+    The chain keeps the count in the copy tiers with that expiry, so that a
+    counter outlives an outage of its authority (docs/design.rst, "Counters").
+    A tier that returns a plain ``int`` gets its copies dropped instead.
+    """
+
+    expires_at: float | None
+    stamp: int | None
+
+    def __new__(
+        cls, value: int, expires_at: float | None, stamp: int | None = None
+    ) -> Count:
+        count = super().__new__(cls, value)
+        count.expires_at = expires_at
+        count.stamp = stamp
+        return count
 
 
 class Scope(enum.IntEnum):
@@ -342,7 +371,8 @@ class BaseTier(OptionalMethods):
         """Add ``delta`` to the integer at ``key`` atomically; return the result.
 
         Raise ``ValueError`` when the key is absent, ``TypeError`` when the value
-        is not an integer.
+        is not an integer. A ``Count`` (the result with its expiry) lets the
+        chain keep copies of the counter.
         """
         raise NotImplementedError
 

@@ -39,7 +39,7 @@ import diskcache
 from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
 from ...exceptions import BadValue, EnvelopeError, TierUnavailable, UntrustedRecord
 from ...sentinels import MISSING
-from ..base import BaseTier, Scope
+from ..base import BaseTier, Count, Scope
 from . import batches
 from . import options as disk_options
 from .copies import CopyTrust
@@ -165,18 +165,23 @@ class DiskTier(BaseTier):
 
         A copy (``copies.py``) is an envelope tagged with when it was copied
         (now, or ``copied_at`` when it is rewritten), kept by diskcache only as
-        long as it is trusted.
+        long as it is trusted; the copy of a counter for its own lifetime: it
+        is served only while trusted all the same, but ``incr`` counts on from
+        it while L2 does not answer.
         """
         data = self.encode(key, record)
         expires_at = record.expires_at
         now = self.clock()
         expire = None if expires_at is None else expires_at - now
         if self.copy_of is not None and self.copy_of(record):
-            if type(data) is int:
+            counter = type(data) is int
+            if counter:
                 payload = pickle.dumps(record.value, PICKLE_PROTOCOL)
-                data = self.encode(key, Record(record.value, payload, expires_at, 0))
+                data = self.encode(
+                    key, Record(record.value, payload, expires_at, record.stamp)
+                )
             tag = float(now if copied_at is None else copied_at)
-            if self.max_staleness is not None:
+            if self.max_staleness is not None and not counter:
                 left = tag + self.max_staleness - now
                 expire = left if expire is None else min(expire, left)
             return data, expire, tag
@@ -357,6 +362,10 @@ class DiskTier(BaseTier):
             return True
 
     def incr(self, key: str, delta: int) -> int:
+        """As ``BaseTier.incr``; counts from the row whether or not it is a
+        trusted copy: the chain calls it only when L2 did not answer, and then
+        the last count this machine knew is the best base there is
+        (docs/design.rst, "Counters")."""
         with self.files.call("incr", key) as shard:
             with shard.transact():
                 result = self._incr(shard, key, delta)
@@ -365,12 +374,12 @@ class DiskTier(BaseTier):
             return result
 
     def _incr(self, shard: diskcache.Cache, key: str, delta: int) -> int | Any:
-        record = self._read(shard, key)[0]
-        if record is MISSING:
+        record = self._row(shard, key, take=False)[0]
+        if record is MISSING or not record.is_live(self.clock()):
             return MISSING
         if record.payload is None:  # a raw int: diskcache adds in its transaction
             try:
-                return shard.incr(key, delta, default=None)
+                return Count(shard.incr(key, delta, default=None), record.expires_at)
             except KeyError:  # expired on diskcache's own clock meanwhile
                 return MISSING
             except OverflowError:  # leaves 64 bits: stored pickled from now on
@@ -386,12 +395,10 @@ class DiskTier(BaseTier):
                     f"cannot incr key {key!r}: its value is a "
                     f"{type(value).__name__}, not an int"
                 )
-        result = value + delta
-        data, expire, tag = self._encode(
-            key, Record(result, None, record.expires_at, new_stamp())
-        )
+        stored = Record(value + delta, None, record.expires_at, new_stamp())
+        data, expire, tag = self._encode(key, stored)
         shard.set(key, data, expire=expire, tag=tag)
-        return result
+        return Count(stored.value, stored.expires_at, stored.stamp)
 
     def clear(self, namespace: str) -> int:
         """As ``BaseTier.clear``; keys are compared literally (no patterns), and

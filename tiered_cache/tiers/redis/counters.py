@@ -26,13 +26,14 @@ import redis.exceptions as rex
 from ...envelope import MAGIC, Record, decode, materialize, new_stamp
 from ...exceptions import EnvelopeError, UntrustedRecord
 from ...sentinels import MISSING, Constant
+from ..base import Count
 from .errors import is_wrongtype, unavailable
-from .wire import INT, int_record
+from .wire import INT, int_record, pxat
 
 if TYPE_CHECKING:
     from .tier import RedisTier
 
-__all__ = ["incr"]
+__all__ = ["add_count", "incr"]
 
 # PEXPIRETIME is -2 for a missing key, -1 without expiry, else the absolute
 # expiry in ms. Only a raw integer's expiry was set on the backend's clock
@@ -41,7 +42,8 @@ __all__ = ["incr"]
 # header alone is 21) and goes to Python ({1}), which reads the envelope's own
 # expiry: a relative PX is on Redis' clock, which may differ from ours. The
 # result is read back with GET, as a string: Lua holds numbers as doubles, so
-# returning INCRBY's reply would round every count above 2**53.
+# returning INCRBY's reply would round every count above 2**53. The expiry
+# comes back with it: the chain keeps copies of the count until then.
 _INCR_LUA = """\
 local expires = redis.call('PEXPIRETIME', KEYS[1])
 if expires == -2 then
@@ -54,9 +56,32 @@ if expires >= 0 and expires <= tonumber(ARGV[2]) then
   return false
 end
 redis.call('INCRBY', KEYS[1], ARGV[1])
-return redis.call('GET', KEYS[1])
+return {redis.call('GET', KEYS[1]), expires}
 """
 _INCR_SHA = hashlib.sha1(_INCR_LUA.encode()).hexdigest()
+
+# A journaled incr (``add_count``): a raw integer gets the delta (its expiry
+# kept); no key takes the count kept elsewhere, with its expiry (ARGV[3], ms,
+# or '' for none); anything else goes: a miss, never a wrong count.
+_ADD_COUNT_LUA = """\
+local stored = redis.call('GET', KEYS[1])
+if not stored then
+  if ARGV[3] == '' then
+    redis.call('SET', KEYS[1], ARGV[2])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+  end
+  return 1
+end
+if string.len(stored) <= 20 and string.match(stored, '^-?%d+$') then
+  local ok = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+  if type(ok) == 'number' then
+    return 1
+  end
+end
+redis.call('DEL', KEYS[1])
+return 0
+"""
 
 #: INCRBY's refusals that say "not a 64-bit integer here" (the stored value or
 #: the result or the delta); any other error reply is the server's trouble.
@@ -81,7 +106,20 @@ def incr(tier: RedisTier, key: str, delta: int) -> int:
         return _incr_in_python(tier, client, key, delta)
     if result is None:
         raise ValueError(f"Key '{key}' not found")
-    return int(result)
+    value, expires_ms = result
+    return Count(int(value), None if expires_ms < 0 else expires_ms / 1000)
+
+
+def add_count(
+    tier: RedisTier, key: str, delta: int, value: int, expires_at: float | None
+) -> bool:
+    """See ``BaseTier.add_count``: one script at the key's primary."""
+    if expires_at is not None and expires_at <= tier.clock():
+        expires = "1"  # already over: stored dead, so nothing is filled in
+    else:
+        expires = "" if expires_at is None else str(pxat(expires_at))
+    client = tier._writer(key)
+    return bool(client.eval(_ADD_COUNT_LUA, 1, key, delta, value, expires))
 
 
 def _incrby(client: Any, key: str, delta: int, now_ms: int) -> Any:
@@ -95,7 +133,9 @@ def _incrby(client: Any, key: str, delta: int, now_ms: int) -> Any:
             result = client.evalsha(_INCR_SHA, 1, key, delta, now_ms)
         except rex.NoScriptError:
             result = client.eval(_INCR_LUA, 1, key, delta, now_ms)
-        return _NOT_HERE if type(result) is list else result
+        if result is not None and len(result) == 1:  # {1}: not a raw counter
+            return _NOT_HERE
+        return result
     except rex.ResponseError as exc:
         if is_wrongtype(exc) or any(text in str(exc) for text in _NOT_INT64):
             return _NOT_HERE
@@ -114,7 +154,7 @@ def _incr_in_python(tier: RedisTier, client: Any, key: str, delta: int) -> int:
                 pipe.multi()
                 pipe.execute_command(*tier._set_args(key, record))
                 pipe.execute()
-                return result
+                return Count(result, expires_at)
             except rex.WatchError:
                 continue
     lost = rex.WatchError(f"{key!r} changed during each of {_ATTEMPTS} attempts")

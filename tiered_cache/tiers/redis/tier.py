@@ -9,6 +9,7 @@ those together; ``RedisClusterTier`` (``cluster``) overrides the routing only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -264,7 +265,12 @@ class RedisTier(BaseTier):
 
     @transport("set")
     def set(self, key: str, record: Record) -> None:
-        self._writer(key).execute_command(*self._set_args(key, record))
+        client = self._writer(key)
+        try:
+            client.execute_command(*self._set_args(key, record))
+        except rex.OutOfMemoryError:
+            self._drop_refused([key])
+            raise
 
     @transport("set_many")
     def set_many(self, records: Mapping[str, Record]) -> None:
@@ -275,7 +281,15 @@ class RedisTier(BaseTier):
         """
         commands = [(k, self._set_args(k, r)) for k, r in records.items()]
         if commands:
-            self._raise_failures("set_many", self._batch(commands, write=True))
+            results = self._batch(commands, write=True)
+            refused = [
+                key
+                for (key, _), result in zip(commands, results, strict=True)
+                if isinstance(result, rex.OutOfMemoryError)
+            ]
+            if refused:
+                self._drop_refused(refused)
+            self._raise_failures("set_many", results)
 
     @transport("set_many")
     def set_many_announced(
@@ -283,7 +297,11 @@ class RedisTier(BaseTier):
     ) -> bool:
         """See ``BaseTier``: one ``MULTI``/``EXEC`` at the primary (``stream``)."""
         commands = [self._set_args(key, record) for key, record in records.items()]
-        return stream.append_after(commands, fields)
+        try:
+            return stream.append_after(commands, fields)
+        except rex.OutOfMemoryError:
+            self._drop_refused(list(records))
+            raise
 
     @transport("add")
     def add(self, key: str, record: Record) -> bool:
@@ -313,7 +331,19 @@ class RedisTier(BaseTier):
 
     @transport("delete")
     def delete(self, key: str) -> bool:
-        pipe = self._writer(key).pipeline(transaction=True)
+        """See ``BaseTier``: the entry is read and deleted in one ``MULTI``.
+
+        Out of memory, Redis refuses every command queued in a ``MULTI``, ``DEL``
+        included, but not a plain ``DEL``: the same three commands are then
+        sent pipelined (the answer may describe a value written in between).
+        """
+        client = self._writer(key)
+        try:
+            return self._delete(client.pipeline(transaction=True), key)
+        except rex.OutOfMemoryError:
+            return self._delete(client.pipeline(transaction=False), key)
+
+    def _delete(self, pipe: Any, key: str) -> bool:
         pipe.getrange(key, 0, HEADER_SIZE - 1)
         pipe.pexpiretime(key)
         pipe.delete(key)
@@ -340,6 +370,13 @@ class RedisTier(BaseTier):
     def incr(self, key: str, delta: int) -> int:
         """See ``BaseTier`` and ``counters``; counts on past 64 bits."""
         return counters.incr(self, key, delta)
+
+    @transport("add_count")
+    def add_count(
+        self, key: str, delta: int, value: int, expires_at: float | None
+    ) -> bool:
+        """See ``BaseTier`` and ``counters.add_count``: one Lua script."""
+        return counters.add_count(self, key, delta, value, expires_at)
 
     @transport("replace_older")
     def replace_older(self, key: str, record: Record) -> int | None:
@@ -414,6 +451,20 @@ class RedisTier(BaseTier):
         return False
 
     # -- helpers ------------------------------------------------------------
+
+    def _drop_refused(self, keys: list[str]) -> None:
+        """Delete the older values of writes Redis refused for memory.
+
+        Out of memory (``maxmemory`` with ``noeviction``) Redis refuses ``SET``,
+        ``INCRBY`` and whatever a ``MULTI`` queues, but not a plain ``DEL``,
+        which frees memory: the write fails, and the value it was to replace
+        is not served any more by any process (docs/faults.rst #8). Best
+        effort: a ``DEL`` that fails too leaves it (the caller reports the
+        refusal either way).
+        """
+        groups = self._slot_groups(keys)
+        with contextlib.suppress(*TRANSPORT_ERRORS):
+            self._batch([(g[0], ("DEL", *g)) for g in groups], write=True)
 
     def _partial(self, op: str, failures: list[Exception], total: int) -> None:
         self.stats.error("partial")
