@@ -67,6 +67,36 @@ def test_a_delete_reaches_the_other_l1(make_cache, server):
     assert b.get("k") is None
 
 
+HOSTILE_KEYS = [
+    "with space",
+    "line\r\nbreak",
+    'quote"and\\backslash',
+    'json["k", 1]',
+    "nul\x00byte",
+    "\u00e9t\u00e9 \U0001f600",
+    "star*?[glob]",
+    "x" * 300,  # longer than Django's 250: hashed into the stored key
+]
+
+
+@pytest.mark.filterwarnings("ignore::django.core.cache.backends.base.CacheKeyWarning")
+@pytest.mark.parametrize("key", HOSTILE_KEYS, ids=range(len(HOSTILE_KEYS)))
+def test_hostile_keys_survive_the_bus_framing(make_cache, server, key):
+    """docs/faults.rst #34: a message names keys with spaces, line breaks,
+    quotes, NUL, glob characters; each reaches exactly its own copy."""
+    a, b = pair(make_cache, server.url(1))
+    a.set(key, "v1")
+    a.set("bystander", "kept")
+    assert b.get(key) == "v1" and b.get("bystander") == "kept"
+    a.set(key, "v2")
+    wait_until(lambda: not in_l1(b, key), timeout=2, what="B's copy dropped")
+    assert b.get(key) == "v2"
+    assert in_l1(b, "bystander")  # no other copy dropped
+    a.delete(key)
+    wait_until(lambda: not in_l1(b, key), timeout=2, what="B's copy dropped")
+    assert b.get(key) is None and b.get("bystander") == "kept"
+
+
 @pytest.mark.parametrize(
     "change",
     [
