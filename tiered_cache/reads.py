@@ -84,6 +84,13 @@ def read_many(
     return slot.counted_many(keys, records)
 
 
+def _owned(
+    chain: Any, slot: Slot, missed: Sequence[Slot], key: str, record: Record
+) -> bool:
+    """Return whether ``get`` would serve ``record`` found at ``slot``."""
+    return not _disowned(slot, missed, record) or _counting(chain, key)
+
+
 def _counting(chain: Any, key: str) -> bool:
     """Return whether ``key`` is a count made here that L2 has yet to take.
 
@@ -117,7 +124,7 @@ def has(chain: Any, key: str) -> bool:
             record = slot.call("get", key)
             if record is MISSING:
                 missed.append(slot)
-            elif record is not UNAVAILABLE and not _disowned(slot, missed, record):
+            elif record is not UNAVAILABLE and _owned(chain, slot, missed, key, record):
                 return True
             continue
         found = slot.call("has_key", key)
@@ -135,6 +142,6 @@ def find(chain: Any, key: str) -> Record | Any:
         record = slot.call("get", key)
         if record is MISSING:
             missed.append(slot)
-        elif record is not UNAVAILABLE and not _disowned(slot, missed, record):
+        elif record is not UNAVAILABLE and _owned(chain, slot, missed, key, record):
             return record
     return MISSING
