@@ -191,6 +191,7 @@ class Action:
     form: Callable[..., forms.Form]
     run: Callable[[Any, dict], str]  # (cache, cleaned data) -> message
     then: str  # the page to return to
+    note: str = ""  # what the confirmation page adds
 
 
 def _clear(cache: Any, cleaned: dict) -> str:
@@ -217,12 +218,26 @@ def _invalidate_group(cache: Any, cleaned: dict) -> str:
 
 
 ACTIONS = {
-    "clear-tier": Action("Clear a tier", ClearTierForm, _clear, "overview"),
+    "clear-tier": Action(
+        "Clear a tier",
+        ClearTierForm,
+        _clear,
+        "overview",
+        "One tier is cleared as this process sees it: L1 is the memory of the "
+        "worker serving this page, L3 the folder of its machine. Every tier is "
+        "cache.clear(), announced to every process.",
+    ),
     "invalidate-key": Action(
         "Invalidate a key", InvalidateKeyForm, _invalidate_key, "inspect"
     ),
     "invalidate-group": Action(
-        "Invalidate a key group", InvalidateGroupForm, _invalidate_group, "groups"
+        "Invalidate a key group",
+        InvalidateGroupForm,
+        _invalidate_group,
+        "groups",
+        f"At most {actions.GROUP_LIMIT} keys per run, listed from every tier "
+        "that can list its keys (Redis: SCAN, never KEYS); each deletion is "
+        "announced to every process.",
     ),
 }
 
