@@ -152,17 +152,7 @@ def inspect(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
         held = cache.inspect(
             form.cleaned_data["key"], form.cleaned_data["version"], values=values
         )
-        found = [
-            {
-                "tier": tier.name,
-                "held": tier.name in held and "error" not in held[tier.name],
-                **held.get(tier.name, {}),
-                "preview": _preview(held[tier.name]["value"])
-                if "value" in held.get(tier.name, {})
-                else None,
-            }
-            for tier in cache.tiers
-        ]
+        found = [_inspected(tier.name, held.get(tier.name)) for tier in cache.tiers]
     ctx = _context(
         admin, request, f"Cache {alias}: key inspector", alias=alias, form=form,
         found=found, tab="inspect",
@@ -170,10 +160,23 @@ def inspect(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
     return TemplateResponse(request, "tiered_cache_admin/inspect.html", ctx)
 
 
+def _inspected(tier: str, held: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the inspector's row of ``tier`` (``held``: its ``inspect`` entry)."""
+    row: dict[str, Any] = {"tier": tier, "held": False, "preview": None}
+    if held is None:
+        return row
+    row.update(held, held="error" not in held)
+    if "value" in held:
+        row["preview"] = _preview(held["value"])
+    return row
+
+
 def _preview(value: Any) -> str:
     """Return a bounded repr of ``value`` (the template escapes it)."""
     shown = reprlib.Repr()  # keyword arguments only from Python 3.12
     shown.maxstring = shown.maxother = VALUE_PREVIEW_CHARS
+    shown.maxlist = shown.maxtuple = shown.maxdict = shown.maxset = 100
+    shown.maxlevel = 8
     text = shown.repr(value)
     if len(text) > VALUE_PREVIEW_CHARS:
         text = text[:VALUE_PREVIEW_CHARS] + "…"

@@ -24,8 +24,8 @@ def test_get_on_an_action_url_shows_the_confirmation_and_never_acts(
         url("invalidate_key"), {"key": "k", "confirm": "yes"}
     )
     assert response.status_code == 200
-    assert 'name="confirm" value="yes"' in response.text
-    assert 'method="post"' in response.text
+    assert 'name="confirm" value="yes"' in response.content.decode()
+    assert 'method="post"' in response.content.decode()
     assert dash_cache.get("k") == "v"
     assert not LogEntry.objects.exists()
 
@@ -33,7 +33,7 @@ def test_get_on_an_action_url_shows_the_confirmation_and_never_acts(
 def test_post_without_confirmation_shows_the_confirmation_page(dash_cache, client_as):
     dash_cache.set("k", "v")
     response = client_as("actor").post(url("invalidate_key"), {"key": "k"})
-    assert response.status_code == 200 and "Are you sure?" in response.text
+    assert response.status_code == 200 and "Are you sure?" in response.content.decode()
     assert dash_cache.get("k") == "v"
 
 
@@ -60,7 +60,7 @@ def test_missing_csrf_token_is_refused(dash_cache, client_as):
     assert refused.status_code == 403
     assert dash_cache.get("k") == "v"
     # The confirmation page's own form carries the token and works.
-    page = client.get(url("invalidate_key"), {"key": "k"}).text
+    page = client.get(url("invalidate_key"), {"key": "k"}).content.decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
     done = client.post(
         url("invalidate_key"),
@@ -76,7 +76,7 @@ def test_invalid_input_is_shown_again_not_run(dash_cache, client_as):
         url("invalidate_group"), {"group": "user:1 x", "confirm": "yes"}
     )
     assert response.status_code == 200
-    assert "text before the first" in response.text
+    assert "text before the first" in response.content.decode()
     assert dash_cache.get("user:1") == "v"
 
 
@@ -102,7 +102,10 @@ def test_clear_an_unknown_tier_is_refused_by_the_form(dash_cache, client_as):
     response = client_as("actor").post(
         url("clear_tier"), {"tier": "l9", "confirm": "yes"}
     )
-    assert response.status_code == 200 and "Select a valid choice" in response.text
+    assert (
+        response.status_code == 200
+        and "Select a valid choice" in response.content.decode()
+    )
     assert dash_cache.inspect("k") != {}
 
 

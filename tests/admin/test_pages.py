@@ -34,7 +34,7 @@ def test_overview_shows_hit_ratios_as_percentages(dash_cache, client_as):
     for _ in range(3):
         assert dash_cache.get("k") == "v"  # three L1 hits
     assert dash_cache.get("absent") is None  # an L1 miss, then an L3 miss
-    page = client_as("superuser").get(url("overview")).text
+    page = client_as("superuser").get(url("overview")).content.decode()
     total = re.search(r'id="tc-total-hit-ratio">([^<]*)<', page).group(1)
     assert total == "75.0 %"
     rows = dict(re.findall(r'data-tier="(\w+)">.*?tc-hit-ratio">([^<]*)<', page, re.S))
@@ -43,21 +43,21 @@ def test_overview_shows_hit_ratios_as_percentages(dash_cache, client_as):
 
 
 def test_overview_without_requests_shows_a_dash_not_zero(dash_cache, client_as):
-    page = client_as("viewer").get(url("overview")).text
+    page = client_as("viewer").get(url("overview")).content.decode()
     total = re.search(r'id="tc-total-hit-ratio">([^<]*)<', page).group(1)
     assert total == "—"
 
 
 def test_overview_offers_actions_only_to_who_may_act(dash_cache, client_as):
     clear = url("clear_tier")
-    assert clear not in client_as("viewer").get(url("overview")).text
-    assert clear in client_as("actor").get(url("overview")).text
+    assert clear not in client_as("viewer").get(url("overview")).content.decode()
+    assert clear in client_as("actor").get(url("overview")).content.decode()
 
 
 def test_overview_chart_window_day_and_unknown_window(dash_cache, client_as):
     client = client_as("viewer")
-    assert "-24 h" in client.get(url("overview"), {"window": "day"}).text
-    assert "-60 min" in client.get(url("overview"), {"window": "nope"}).text
+    assert "-24 h" in client.get(url("overview"), {"window": "day"}).content.decode()
+    assert "-60 min" in client.get(url("overview"), {"window": "nope"}).content.decode()
 
 
 def test_unknown_alias_is_404(dash_cache, client_as):
@@ -68,7 +68,7 @@ def test_unknown_alias_is_404(dash_cache, client_as):
 
 
 def _inspect(client, key):
-    return client.get(url("inspect"), {"key": key}).text
+    return client.get(url("inspect"), {"key": key}).content.decode()
 
 
 def test_inspector_shows_tiers_ttl_and_size_never_the_value_without_permission(

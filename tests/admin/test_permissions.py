@@ -87,8 +87,13 @@ def test_admin_index_lists_the_dashboard_only_with_the_permission(
     dash_cache, client_as
 ):
     changelist = url("changelist")
-    assert changelist in client_as("viewer").get(reverse("admin:index")).text
-    assert changelist not in client_as("staff").get(reverse("admin:index")).text
+    assert (
+        changelist in client_as("viewer").get(reverse("admin:index")).content.decode()
+    )
+    assert (
+        changelist
+        not in client_as("staff").get(reverse("admin:index")).content.decode()
+    )
 
 
 def test_dashboard_has_no_add_change_or_delete_pages(dash_cache, client_as):
