@@ -8,3 +8,6 @@ class TieredCacheAdminConfig(AppConfig):
     verbose_name = "Tiered cache"
     # The one model has no table; its key type only has to stay the migration's.
     default_auto_field = "django.db.models.AutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the checks)
