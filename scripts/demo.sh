@@ -26,4 +26,5 @@ if not User.objects.filter(is_superuser=True).exists():
     print("Created superuser admin / admin")
 '
 
+echo "Cache dashboard: http://127.0.0.1:8000/admin/tiered_cache_admin/cachedashboard/"
 exec python testproject/manage.py runserver 127.0.0.1:8000

@@ -26,6 +26,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
+# The dashboard's browser test (tests/admin/test_browser.py) drives Debian's
+# chromium through Playwright (never Playwright's own browser download). It skips
+# with the reason when chromium cannot be had; as root, install it here.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "chromium not found; installing it with apt-get (for the dashboard's browser test)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+        || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; } \
+        || echo "chromium could not be installed: the browser test will be skipped" >&2
+fi
+
 # Print "X.Y" of the Python at $1, or nothing when it does not run.
 python_version() {
     "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true

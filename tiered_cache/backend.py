@@ -109,6 +109,7 @@ _API = [
     "get", "get_many", "has_key", "set", "set_many", "add", "incr", "decr",
     "touch", "delete", "delete_many", "clear", "get_or_set", "incr_version",
     "decr_version", "stored_key", "tier", "stats", "check", "breaker_state",
+    "inspect",
 ]  # fmt: skip
 
 
@@ -437,6 +438,19 @@ class TieredCache(BaseCache):
     def stats(self) -> dict[str, dict[str, Any]]:
         """Return this process's counters per tier, with breaker states."""
         return {slot.name: slot.snapshot() for slot in self._slots}
+
+    def inspect(
+        self, key: Any, version: int | None = None, *, values: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """Return the tiers holding ``key``: ``{tier: {"ttl": s | None, "size": n}}``.
+
+        For the admin's key inspector: each tier is read directly (no counter,
+        no promotion); ``ttl`` is the remaining lifetime (``None`` = never
+        expires), ``size`` the pickled value's bytes. A tier that could not
+        answer is ``{"error": "unavailable"}``. Values are unpickled only
+        with ``values=True`` (``"value"`` in each entry): unpickling runs code.
+        """
+        return self._chain.inspect(self._key(key, version), values=values)
 
     @property
     def _expire_info(self) -> Mapping[str, float | None]:

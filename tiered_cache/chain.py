@@ -421,6 +421,7 @@ class Chain:
     read_many = reads.read_many
     has = reads.has
     find = reads.find
+    inspect = reads.inspect
 
     def keys(self, namespace: str) -> Iterable[str]:
         """Return the keys under ``namespace`` of the top tier (when it lists)."""

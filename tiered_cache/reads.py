@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from .copies import quiet
-from .envelope import Record
+from .envelope import Record, materialize
+from .exceptions import EnvelopeError
 from .sentinels import MISSING, UNAVAILABLE
 from .slot import Slot
 from .tiers.base import implements
 
-__all__ = ["find", "has", "read_below", "read_many"]
+__all__ = ["find", "has", "inspect", "read_below", "read_many"]
 
 
 def read_below(chain: Any, key: str, index: int, answer: Any) -> Record | Any:
@@ -145,3 +146,32 @@ def find(chain: Any, key: str) -> Record | Any:
         elif record is not UNAVAILABLE and _owned(chain, slot, missed, key, record):
             return record
     return MISSING
+
+
+def inspect(chain: Any, key: str, *, values: bool = False) -> dict[str, dict[str, Any]]:
+    """Return where ``key`` is held: ``{tier: {"ttl": s | None, "size": n}}``.
+
+    Every tier is asked directly (uncounted, no promotion): a tier holding
+    no live entry is left out, one that could not answer maps to
+    ``{"error": "unavailable"}``. ``size`` is the pickled payload's length
+    (what placement limits compare). The value is unpickled only when
+    ``values`` is true (then ``"value"``, or ``"error"`` when it does not
+    unpickle): an inspector without that right never runs a stored pickle.
+    """
+    now = chain.clock()
+    found: dict[str, dict[str, Any]] = {}
+    for slot in chain.slots:
+        record = slot.call("get", key)
+        if record is UNAVAILABLE:
+            found[slot.name] = {"error": "unavailable"}
+            continue
+        if record is MISSING:
+            continue
+        info: dict[str, Any] = {"ttl": record.remaining(now), "size": record.size}
+        if values:
+            try:
+                info["value"] = materialize(record)
+            except EnvelopeError as exc:
+                info["error"] = str(exc)
+        found[slot.name] = info
+    return found

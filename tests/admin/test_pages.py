@@ -1,0 +1,117 @@
+"""What the dashboard's pages show: ratios as percentages, the inspector."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+UNPICKLED: list[str] = []
+
+
+def _unpickle(text: str) -> str:
+    UNPICKLED.append(text)
+    return text
+
+
+class Tracked:
+    """A value whose unpickling is recorded (it runs ``_unpickle``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __reduce__(self):
+        return _unpickle, (self.text,)
+
+
+def url(name: str) -> str:
+    return reverse(f"admin:tiered_cache_admin_{name}", args=["default"])
+
+
+def test_overview_shows_hit_ratios_as_percentages(dash_cache, client_as):
+    dash_cache.set("k", "v")
+    for _ in range(3):
+        assert dash_cache.get("k") == "v"  # three L1 hits
+    assert dash_cache.get("absent") is None  # an L1 miss, then an L3 miss
+    page = client_as("superuser").get(url("overview")).content.decode()
+    total = re.search(r'id="tc-total-hit-ratio">([^<]*)<', page).group(1)
+    assert total == "75.0 %"
+    rows = dict(re.findall(r'data-tier="(\w+)">.*?tc-hit-ratio">([^<]*)<', page, re.S))
+    assert rows == {"l1": "75.0 %", "l3": "0.0 %"}
+    assert "<svg" in page and "cdn" not in page.lower()
+
+
+def test_overview_without_requests_shows_a_dash_not_zero(dash_cache, client_as):
+    page = client_as("viewer").get(url("overview")).content.decode()
+    total = re.search(r'id="tc-total-hit-ratio">([^<]*)<', page).group(1)
+    assert total == "—"
+
+
+def test_overview_offers_actions_only_to_who_may_act(dash_cache, client_as):
+    clear = url("clear_tier")
+    assert clear not in client_as("viewer").get(url("overview")).content.decode()
+    assert clear in client_as("actor").get(url("overview")).content.decode()
+
+
+def test_overview_chart_window_day_and_unknown_window(dash_cache, client_as):
+    client = client_as("viewer")
+    assert "-24 h" in client.get(url("overview"), {"window": "day"}).content.decode()
+    assert "-60 min" in client.get(url("overview"), {"window": "nope"}).content.decode()
+
+
+def test_unknown_alias_is_404(dash_cache, client_as):
+    response = client_as("superuser").get(
+        reverse("admin:tiered_cache_admin_overview", args=["nope"])
+    )
+    assert response.status_code == 404
+
+
+def _inspect(client, key):
+    return client.get(url("inspect"), {"key": key}).content.decode()
+
+
+def test_inspector_shows_tiers_ttl_and_size_never_the_value_without_permission(
+    dash_cache, client_as
+):
+    UNPICKLED.clear()
+    dash_cache.set("k", Tracked("secret"), timeout=600)
+    dash_cache.tier("l1").clear(dash_cache.namespace)  # only L3 holds it now
+    page = _inspect(client_as("actor"), "k")
+    rows = dict(re.findall(r'data-tier="(\w+)">\s*<td>\w+</td>\s*<td>(\w+)</td>', page))
+    assert rows == {"l1": "no", "l3": "yes"}
+    assert re.search(r"\b(9|10) min\b", page)  # the remaining TTL
+    assert "secret" not in page
+    assert UNPICKLED == []  # the value was never unpickled
+
+
+def test_inspector_shows_the_value_escaped_and_truncated_with_permission(
+    dash_cache, client_as
+):
+    dash_cache.set("xss", "<script>alert(1)</script>")
+    dash_cache.set("big", "x" * 100_000)
+    client = client_as("superuser")
+    page = _inspect(client, "xss")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert(1)" not in page
+    big = _inspect(client, "big")
+    preview = re.search(r'<pre class="tc-value-preview">([^<]*)</pre>', big).group(1)
+    assert 2000 <= len(preview) < 2100
+
+
+def test_inspector_says_when_no_tier_holds_the_key(dash_cache, client_as):
+    page = _inspect(client_as("viewer"), "absent")
+    assert re.findall(r'data-tier="(\w+)">\s*<td>\w+</td>\s*<td>(\w+)</td>', page) == [
+        ("l1", "no"),
+        ("l3", "no"),
+    ]
+
+
+@pytest.mark.redis_server
+def test_inspector_over_a_real_redis_shows_every_tier(redis_dash_cache, client_as):
+    redis_dash_cache.set("k", "v", timeout=None)
+    page = _inspect(client_as("viewer"), "k")
+    rows = dict(re.findall(r'data-tier="(\w+)">\s*<td>\w+</td>\s*<td>(\w+)</td>', page))
+    # L3 below an L2 holds copies, served only once the bus vouches for them.
+    assert rows["l1"] == rows["l2"] == "yes" and "l3" in rows
+    assert page.count("never expires") >= 2
