@@ -11,13 +11,15 @@ value to be read.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.matrix import L1, l3, real_l2
 from tests.support.redis_servers import RedisServer, wait_until
 from tiered_cache.journal import DELETE, INCR, SET
 from tiered_cache.journal_rows import dump, parse
-from tiered_cache.sentinels import MISSING
+from tiered_cache.sentinels import MISSING, UNAVAILABLE
 
 pytestmark = pytest.mark.redis_server
 
@@ -189,15 +191,60 @@ def test_counts_add_up_and_a_set_before_makes_a_delete(make_cache, server, tmp_p
     }
 
 
-def test_a_count_made_while_replaying_is_not_forgotten(make_cache, server, tmp_path):
+def test_counts_recorded_out_of_stamp_order_add_up(make_cache, server, tmp_path):
+    """Two processes of a machine record their counts as they come."""
     cache = machine(make_cache, server, tmp_path / "l3")
     journal = cache._chain.journal
     journal.bus = None
-    journal.record([("a", INCR, 5, 2, 12, None)])
-    replayed = {"e": {"a": [INCR, 5, 2, 12, None]}, "c": []}
-    journal.record([("a", INCR, 6, 1, 13, None)])  # counted meanwhile
-    journal._forget(replayed)
-    assert journal.pending()["e"] == {"a": [INCR, 6, 1, 13, None]}
+    journal.record([("a", INCR, 9, 1, 12, None)])
+    journal.record([("a", INCR, 8, 1, 11, None)])  # older, recorded later
+    assert journal.pending()["e"] == {"a": [INCR, 9, 2, 12, None]}
+
+
+def test_counts_kept_in_memory_and_in_l3_add_up(make_cache, server, tmp_path):
+    """L3 busy for one record (memory), then L3 again: both deltas count."""
+    cache = machine(make_cache, server, tmp_path / "l3")
+    journal = cache._chain.journal
+    journal.bus = None
+    with journal._lock:
+        journal._merge(journal._memory, [("a", INCR, 5, 6, 106, None)])
+    journal.record([("a", INCR, 6, 1000, 1106, None)])
+    assert journal.pending()["e"] == {"a": [INCR, 6, 1006, 1106, None]}
+    assert journal._take("a") == [INCR, 6, 1006, 1106, None]
+    assert journal.pending()["e"] == {}
+
+
+def test_a_count_is_added_once_however_many_processes_reconcile(
+    make_cache, server, tmp_path
+):
+    cache = machine(make_cache, server, tmp_path / "l3")
+    journal = cache._chain.journal
+    journal.bus = None
+    key = cache.stored_key("n")
+    server.client(0).set(key, 100)
+    journal.record([(key, INCR, 5, 7, 107, None)])
+    first, second = journal._replay_count(key), journal._replay_count(key)
+    assert first is not None and first[1] is True
+    assert second is None  # taken by the first: nothing left to add
+    assert raw(server, cache, "n") == b"107"
+    journal.record([(key, INCR, 6, 1, 108, None)])  # counted since: kept
+    assert journal.pending()["e"] == {key: [INCR, 6, 1, 108, None]}
+
+
+def test_a_count_l2_does_not_take_goes_back_into_the_journal(
+    make_cache, server, tmp_path
+):
+    cache = machine(make_cache, server, tmp_path / "l3")
+    journal = cache._chain.journal
+    journal.bus = None
+    key = cache.stored_key("n")
+    journal.record([(key, INCR, 5, 7, 107, None)])
+    server.pause()
+    try:
+        assert journal._replay_count(key) is UNAVAILABLE
+    finally:
+        server.resume()
+    assert journal.pending()["e"] == {key: [INCR, 5, 7, 107, None]}
 
 
 @pytest.mark.parametrize(
@@ -225,3 +272,25 @@ def test_count_entries_are_valid_rows(entry):
 )
 def test_malformed_count_entries_are_refused(entry):
     assert parse(dump({"e": {"k": entry}, "c": []})) is None
+
+
+def test_threads_never_read_a_count_below_their_own(make_cache, server, tmp_path):
+    """No fault: four threads incr one key and read it back at once."""
+    cache = machine(make_cache, server, tmp_path / "l3")
+    cache.set("n", 0, timeout=600)
+    below = []
+
+    def work() -> None:
+        for _ in range(200):
+            count = cache.incr("n")
+            value = cache.get("n")
+            if value is None or value < count:
+                below.append((count, value))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert below == []
+    assert cache.get("n") == 800 and raw(server, cache, "n") == b"800"

@@ -257,14 +257,15 @@ class Chain:
     def incr(self, key: str, delta: int) -> Any:
         """Add ``delta`` atomically at the authority; keep the count in the copies.
 
-        The count goes into the copy tiers with the counter's expiry, stamped
-        and announced like a write. When the authority (L2) does not answer,
-        or refuses (out of memory), the next tier that can be one (L3) counts
-        on from the last count it knows, whether its copy is still trusted or
-        not, and the journal keeps what was added: L2 gets it with ``INCRBY``
-        when it answers (docs/design.rst, "Counters"). A refusing L2 also
-        loses its older count at once (a plain ``DEL`` works out of memory),
-        so no process reads a count lower than the one returned here.
+        The count is kept by the copy tiers that can (L3, ``keep_count``) with
+        the counter's expiry, stamped and announced like a write; the other
+        copies are dropped (a ``get`` reads L2). When the authority (L2) does
+        not answer, or refuses (out of memory), the next tier that can be one
+        (L3) counts on from the last count it knows, whether its copy is still
+        trusted or not, and the journal keeps what was added: L2 gets it with
+        ``INCRBY`` when it answers (docs/design.rst, "Counters"). A refusing
+        L2 also loses its older count at once (a plain ``DEL`` works out of
+        memory), so no process reads a count lower than the one returned here.
         """
         missed = refused = False
         for slot in self.authorities:
@@ -282,9 +283,19 @@ class Chain:
                     refused = value is REFUSED
                 continue
             stamp = getattr(value, "stamp", None) or new_stamp()
-            others = [other for other in self.copies if other is not slot]
-            self._fence([key], stamp, others)
             expires_at = getattr(value, "expires_at", _UNKNOWN)
+            # Copies that keep the count (``keep_count``: L3's, the base for an
+            # outage) are not fenced; the others go (a ``get`` reads L2).
+            keeping = (
+                ()
+                if missed or expires_at is _UNKNOWN
+                else [s for s in self._keep_count if s is not slot]
+            )
+            self._fence(
+                [key],
+                stamp,
+                [s for s in self.copies if s is not slot and s not in keeping],
+            )
             if missed:  # counted below L2: L2 gets the delta later
                 journal: Journal = self.journal  # type: ignore[assignment]
                 if expires_at is _UNKNOWN:
@@ -294,16 +305,20 @@ class Chain:
                     journal.record([change])
                 if refused:
                     journal.authority.call("delete", key)
-            elif expires_at is not _UNKNOWN:
+            elif keeping:
                 count = Record(int(value), None, expires_at, stamp)
-                for other in others:
-                    if other.tier.accepts(count):
-                        other.call("set", key, count)
+                for other in keeping:
+                    other.call("keep_count", key, count, delta >= 0)
             bus = self._announcing()
             if bus is not None:
                 bus.announce_writes([(key, stamp)])
             return int(value)
         raise ValueError(f"Key '{key}' not found (no tier could answer)")
+
+    @functools.cached_property
+    def _keep_count(self) -> tuple[Slot, ...]:
+        """The copy tiers that keep counts for an outage (``keep_count``)."""
+        return tuple(s for s in self.copies if implements(s.tier, "keep_count"))
 
     def touch(self, key: str, expires_at: float | None) -> bool:
         """Set a new expiry everywhere; answer as the widest tier that answered."""

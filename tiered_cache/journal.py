@@ -52,6 +52,7 @@ for: one direct call on the tier closes it when it answers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -182,8 +183,7 @@ class Journal:
             entry = _entry(op, stamp, rest)
             old = entries.get(key)
             if old is not None:
-                if stamp >= old[1]:
-                    entries[key] = _after(old, entry)
+                entries[key] = _merged(old, entry)
             elif len(entries) < self.max_entries:
                 entries[key] = entry
             else:
@@ -222,8 +222,7 @@ class Journal:
         if kept is not None:
             for key, entry in kept["e"].items():
                 old = doc["e"].get(key)
-                if old is None or entry[1] > old[1]:
-                    doc["e"][key] = entry
+                doc["e"][key] = entry if old is None else _merged(old, entry)
             for prefix in kept["c"]:
                 if prefix not in doc["c"]:
                     doc["c"].append(prefix)
@@ -360,7 +359,12 @@ class Journal:
         reconciled: Doc = empty()
         try:
             for key, entry in doc["e"].items():
-                outcome = self._replay_one(key, *entry)
+                if entry[0] == INCR:
+                    outcome = self._replay_count(key)
+                    if outcome is None:  # another process took it
+                        continue
+                else:
+                    outcome = self._replay_one(key, *entry)
                 if outcome is UNAVAILABLE:
                     return False
                 after, replayed = outcome
@@ -369,7 +373,8 @@ class Journal:
                 self.stats.replayed += replayed
                 self.stats.invalidated += not replayed
                 announced.append((key, after))
-                reconciled["e"][key] = entry
+                if entry[0] != INCR:  # a count left the journal when taken
+                    reconciled["e"][key] = entry
         finally:
             # Forgotten only once announced: else replayed again (harmless).
             if announced and self._announce("announce_writes", announced):
@@ -395,11 +400,6 @@ class Journal:
         is bounded by how long it is trusted (``tiers/disk/copies.py``).
         """
         l2 = self.authority
-        if op == INCR:
-            delta, value, expires_at = expiry
-            if l2.call("add_count", key, delta, value, expires_at) is UNAVAILABLE:
-                return UNAVAILABLE
-            return max(new_stamp(), stamp + 1), True  # the copies here go
         if op == DELETE:
             found = l2.call("get", key)
             if found is UNAVAILABLE:
@@ -426,6 +426,48 @@ class Journal:
         # L2's older one was removed: a miss everywhere, never an older value.
         return max(new_stamp(), stamp + 1), False
 
+    def _replay_count(self, key: str) -> Any:
+        """Add a journaled count at L2: ``(stamp, True)``, ``UNAVAILABLE`` or
+        ``None`` (another process of the machine took it first).
+
+        Unlike a set or a delete, a count must be applied once: the entry is
+        *taken* out of the journal (a transaction in L3) before it is added,
+        so two processes reconciling at once never add it twice, and it is
+        put back (its delta added to whatever was counted since) if L2 does
+        not take it.
+        """
+        entry = self._take(key)
+        if entry is None:
+            return None
+        _, stamp, delta, value, expires_at = entry
+        found = self.authority.call("add_count", key, delta, value, expires_at)
+        if found is UNAVAILABLE:
+            self.record([(key, INCR, stamp, delta, value, expires_at)])
+            return UNAVAILABLE
+        return max(new_stamp(), stamp + 1), True  # the copies here go
+
+    def _take(self, key: str) -> list[Any] | None:
+        """Remove the count journaled for ``key`` (memory and L3); return it."""
+        taken: list[list[Any]] = []
+        with self._lock:
+            entry = self._memory["e"].get(key)
+            if entry is not None and entry[0] == INCR:
+                taken.append(self._memory["e"].pop(key))
+        if self.keeper is not None:
+
+            def take(data: bytes | None) -> bytes | None:
+                doc = self._row(data)
+                entry = doc["e"].get(key)
+                if entry is not None and entry[0] == INCR:
+                    taken.append(doc["e"].pop(key))
+                return dump(doc)
+
+            with contextlib.suppress(TierUnavailable):  # left for the next tick
+                self.keeper.call("update_journal", self.name, take)
+        if not taken:
+            return None
+        return functools.reduce(_merged, taken)
+
     def _local(self, key: str, stamp: int) -> Record | None:
         """Return our local copy written at ``stamp`` (widest tier first), or None.
 
@@ -446,11 +488,8 @@ class Journal:
 
         def prune(doc: Doc) -> None:
             for key, entry in done["e"].items():
-                now = doc["e"].get(key)
-                if now == entry:
+                if doc["e"].get(key) == entry:
                     del doc["e"][key]
-                elif now is not None and now[0] == entry[0] == INCR:
-                    now[2] -= entry[2]  # counted since: only that is left
             doc["c"] = [p for p in doc["c"] if p not in done["c"]]
 
         with self._lock:
@@ -477,14 +516,17 @@ def _entry(op: str, stamp: int, rest: list[Any]) -> list[Any]:
     return [op, stamp]
 
 
-def _after(old: list[Any], new: list[Any]) -> list[Any]:
-    """Return the entry replacing ``old`` by the newer change ``new``.
+def _merged(one: list[Any], other: list[Any]) -> list[Any]:
+    """Return the one entry for two changes of a key, recorded in either order.
 
-    Counts add up; a count over a journaled set or delete is a delete (the
-    set's local copy, which the replay would read, now holds the count).
+    Counts add up whatever their order (two processes record them as they
+    come); otherwise the newer change wins, and a count over a set or a
+    delete makes a delete (the set's local copy, which the replay would read,
+    now holds the count).
     """
-    if new[0] != INCR:
-        return new
-    if old[0] == INCR:
-        return [INCR, new[1], old[2] + new[2], new[3], new[4]]
-    return [DELETE, new[1]]
+    older, newer = (one, other) if other[1] >= one[1] else (other, one)
+    if newer[0] != INCR:
+        return newer
+    if older[0] == INCR:
+        return [INCR, newer[1], older[2] + newer[2], newer[3], newer[4]]
+    return [DELETE, newer[1]]

@@ -181,6 +181,19 @@ class OptionalMethods:
         """
         raise NotImplementedError
 
+    def keep_count(self, key: str, record: Record, rising: bool) -> None:
+        """Keep the count ``record`` returned by the authority's ``incr``.
+
+        Several threads and processes write their counts here in any order:
+        the kept count only moves the way the counter moved (up when
+        ``rising``), and keeps the newest stamp, so a late write of an older,
+        lower count neither replaces a higher one nor makes the copy look
+        older than the announcements it has been through. A tier that keeps
+        copies beyond a process (L3) implements it: it is the base from which
+        ``incr`` counts on while the authority does not answer.
+        """
+        raise NotImplementedError
+
     def add_count(
         self, key: str, delta: int, value: int, expires_at: float | None
     ) -> bool:

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from tests.tiers.disk.support import plain, rec
-from tiered_cache.envelope import Record, new_stamp
+from tiered_cache.envelope import Record, materialize, new_stamp
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
 
@@ -175,3 +175,33 @@ def test_the_bound_follows_the_bus(copies, clock):
     assert tier.get("k") is MISSING
     tier.bound_staleness(BOUND)
     assert tier.get_value("k", None) == "v"
+
+
+# -- counts kept for an outage (docs/design.rst, "Counters") ----------------------
+
+
+def test_a_kept_count_only_moves_the_way_the_counter_moved(copies, clock):
+    tier = copies()
+    expires = clock() + 600
+    tier.keep_count("n", Record(6, None, expires, 20), True)
+    tier.keep_count("n", Record(5, None, expires, 21), True)  # older count, late
+    kept = tier.get("n")
+    assert (materialize(kept), kept.stamp) == (6, 21)  # higher count, newest stamp
+    tier.keep_count("n", Record(4, None, expires, 22), False)  # a decr
+    assert materialize(tier.get("n")) == 4
+    tier.keep_count("n", Record(5, None, expires, 23), False)  # an older decr
+    assert materialize(tier.get("n")) == 4
+
+
+def test_a_kept_count_outlives_its_trust_and_incr_counts_on_from_it(copies, clock):
+    """Served only while trusted; counted from for the counter's lifetime."""
+    tier = copies()
+    tier.keep_count("n", Record(6, None, clock() + 3 * BOUND, 20), True)
+    clock.advance(BOUND + 1)
+    assert tier.get("n") is MISSING  # no longer served
+    tier.invalidate_all()  # a gap: no copy made before now is trusted
+    assert tier.incr("n", 1) == 7  # the base for an outage is still there
+    assert materialize(tier.get("n")) == 7  # a count made now is trusted again
+    clock.advance(3 * BOUND)
+    with pytest.raises(ValueError):
+        tier.incr("n", 1)  # gone with the counter's own lifetime

@@ -400,6 +400,20 @@ class DiskTier(BaseTier):
         shard.set(key, data, expire=expire, tag=tag)
         return Count(stored.value, stored.expires_at, stored.stamp)
 
+    def keep_count(self, key: str, record: Record, rising: bool) -> None:
+        """See ``BaseTier.keep_count``: one shard transaction."""
+        with self.files.call("keep_count", key) as shard, shard.transact():
+            kept = self._row(shard, key, take=False)[0]
+            if kept is not MISSING and kept.is_live(self.clock()):
+                value = _count(kept)
+                if value is not None and (value > record.value) is rising:
+                    stamp = max(kept.stamp, record.stamp)
+                    record = Record(value, None, record.expires_at, stamp)
+                elif kept.stamp > record.stamp:
+                    record = Record(record.value, None, record.expires_at, kept.stamp)
+            data, expire, tag = self._encode(key, record)
+            shard.set(key, data, expire=expire, tag=tag)
+
     def clear(self, namespace: str) -> int:
         """As ``BaseTier.clear``; keys are compared literally (no patterns), and
         rows whose key diskcache stored pickled are skipped, never unpickled.
@@ -447,6 +461,15 @@ class DiskTier(BaseTier):
         if self.copy_of is not None:  # below an L2: its copies' trust (copies.py)
             info["copies"] = {"trusted": self.trust.trusted, "floor": self.trust.floor}
         return info
+
+
+def _count(record: Record) -> int | None:
+    """Return the integer ``record`` holds, or None (not an int, unreadable)."""
+    try:
+        value = materialize(record)
+    except EnvelopeError:
+        return None
+    return value if type(value) is int else None
 
 
 def _journal_row(shard: diskcache.Cache, key: str) -> Any:
