@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from tiered_cache.resilience import (
     CLOSED,
@@ -182,3 +183,31 @@ def test_success_costs_nothing_again_once_failures_leave_the_window():
     clock.now += 11
     b.record_success()
     assert b.quiet  # nothing left to remember: the next success is free
+
+
+def test_a_held_breaker_lets_only_its_holder_through_until_released():
+    """The outage journal replays before requests use the tier again."""
+    b, clock = breaker()
+    for _ in range(5):
+        b.record_failure()
+    clock.now += 60  # past OPEN_SECONDS: a request would probe now
+    b.hold()
+    assert b.allow() is True  # the holder (this thread)
+    seen = []
+    other = threading.Thread(target=lambda: seen.append(b.allow()))
+    other.start()
+    other.join()
+    assert seen == [False]  # every other thread is still kept off
+    b.record_success()  # the holder's calls decide nothing
+    assert b.state == OPEN
+    b.release(close=True)
+    assert b.state == CLOSED and b.allow() is True
+
+
+def test_a_release_that_did_not_finish_leaves_the_breaker_open():
+    b, clock = breaker()
+    for _ in range(5):
+        b.record_failure()
+    b.hold()
+    b.release(close=False)
+    assert b.state == OPEN and b.allow() is False  # OPEN_SECONDS not over

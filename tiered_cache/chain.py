@@ -45,6 +45,8 @@ __all__ = ["Chain", "Slot", "chain_for"]
 
 logger = logging.getLogger(__name__)
 
+#: More tries of the last tier that can count, when L2 did not answer.
+_COUNT_ATTEMPTS = 3
 #: What a tier's ``incr`` gives when it does not say when the counter expires.
 _UNKNOWN = Constant("UNKNOWN")
 
@@ -268,9 +270,13 @@ class Chain:
         memory), so no process reads a count lower than the one returned here.
         """
         missed = refused = False
-        for slot in self.authorities:
+        for slot in self._counters:
             try:
                 value = slot.attempt("incr", key, delta)
+                if value is UNAVAILABLE and missed and slot is self._counters[-1]:
+                    # The last tier that can count, L2 down: a busy moment
+                    # (its own queue) must not lose the count.
+                    value = self._again(slot, key, delta)
             except ValueError:
                 # Not there: unless L2 has yet to take a count made here
                 # (after a refusal, or a restart), which counts on below.
@@ -314,6 +320,29 @@ class Chain:
                 bus.announce_writes([(key, stamp)])
             return int(value)
         raise ValueError(f"Key '{key}' not found (no tier could answer)")
+
+    @staticmethod
+    def _again(slot: Slot, key: str, delta: int) -> Any:
+        """``incr`` at ``slot`` at most ``_COUNT_ATTEMPTS`` more times."""
+        value = UNAVAILABLE
+        for _ in range(_COUNT_ATTEMPTS):
+            value = slot.attempt("incr", key, delta)
+            if value is not UNAVAILABLE:
+                break
+        return value
+
+    @functools.cached_property
+    def _counters(self) -> tuple[Slot, ...]:
+        """The tiers that may count, widest first: not L1 where L3 keeps counts.
+
+        L1's count is this process's alone: counting there while L2 and L3
+        do not answer (L3 busy for a moment) would return a count no other
+        process sees and drop the machine's (docs/design.rst, "Counters").
+        Without such a tier, L1 counts what it holds, as before.
+        """
+        if not self._keep_count:
+            return self.authorities
+        return tuple(s for s in self.authorities if s.tier.scope > Scope.PROCESS)
 
     @functools.cached_property
     def _keep_count(self) -> tuple[Slot, ...]:

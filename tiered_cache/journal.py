@@ -69,6 +69,7 @@ from .resilience import CLOSED, LogThrottle
 from .sentinels import MISSING, REFUSED, UNAVAILABLE
 from .slot import Slot
 from .stats import CounterSet
+from .tiers.base import implements
 
 __all__ = ["CLEAR", "DELETE", "INCR", "SET", "Journal", "JournalStats"]
 
@@ -78,6 +79,8 @@ logger = logging.getLogger(__name__)
 MAX_ENTRIES = 1000
 #: Namespaces covering the keys beyond ``MAX_ENTRIES``.
 MAX_PREFIXES = 16
+#: Replay passes while L2's breaker is held open for requests (``reconcile``).
+_PASSES = 3
 #: Journaled operations: ``clear(namespace)`` is journaled as a prefix.
 SET, DELETE, CLEAR, INCR = "s", "d", "c", "i"
 #: A change: ``(key, op, stamp)``, ``(key, SET, stamp, expires_at)`` or
@@ -298,11 +301,35 @@ class Journal:
         """Replay or invalidate journaled changes; return whether all are done.
 
         Stops at the first call L2 does not answer: what is left stays
-        journaled for the next tick.
+        journaled for the next tick. After an outage, L2's breaker is *held*
+        open for requests while the replay runs (``_reach``), and closed once
+        it is done: a request does not read the value L2 held before the
+        outage, or count on from its older count, while the changes made
+        here are being replayed. Changes journaled meanwhile are replayed in
+        the same hold (at most ``_PASSES`` passes).
         """
         doc = self.pending() if doc is None else doc
-        if not (doc["e"] or doc["c"]) or not self._reach(doc):
-            return not (doc["e"] or doc["c"])
+        if not (doc["e"] or doc["c"]):
+            return True
+        held = self._reach(doc)
+        if held is None:
+            return False
+        finished = False
+        try:
+            for _ in range(_PASSES if held else 1):
+                finished = self._reconcile(doc)
+                if not finished:
+                    break
+                doc = self.pending()
+                if not (doc["e"] or doc["c"]):
+                    break
+        finally:
+            if held:
+                self.authority.breaker.release(close=finished)  # type: ignore[union-attr]
+        return finished
+
+    def _reconcile(self, doc: Doc) -> bool:
+        """One pass of ``reconcile`` over ``doc``."""
         done: Doc = empty()
         try:
             finished = self._replay(doc, done)
@@ -326,18 +353,22 @@ class Journal:
             return True
         return False
 
-    def _reach(self, doc: Doc) -> bool:
-        """Close L2's breaker at once if one direct call answers (see module)."""
+    def _reach(self, doc: Doc) -> bool | None:
+        """Return whether L2 answers: ``False`` when its breaker is closed (the
+        replay goes through as any call), ``True`` when one direct call
+        answered and the breaker is now held for this thread (see
+        ``reconcile``), ``None`` when L2 does not answer.
+        """
         slot = self.authority
         breaker = slot.breaker
         if breaker is None or breaker.state == CLOSED:
-            return True
+            return False
         probe = next(iter(doc["e"]), None) or doc["c"][0] or "-"
         try:
             slot.tier.has_key(probe)
         except TierUnavailable:
-            return False
-        breaker.record_success()  # closes it, as a successful probe does
+            return None
+        breaker.hold()
         return True
 
     def _replay(self, doc: Doc, done: Doc) -> bool:
@@ -361,7 +392,8 @@ class Journal:
             for key, entry in doc["e"].items():
                 if entry[0] == INCR:
                     outcome = self._replay_count(key)
-                    if outcome is None:  # another process took it
+                    if outcome is None:  # another process took it: done
+                        reconciled["e"][key] = entry
                         continue
                 else:
                     outcome = self._replay_one(key, *entry)
@@ -373,8 +405,7 @@ class Journal:
                 self.stats.replayed += replayed
                 self.stats.invalidated += not replayed
                 announced.append((key, after))
-                if entry[0] != INCR:  # a count left the journal when taken
-                    reconciled["e"][key] = entry
+                reconciled["e"][key] = entry
         finally:
             # Forgotten only once announced: else replayed again (harmless).
             if announced and self._announce("announce_writes", announced):
@@ -440,11 +471,20 @@ class Journal:
         if entry is None:
             return None
         _, stamp, delta, value, expires_at = entry
-        found = self.authority.call("add_count", key, delta, value, expires_at)
-        if found is UNAVAILABLE:
+        count = self.authority.call("add_count", key, delta, value, expires_at)
+        if count is UNAVAILABLE:
             self.record([(key, INCR, stamp, delta, value, expires_at)])
             return UNAVAILABLE
-        return max(new_stamp(), stamp + 1), True  # the copies here go
+        after = max(new_stamp(), stamp + 1)
+        if count is not None:
+            # L3 keeps the count L2 now holds, with the stamp every process
+            # is told (older copies go): requests held off L2 during the
+            # replay count on from it, and an outage after starts from it.
+            kept = Record(count, None, expires_at, after)
+            for slot in self.copies:
+                if implements(slot.tier, "keep_count"):
+                    slot.call("keep_count", key, kept, True)
+        return after, True
 
     def _take(self, key: str) -> list[Any] | None:
         """Remove the count journaled for ``key`` (memory and L3); return it."""

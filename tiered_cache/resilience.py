@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -90,11 +92,16 @@ class CircuitBreaker:
         #: Closed with no failure in the window: a success has nothing to note
         #: (callers may skip ``record_success``, the common case).
         self.quiet = True
+        #: (pid, thread) that ``hold`` lets through while the breaker stays open.
+        self._holder: tuple[int, int] | None = None
 
     def allow(self) -> bool:
         """Return whether a call may be attempted now."""
         if self.state == CLOSED:
             return True
+        holder = self._holder
+        if holder is not None and holder[0] == os.getpid():  # not a fork's
+            return holder[1] == threading.get_ident()
         with self._lock:
             if self.state == OPEN:
                 if self._clock() - self._opened_at < self.open_seconds:
@@ -107,10 +114,32 @@ class CircuitBreaker:
             self._probe_started = now
             return True
 
+    def hold(self) -> None:
+        """Keep the breaker open for every thread but this one, until ``release``.
+
+        The outage journal reconciles what the tier missed before any
+        request reads it again (``tiered_cache.journal``): its calls go
+        through and decide nothing, the others are still skipped.
+        """
+        self._holder = (os.getpid(), threading.get_ident())
+
+    def release(self, *, close: bool) -> None:
+        """End ``hold``; close the breaker when ``close`` (the tier answered)."""
+        self._holder = None
+        if close:
+            with self._lock:
+                self._consecutive = 0
+                self._probing = False
+                self._transition(CLOSED)
+                self._forget()
+
     def record_success(self) -> None:
         """Note a call that worked."""
         if self.quiet:
             return  # the common case costs nothing
+        holder = self._holder
+        if holder is not None and holder[0] == os.getpid():
+            return  # held (``hold``): the holder's calls decide nothing
         with self._lock:
             self._consecutive = 0
             self._note(False)

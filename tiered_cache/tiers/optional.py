@@ -196,15 +196,15 @@ class OptionalMethods:
 
     def add_count(
         self, key: str, delta: int, value: int, expires_at: float | None
-    ) -> bool:
+    ) -> int | None:
         """Add ``delta`` counted elsewhere to the counter at ``key``; atomically.
 
         For a journaled ``incr`` (``tiered_cache.journal``): a live integer
         gets ``delta`` added (its expiry kept); with no entry, ``value`` (the
         count where it was kept) is stored with ``expires_at``; anything else
         (not an integer) is deleted, a miss rather than a wrong count. Return
-        whether the count is now there. Tiers that can be the authority of a
-        journal implement it.
+        the count now stored (``None``: deleted). Tiers that can be the
+        authority of a journal implement it.
         """
         raise NotImplementedError
 

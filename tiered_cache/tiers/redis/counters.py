@@ -62,7 +62,8 @@ _INCR_SHA = hashlib.sha1(_INCR_LUA.encode()).hexdigest()
 
 # A journaled incr (``add_count``): a raw integer gets the delta (its expiry
 # kept); no key takes the count kept elsewhere, with its expiry (ARGV[3], ms,
-# or '' for none); anything else goes: a miss, never a wrong count.
+# or '' for none); anything else goes: a miss, never a wrong count. The count
+# now stored comes back, as a string (Lua's numbers are doubles).
 _ADD_COUNT_LUA = """\
 local stored = redis.call('GET', KEYS[1])
 if not stored then
@@ -71,16 +72,16 @@ if not stored then
   else
     redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
   end
-  return 1
+  return ARGV[2]
 end
 if string.len(stored) <= 20 and string.match(stored, '^-?%d+$') then
   local ok = redis.pcall('INCRBY', KEYS[1], ARGV[1])
   if type(ok) == 'number' then
-    return 1
+    return redis.call('GET', KEYS[1])
   end
 end
 redis.call('DEL', KEYS[1])
-return 0
+return false
 """
 
 #: INCRBY's refusals that say "not a 64-bit integer here" (the stored value or
@@ -112,14 +113,15 @@ def incr(tier: RedisTier, key: str, delta: int) -> int:
 
 def add_count(
     tier: RedisTier, key: str, delta: int, value: int, expires_at: float | None
-) -> bool:
+) -> int | None:
     """See ``BaseTier.add_count``: one script at the key's primary."""
     if expires_at is not None and expires_at <= tier.clock():
         expires = "1"  # already over: stored dead, so nothing is filled in
     else:
         expires = "" if expires_at is None else str(pxat(expires_at))
     client = tier._writer(key)
-    return bool(client.eval(_ADD_COUNT_LUA, 1, key, delta, value, expires))
+    count = client.eval(_ADD_COUNT_LUA, 1, key, delta, value, expires)
+    return None if count is None else int(count)
 
 
 def _incrby(client: Any, key: str, delta: int, now_ms: int) -> Any:

@@ -374,7 +374,7 @@ class RedisTier(BaseTier):
     @transport("add_count")
     def add_count(
         self, key: str, delta: int, value: int, expires_at: float | None
-    ) -> bool:
+    ) -> int | None:
         """See ``BaseTier`` and ``counters.add_count``: one Lua script."""
         return counters.add_count(self, key, delta, value, expires_at)
 
