@@ -31,9 +31,11 @@ def server(tmp_path):
 
 def build(make_cache, url, tmp_path, monkeypatch, process=0):
     """L1 + L2 (``url``) + L3, with L2's breaker on a clock moved by hand."""
-    cache = make_cache(
-        [l1(process), real_l2(url), l3(str(tmp_path / "l3"))], KEY_PREFIX="states"
-    )
+    # Generous socket timeouts: a loaded machine can miss the default 0.1 s,
+    # and these tests count the failures of other kinds.
+    l2 = real_l2(url)
+    l2["OPTIONS"] = {"SOCKET_TIMEOUT": 2, "SOCKET_CONNECT_TIMEOUT": 2}
+    cache = make_cache([l1(process), l2, l3(str(tmp_path / "l3"))], KEY_PREFIX="states")
     wait_until(lambda: cache._chain.bus.settled, timeout=5, what="bus settled")
     now = [1000.0]
     monkeypatch.setattr(cache._chain.by_name["l2"].breaker, "_clock", lambda: now[0])

@@ -27,7 +27,11 @@ MB = 2**20
 @pytest.fixture
 def pair(make_cache, redis_server, tmp_path):
     """Two caches sharing L2 and L3, each with its own L1 ("two processes")."""
-    shared = [real_l2(redis_server.url(9)), l3(str(tmp_path / "l3"))]
+    # Generous socket timeouts: these tests pin what is stored, not time, and
+    # a loaded machine can miss the default 0.1 s (then L2 is skipped).
+    l2 = real_l2(redis_server.url(9))
+    l2["OPTIONS"] = {"SOCKET_TIMEOUT": 5, "SOCKET_CONNECT_TIMEOUT": 5}
+    shared = [l2, l3(str(tmp_path / "l3"))]
     here = make_cache([l1(0), *shared], KEY_PREFIX="hostile")
     there = make_cache([l1(1), *shared], KEY_PREFIX="hostile")
     yield here, there
