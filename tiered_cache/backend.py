@@ -103,6 +103,9 @@ logger = logging.getLogger(__name__)
 
 _KEY_MEMO_SIZE = 4096
 _EXPIRED = -math.inf  # a timeout <= 0: "do not store", Django semantics
+#: Timeouts this long (3 x 10**10 years) mean "never": in milliseconds, a
+#: longer one overflows what a float or Redis can hold (docs/faults.rst E36).
+_FOREVER = 10**18
 #: What raises the configuration error of a misconfigured cache (``close`` is
 #: left alone: Django calls it after every request).
 _API = [
@@ -224,7 +227,7 @@ class TieredCache(BaseCache):
             raise ValueError("timeout must not be NaN")
         if timeout <= 0:
             return _EXPIRED
-        if timeout == math.inf:
+        if timeout >= _FOREVER:
             return None
         return self._clock() + timeout
 
@@ -333,11 +336,25 @@ class TieredCache(BaseCache):
     ) -> None:
         key = self._key(key, version)
         expires_at = self._expires_at(timeout)
-        if expires_at == _EXPIRED:
-            Record.for_value(value, None)  # unpicklable still raises, as in Django
+        record = self._record(key, value, expires_at)
+        if expires_at == _EXPIRED:  # unpicklable still raised, as in Django
             self._chain.delete(key)
             return
-        self._chain.write({key: Record.for_value(value, expires_at)})
+        self._chain.write({key: record})
+
+    def _record(self, key: str, value: Any, expires_at: float | None) -> Record:
+        """Pickle ``value`` for ``set``; if it cannot be, drop ``key`` and raise.
+
+        The caller meant to replace the value: the older one must not stay
+        readable once the error was raised (docs/faults.rst E35).
+        """
+        try:
+            return Record.for_value(
+                value, None if expires_at == _EXPIRED else expires_at
+            )
+        except Exception:
+            self._chain.delete(key)
+            raise
 
     def set_many(
         self,
@@ -353,7 +370,7 @@ class TieredCache(BaseCache):
         for key, value in data.items():
             final = self._key(key, version)
             originals[final] = key
-            records[final] = Record.for_value(value, expires_at)
+            records[final] = self._record(final, value, expires_at)
         if expires_at == _EXPIRED:
             self._chain.delete_many(list(records))
             return []

@@ -200,10 +200,13 @@ class Chain:
             )
         bus = self._announcing()
         if bus is not None and not announced:
+            # A value no tier took is announced too: every tier dropped its
+            # older copy, and other processes must drop theirs (docs/faults.rst
+            # E35), or they keep serving the value the caller replaced.
             bus.announce_writes(
                 (key, record.stamp)
                 for key, record in records.items()
-                if key not in failed
+                if key not in failed or authority[key] is None
             )
         unsure = [k for k in failed if authority[k] not in (None, skip)]
         if unsure and self.bus is not None:

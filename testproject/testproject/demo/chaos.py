@@ -58,8 +58,32 @@ def worker(request):
     return JsonResponse({"pid": os.getpid(), "stats": stats}, safe=False)
 
 
+@csrf_exempt
+@require_POST
+def roundtrip(request):
+    """Write a value of this worker, read it back, and read ``parent``'s key.
+
+    For the fork test (docs/faults.rst D32): every worker of a ``--preload``
+    server writes through the tiers it inherited and reads its write back.
+    """
+    key = request.GET.get("key")
+    if not key:
+        return HttpResponseBadRequest("key is required")
+    wrote = f"{os.getpid()}:{key}"
+    cache.set(f"chaos:{key}", wrote, TIMEOUT)
+    facts = {
+        "pid": os.getpid(),
+        "wrote": wrote,
+        "read": cache.get(f"chaos:{key}"),
+        "parent": cache.get("chaos:parent"),
+        "tiers": cache.stats(),
+    }
+    return JsonResponse(facts)
+
+
 urlpatterns = [
     path("set", set_value),
     path("get", get_value),
+    path("roundtrip", roundtrip),
     path("worker", worker),
 ]
