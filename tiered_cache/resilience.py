@@ -138,7 +138,7 @@ class CircuitBreaker:
         if self.quiet:
             return  # the common case costs nothing
         holder = self._holder
-        if holder is not None and holder[0] == os.getpid():
+        if holder is not None and holder == (os.getpid(), threading.get_ident()):
             return  # held (``hold``): the holder's calls decide nothing
         with self._lock:
             self._consecutive = 0

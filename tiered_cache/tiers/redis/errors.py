@@ -83,12 +83,18 @@ def error_kind(exc: BaseException) -> str:
         if isinstance(cause, cls):
             return kind
     if isinstance(cause, rex.ResponseError):
-        code = getattr(cause, "status_code", None) or str(cause).split(" ", 1)[0]
+        # In a pipeline redis-py prefixes the reply with the failed command.
+        text = str(cause).rpartition(_PIPELINE_PREFIX_END)[2]
+        code = getattr(cause, "status_code", None) or text.split(" ", 1)[0]
         if code == "MISCONF":
             return "misconf"
         return "response"
     return "connection"
 
+
+#: The end of what redis-py puts before an error reply met in a pipeline
+#: ("Command # 1 (SET ...) of pipeline caused error: MISCONF ...").
+_PIPELINE_PREFIX_END = "of pipeline caused error: "
 
 #: What redis-py's ``BlockingConnectionPool`` raises when no connection came
 #: free within its ``timeout`` (a plain ``ConnectionError``).
