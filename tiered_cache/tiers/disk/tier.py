@@ -29,14 +29,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import diskcache
 
-from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
+from ...envelope import Record, decode, materialize, new_stamp
 from ...exceptions import BadValue, EnvelopeError, TierUnavailable, UntrustedRecord
 from ...sentinels import MISSING
 from ..base import BaseTier, Scope
@@ -173,8 +172,11 @@ class DiskTier(BaseTier):
         expire = None if expires_at is None else expires_at - now
         if self.copy_of is not None and self.copy_of(record):
             if type(data) is int:
-                payload = pickle.dumps(record.value, PICKLE_PROTOCOL)
-                data = self.encode(key, Record(record.value, payload, expires_at, 0))
+                serializer = self.serializer
+                payload = serializer.dumps(record.value)
+                data = self.encode(
+                    key, Record(record.value, payload, expires_at, 0, serializer)
+                )
             tag = float(now if copied_at is None else copied_at)
             if self.max_staleness is not None:
                 left = tag + self.max_staleness - now
@@ -191,7 +193,7 @@ class DiskTier(BaseTier):
         """Return the record of a stored row; raise UntrustedRecord for foreign
         data or a record not signed for ``key``."""
         if type(value) is bytes:
-            return decode(value, key)
+            return decode(value, key, self.serializer)
         if type(value) is int:
             if type(tag) in (int, float):
                 expires_at = float(tag)
