@@ -52,6 +52,7 @@ parsed, never deserialized, so it needs no tag.
 from __future__ import annotations
 
 import math
+import pickle
 import struct
 import time
 import zlib
@@ -444,14 +445,22 @@ def materialize(record: Record) -> Any:
     """
     value = record.value
     if value is MISSING_VALUE:
+        # A record without its value always has its payload and its
+        # serializer: no property. Pickle is called by name: on the L2-hit
+        # path that is cheaper than the serializer's attribute.
+        serializer = record.serializer
         try:
-            # A record without its value always has its payload and its
-            # serializer: no property.
-            value = record.serializer.loads(record._payload)  # type: ignore[union-attr,arg-type]
+            if serializer is PICKLE:
+                value = _pickle_loads(record._payload)  # type: ignore[arg-type]
+            else:
+                value = serializer.loads(record._payload)  # type: ignore[union-attr]
         except Exception as exc:
             raise EnvelopeError(f"payload does not deserialize: {exc!r}") from exc
         record.value = value
     return value
+
+
+_pickle_loads = pickle.loads
 
 
 class _MissingValue:
