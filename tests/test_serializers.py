@@ -229,7 +229,9 @@ def test_reserved_flag_bits_are_refused():
 
 def test_json_text_never_parses_as_a_pickle():
     """Bytes of a JSON record fed to pickle fail at the first opcode."""
-    for value in ({"a": 1}, [1.5], "s", 3.5, True, None, -1):
+    starts = [{"a": 1}, [1.5], "s", True, False, None, -1, float("nan")]
+    starts += [float("inf"), -float("inf"), *range(10)]  # every first byte
+    for value in starts:
         with pytest.raises(Exception):  # noqa: B017, PT011
             pickle.loads(JSON.dumps(value))
 

@@ -19,8 +19,10 @@ Why the version stays 2 with serializers: every record written before them
 has bits 2-7 clear, which is exactly "pickle", so it reads as it always did
 (a pickle cache serves it; a JSON cache refuses it as a pickle record: a
 clean, counted miss). A version bump would have turned every stored value
-into a miss for nothing. Nothing older than this layout was ever released
-(0.1.0 is the first), so no reader that ignores the serializer bits exists.
+into a miss for nothing. The other direction: a process still running code
+from before serializers (nothing of it was released; 0.1.0 is the first)
+would hand a JSON payload to ``pickle.loads``, and JSON text fails at
+pickle's first opcode, so that too is a rejected miss, never a wrong value.
 
 Authentication (docs/faults.rst #33). Redis and a disk folder can be written by
 others, and a payload is unpickled, so every record carries a tag: a keyed
