@@ -402,6 +402,8 @@ def test_a_json_record_is_read_by_a_pickle_cache(
     assert by_pickle.get("k") == {"t": [1, 2]}  # from L1
     assert by_pickle.stats()[below]["hits"] == 1
     assert by_pickle.stats()["l1"]["hits"] == 1
+    copy = by_pickle.tier("l1").get(by_pickle.stored_key("k"))  # raw access
+    assert copy.serializer is JSON and materialize(copy) == {"t": [1, 2]}
 
 
 def test_a_pickle_record_is_a_counted_logged_miss_for_json(

@@ -33,6 +33,7 @@ from ..exceptions import BadValue
 from ..forksafe import renewed_lock
 from ..policy import REGISTRY, BasePolicy, load_policy
 from ..sentinels import MISSING
+from ..serializers import Serializer
 from .base import BaseTier, Scope
 from .values import POSITIVE_INT_OR_NONE, option_problems
 
@@ -43,8 +44,9 @@ __all__ = ["MemoryTier"]
 ENTRY_OVERHEAD = 200
 
 # Entry tuple fields (a tuple is the cheapest record to read on the hit path).
-# _SERIALIZED: the serializer of the stored payload, or False for a live value.
-_VALUE, _SERIALIZED, _DEADLINE, _EXPIRES, _STAMP, _SIZE = range(6)
+# _LOADS: the ``loads`` of the serializer that wrote the stored payload (called
+# as it is on the hit path), or False for a live value.
+_VALUE, _LOADS, _DEADLINE, _EXPIRES, _STAMP, _SIZE = range(6)
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 #: Invalidation stamps remembered (see ``invalidate``); the oldest go first.
@@ -114,6 +116,8 @@ class MemoryTier(BaseTier):
         self._on_hit = self.policy.on_hit
         #: Values of these exact types are kept live (``Serializer.live_types``).
         self._live_types = self.serializer.live_types
+        #: The serializers whose payloads an entry may hold (``_writer``).
+        self._writers = tuple(s for s in self.serializer.readers if s is not None)
 
     def bound_staleness(self, seconds: float | None) -> bool:
         self.max_staleness = seconds
@@ -136,8 +140,8 @@ class MemoryTier(BaseTier):
         except KeyError:  # evicted by another thread since the lookup
             pass
         self.stats.hits += 1
-        if entry[1]:  # _SERIALIZED; literal indexes: this is the hottest path
-            return entry[1].loads(entry[0])
+        if entry[1]:  # _LOADS; literal indexes: this is the hottest path
+            return entry[1](entry[0])
         return entry[0]
 
     def get(self, key: str) -> Record | Any:
@@ -148,8 +152,9 @@ class MemoryTier(BaseTier):
             self._on_hit(key)
         except KeyError:
             pass
-        serializer = entry[_SERIALIZED]
-        if serializer:
+        loads = entry[_LOADS]
+        if loads:
+            serializer = self._writer(loads)
             return Record(
                 MISSING_VALUE, entry[_VALUE], entry[_EXPIRES], entry[_STAMP], serializer
             )
@@ -206,7 +211,7 @@ class MemoryTier(BaseTier):
                 return True
             self._data[key] = (
                 entry[_VALUE],
-                entry[_SERIALIZED],
+                entry[_LOADS],
                 self._deadline(expires_at, now),
                 expires_at,
                 entry[_STAMP],
@@ -221,9 +226,7 @@ class MemoryTier(BaseTier):
             if entry is None or _expired(entry, now):
                 raise ValueError(f"Key '{key}' not found")
             value = entry[_VALUE]
-            if entry[_SERIALIZED] or not isinstance(
-                value, (int, float, decimal.Decimal)
-            ):
+            if entry[_LOADS] or not isinstance(value, (int, float, decimal.Decimal)):
                 raise TypeError(f"Key '{key}' does not hold a number")
             new_value = value + delta
             self._data[key] = (new_value,) + entry[1:]
@@ -305,11 +308,12 @@ class MemoryTier(BaseTier):
         """
         value = record.value
         if value is not MISSING_VALUE and type(value) in self._live_types:
-            stored, serializer, size = value, False, sys.getsizeof(value)
+            stored, loads, size = value, False, sys.getsizeof(value)
         else:
             if record.serializer is None:
                 record.serializer = self.serializer
-            stored, serializer = record.payload, record.serializer
+            stored = record.payload
+            loads = record.serializer.loads  # type: ignore[union-attr]
             if stored is None:  # a raw int record without a live value
                 raise TypeError("record carries neither a value nor a payload")
             size = len(stored)
@@ -317,12 +321,20 @@ class MemoryTier(BaseTier):
         expires_at = record.expires_at
         return (
             stored,
-            serializer,
+            loads,
             self._deadline(expires_at, self.clock()),
             expires_at,
             record.stamp,
             size,
         )
+
+    def _writer(self, loads: Any) -> Serializer:
+        """Return the serializer whose ``loads`` an entry keeps: this cache's,
+        or one it reads (``Serializer.readers``), compared by identity."""
+        for serializer in self._writers:
+            if serializer.loads is loads:
+                return serializer
+        raise LookupError("an L1 entry was written by an unknown serializer")
 
     def _deadline(self, expires_at: float | None, now: float) -> float | None:
         staleness = self.max_staleness
