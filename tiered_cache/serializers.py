@@ -51,6 +51,7 @@ __all__ = [
     "PICKLE",
     "PICKLE_PROTOCOL",
     "Serializer",
+    "SerializerError",
     "load",
 ]
 
