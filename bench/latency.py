@@ -118,14 +118,16 @@ def internal_steps(cache: Any, key: str, l2_raw: bytes | None) -> dict[str, Any]
         if l2_raw is None:
             raise LookupError("L2 holds nothing under the stored key")
         final = cache.stored_key(key)  # the tags bind the stored key
-        return lambda: envelope.decode(l2_raw, final)
+        return lambda: envelope.decode(l2_raw, final, envelope.PICKLE)
 
     def materialize_step() -> Callable[[], Any]:
         from tiered_cache import envelope
 
         decode_step()
         final = cache.stored_key(key)
-        return lambda: envelope.materialize(envelope.decode(l2_raw, final))
+        return lambda: envelope.materialize(
+            envelope.decode(l2_raw, final, envelope.PICKLE)
+        )
 
     builders = {
         KEY_STEP: key_step,

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache.backends.base import CacheKeyWarning
+from django.utils.safestring import SafeString
 
 from tiered_cache.sentinels import MISSING
 
@@ -397,3 +398,55 @@ def test_hostile_keys_map_consistently_without_collisions(cache, make_cache, tie
     assert cache.incr(7) == HOSTILE_KEYS.index(7) + 1
     cache.clear()  # reaches hashed keys too: they stay under the namespace
     assert twin.get_many(HOSTILE_KEYS) == {}
+
+
+# -- SERIALIZER "json" in every cell (tests/test_serializers.py has the rest) ----
+
+JSON_CASES = {
+    "string": ("text", "text"),
+    "safe": (SafeString("<b>"), "<b>"),
+    "int": (42, 42),
+    "big": (2**70, 2**70),
+    "float": (1.5, 1.5),
+    "bool": (True, True),
+    "none": (None, None),
+    "list": ([1, "two"], [1, "two"]),
+    "tuple": ((1, [2]), [1, [2]]),
+    "dict": ({"a": (1,), 2: None}, {"a": [1], "2": None}),
+}
+
+
+@pytest.fixture
+def json_cache(make_cache, tiers):
+    return make_cache(tiers, SERIALIZER="json")
+
+
+@pytest.mark.parametrize("name", sorted(JSON_CASES))
+def test_json_returns_the_json_round_trip(json_cache, name):
+    value, expected = JSON_CASES[name]
+    json_cache.set(name, value)
+    for _ in range(2):  # the first read may promote; the second reads the copy
+        got = json_cache.get(name, "MISS")
+        assert got == expected and type(got) is type(expected)
+    assert json_cache.get_many([name]) == {name: expected}
+
+
+def test_json_refuses_what_it_cannot_encode(json_cache):
+    json_cache.set("k", "kept")
+    for value in (b"bytes", Decimal("1.5"), {1, 2}):
+        with pytest.raises(TypeError):
+            json_cache.set("k", value)
+        with pytest.raises(TypeError):
+            json_cache.add("other", value)
+    assert json_cache.get("k") == "kept"
+    assert json_cache.get("other") is None
+
+
+def test_json_counters_and_writes(json_cache):
+    json_cache.set("n", 1)
+    assert json_cache.incr("n", 4) == 5
+    assert json_cache.get("n") == 5
+    assert json_cache.add("a", (1,)) is True
+    assert json_cache.get_or_set("a", (2,)) == [1]
+    assert json_cache.set_many({"b": (2,)}) == []
+    assert json_cache.get_many(["a", "b"]) == {"a": [1], "b": [2]}

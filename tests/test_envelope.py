@@ -9,18 +9,21 @@ import pytest
 from tiered_cache import envelope, signing
 from tiered_cache.envelope import Record, decode, encode, materialize, new_stamp
 from tiered_cache.exceptions import EnvelopeError, UntrustedRecord
+from tiered_cache.serializers import PICKLE
 
 
 def test_round_trip_keeps_expiry_and_stamp():
     record = Record.for_value({"a": 1}, 1234.5)
-    decoded = decode(encode(record, "k"), "k")
+    decoded = decode(encode(record, "k"), "k", PICKLE)
     assert decoded.expires_at == 1234.5
     assert decoded.stamp == record.stamp
     assert materialize(decoded) == {"a": 1}
 
 
 def test_never_expiring_round_trip():
-    assert decode(encode(Record.for_value("v", None), "k"), "k").expires_at is None
+    assert (
+        decode(encode(Record.for_value("v", None), "k"), "k", PICKLE).expires_at is None
+    )
 
 
 def test_raw_ints_stay_raw():
@@ -37,7 +40,7 @@ def test_compression_above_threshold(compressor):
     record = Record.for_value(value, None)
     packed = encode(record, "k", compress_min_bytes=100, compressor=compressor)
     assert len(packed) < len(record.payload)
-    assert materialize(decode(packed, "k")) == value
+    assert materialize(decode(packed, "k", PICKLE)) == value
     small = encode(record, "k", compress_min_bytes=10**6, compressor=compressor)
     assert len(small) > len(record.payload)
 
@@ -63,7 +66,7 @@ def test_incompressible_payload_is_stored_plain():
 )
 def test_bad_bytes_are_untrusted(data):
     with pytest.raises(UntrustedRecord):
-        decode(data, "k")
+        decode(data, "k", PICKLE)
 
 
 def test_a_signed_payload_that_does_not_decompress_is_an_envelope_error():
@@ -72,12 +75,12 @@ def test_a_signed_payload_that_does_not_decompress_is_an_envelope_error():
     bad = signed[19 : envelope.HEADER_SIZE] + b"not zlib"
     forged_by_us = envelope.MAGIC + envelope._tag(signing.keys()[0], bad, "k") + bad
     with pytest.raises(EnvelopeError) as caught:
-        decode(forged_by_us, "k")
+        decode(forged_by_us, "k", PICKLE)
     assert not isinstance(caught.value, UntrustedRecord)
 
 
 def test_bad_payload_is_an_envelope_error_on_materialize():
-    record = decode(encode(Record(None, b"\x80\x05garbage", None, 1), "k"), "k")
+    record = decode(encode(Record(None, b"\x80\x05garbage", None, 1), "k"), "k", PICKLE)
     with pytest.raises(EnvelopeError):
         materialize(record)
 
@@ -92,7 +95,7 @@ def test_record_helpers():
     assert record.remaining(40.0) == 60.0
     assert Record.for_value("v", None).remaining(1.0) is None
     assert "size=" in repr(record)
-    assert repr(envelope.MISSING_VALUE) == "<value not unpickled yet>"
+    assert repr(envelope.MISSING_VALUE) == "<value not deserialized yet>"
     lazy = Record("immutable", None, None, 0)
     assert pickle.loads(lazy.payload) == "immutable"
     assert lazy.size == len(lazy.payload)
@@ -108,9 +111,12 @@ def test_peek_and_retime_leave_the_payload_alone():
     moved = retime(packed, None, "k")
     assert peek(moved) == (None, record.stamp)
     assert moved[envelope.HEADER_SIZE :] == packed[envelope.HEADER_SIZE :]
-    assert materialize(decode(moved, "k")) == "x" * 3000
+    assert materialize(decode(moved, "k", PICKLE)) == "x" * 3000
     head = retime(packed, 5.0, "k")[: envelope.HEADER_SIZE]  # what touch sends
-    assert materialize(decode(head + packed[envelope.HEADER_SIZE :], "k")) == "x" * 3000
+    assert (
+        materialize(decode(head + packed[envelope.HEADER_SIZE :], "k", PICKLE))
+        == "x" * 3000
+    )
     for bad in (b"xx", b"y" * 60):
         with pytest.raises(UntrustedRecord):
             peek(bad)
@@ -130,7 +136,7 @@ def test_only_64_bit_ints_stay_raw():
     assert not is_raw_int(2**63)
     big = Record.for_value(2**70, None)
     assert big.payload is not None
-    assert materialize(decode(encode(big, "k"), "k")) == 2**70
+    assert materialize(decode(encode(big, "k"), "k", PICKLE)) == 2**70
 
 
 def test_a_stamp_far_ahead_does_not_move_the_clock():

@@ -35,8 +35,9 @@ read directly, without a lock, a breaker or a wrapper and, for immutable
 values, without unpickling: that is the fast path the benchmark measures, and
 the one documented exception to "every call goes through a slot".
 
-Write path. The value is pickled once, before any lock (an unpicklable value
-raises here, whatever FAIL_OPEN says). Every write fans out through one
+Write path. The value is serialized once (``SERIALIZER``: pickle by default,
+or JSON), before any lock; a value the serializer cannot encode raises here,
+whatever FAIL_OPEN says. Every write fans out through one
 routine (``Chain.write``), widest scope first: the *authority* of a value is
 the widest tier that may be one and accepts it (L2, else L3, else L1), so it
 is written first. A tier that does not accept the value (``MAX_VALUE_BYTES``)
@@ -155,6 +156,7 @@ class TieredCache(BaseCache):
         self._top = self._chain.fast_top
         self._below = 0 if self._top is None else 1
         self._clock = self.options.clock
+        self._serializer = self.options.serializer
 
     def _refuse_every_call(self, error: ImproperlyConfigured) -> None:
         """Make every cache call raise ``error`` (see "Failure" above)."""
@@ -337,20 +339,20 @@ class TieredCache(BaseCache):
         key = self._key(key, version)
         expires_at = self._expires_at(timeout)
         record = self._record(key, value, expires_at)
-        if expires_at == _EXPIRED:  # unpicklable still raised, as in Django
+        if expires_at == _EXPIRED:  # unpicklable (or not JSON) raised, as in Django
             self._chain.delete(key)
             return
         self._chain.write({key: record})
 
     def _record(self, key: str, value: Any, expires_at: float | None) -> Record:
-        """Pickle ``value`` for ``set``; if it cannot be, drop ``key`` and raise.
+        """Serialize ``value`` for ``set``; if it cannot be, drop ``key`` and raise.
 
         The caller meant to replace the value: the older one must not stay
         readable once the error was raised (docs/faults.rst E35).
         """
         try:
             return Record.for_value(
-                value, None if expires_at == _EXPIRED else expires_at
+                value, None if expires_at == _EXPIRED else expires_at, self._serializer
             )
         except Exception:
             self._chain.delete(key)
@@ -386,7 +388,9 @@ class TieredCache(BaseCache):
     ) -> bool:
         key = self._key(key, version)
         expires_at = self._expires_at(timeout)
-        record = Record.for_value(value, None if expires_at == _EXPIRED else expires_at)
+        record = Record.for_value(
+            value, None if expires_at == _EXPIRED else expires_at, self._serializer
+        )
         if expires_at == _EXPIRED:
             # Django: report whether it *would* have been added, store nothing.
             return not self._chain.has(key)

@@ -510,7 +510,12 @@ def _shared_tier(
     options: TieredOptions, spec: TierSpec
 ) -> tuple[BaseTier, CircuitBreaker | None]:
     def build() -> tuple[BaseTier, CircuitBreaker | None]:
-        tier = load_tier(spec.spec, name=spec.name, clock=options.clock)
+        tier = load_tier(
+            spec.spec,
+            name=spec.name,
+            clock=options.clock,
+            serializer=options.serializer,
+        )
         if not tier.fallible:
             return tier, None
 

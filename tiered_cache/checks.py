@@ -84,11 +84,14 @@ def _check_entry(alias: str, conf: Mapping[str, Any]) -> list[checks.CheckMessag
         )
         return messages
     except ImproperlyConfigured as exc:
-        is_backend = "BACKEND" in str(exc) and "tier" in str(exc)
+        is_backend = (
+            not hasattr(exc, "hint") and "BACKEND" in str(exc) and "tier" in str(exc)
+        )
         messages.append(
             checks.Error(
                 str(exc),
-                hint=(
+                hint=getattr(exc, "hint", None)
+                or (
                     "Name a tier adapter (tiered_cache.tiers.MemoryTier, "
                     "django_redis.cache.RedisCache, "
                     "tiered_cache.tiers.RedisClusterTier, "
@@ -255,7 +258,10 @@ def _check_tier(where: str, index: int, tier: Any) -> list[checks.CheckMessage]:
         messages.append(
             checks.Warning(
                 f"OPTIONS[{key!r}] has no effect in this tier.",
-                hint="The tier stores its own envelopes and FAIL_OPEN decides what "
+                hint="Set SERIALIZER in the OPTIONS of the TieredCache entry "
+                "('pickle' or 'json'): every tier uses that one; remove it here."
+                if key == "SERIALIZER"
+                else "The tier stores its own envelopes and FAIL_OPEN decides what "
                 "a failure means; remove the option.",
                 obj=where,
                 id=W009,

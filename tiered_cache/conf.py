@@ -26,8 +26,10 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from . import serializers
 from .exceptions import BadValue, BadValues
 from .resilience import BreakerOptions
+from .serializers import Serializer
 
 __all__ = [
     "DEFAULTS",
@@ -52,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "CLOCK": None,  # None: time.time
     "INVALIDATION": None,  # None: on when a tier can carry the bus (see below)
     "STAMPEDE": {},
+    "SERIALIZER": "pickle",  # or "json", or a dotted path (``serializers.load``)
 }
 #: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
 BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
@@ -136,6 +139,7 @@ class TieredOptions:
     clock: Callable[[], float] = time.time
     invalidation: InvalidationOptions = field(default_factory=InvalidationOptions)
     stampede: StampedeOptions = field(default_factory=StampedeOptions)
+    serializer: Serializer = serializers.PICKLE
     embedded_default: bool = False
     unknown: tuple[str, ...] = ()
     #: Identity of what the tiers share: equal keys share one chain per process.
@@ -177,6 +181,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     stampede = _parse_stampede(
         options.get("STAMPEDE") if options.get("STAMPEDE") is not None else {}
     )
+    serializer = serializers.load(options.get("SERIALIZER"))
 
     raw_tiers = options.get("TIERS")
     embedded = raw_tiers is None
@@ -227,6 +232,8 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
             "staleness": staleness,
             "breaker": dataclasses.asdict(breaker),
             "invalidation": dataclasses.asdict(invalidation),
+            # Tiers read and write with it: another serializer, other tiers.
+            "serializer": serializer.name,
         }
     )
     return TieredOptions(
@@ -237,6 +244,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         clock=clock,
         invalidation=invalidation,
         stampede=stampede,
+        serializer=serializer,
         embedded_default=embedded,
         unknown=unknown,
         share_key=share_key,

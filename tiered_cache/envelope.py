@@ -10,8 +10,19 @@ Layout (version 2), big-endian::
   ``touch`` is exact.
 * ``stamp`` orders writes of one key (hybrid clock: wall nanoseconds, bumped to
   stay monotonic in this process); the invalidation bus compares it.
-* ``flags`` say how the payload is compressed.
-* The payload is the value pickled once by the backend (compressed or not).
+* ``flags``: bits 0-1 say how the payload is compressed (zlib, zstd); bits 2-3
+  which serializer wrote it (``serializers.ENVELOPE_IDS``: 0 pickle, 1 JSON,
+  2 a custom one); bits 4-7 are zero.
+* The payload is the value serialized once by the backend (compressed or not).
+
+Why the version stays 2 with serializers: every record written before them
+has bits 2-7 clear, which is exactly "pickle", so it reads as it always did
+(a pickle cache serves it; a JSON cache refuses it as a pickle record: a
+clean, counted miss). A version bump would have turned every stored value
+into a miss for nothing. The other direction: a process still running code
+from before serializers (nothing of it was released; 0.1.0 is the first)
+would hand a JSON payload to ``pickle.loads``, and JSON text fails at
+pickle's first opcode, so that too is a rejected miss, never a wrong value.
 
 Authentication (docs/faults.rst #33). Redis and a disk folder can be written by
 others, and a payload is unpickled, so every record carries a tag: a keyed
@@ -24,6 +35,12 @@ valid record copied from another key is an ``UntrustedRecord``, a counted,
 logged miss. A record that verifies with a ``SECRET_KEY_FALLBACKS`` key is
 trusted (key rotation); ``retime`` signs it again with ``SECRET_KEY``.
 
+The serializer id is inside the signed part, so it cannot be changed without
+the key. ``decode`` is given the reading cache's serializer and refuses, as a
+``RefusedSerializer`` (a counted, logged miss, before decompression), a record
+that serializer does not read: a cache with ``SERIALIZER: "json"`` never
+unpickles, not even a record signed with a leaked ``SECRET_KEY``.
+
 ``peek`` reads the header alone (Redis ``GETRANGE``) and does *not* verify it:
 its answers (expiry, stamp) only decide whether to report a delete, refuse an
 ``add`` or replay a write, never what is served.
@@ -31,7 +48,7 @@ its answers (expiry, stamp) only decide whether to report a delete, refuse an
 Integers of exact type ``int`` are the one exception: shared tiers keep them
 raw (Redis as a decimal string, diskcache as an SQLite integer) so ``incr`` is
 atomic where they live (INCRBY, diskcache's transaction). A raw integer is
-parsed, never unpickled, so it needs no tag.
+parsed, never deserialized, so it needs no tag.
 """
 
 from __future__ import annotations
@@ -44,14 +61,16 @@ import zlib
 from hmac import compare_digest
 from typing import Any
 
-from .exceptions import EnvelopeError, UntrustedRecord
+from .exceptions import EnvelopeError, RefusedSerializer, UntrustedRecord
 from .forksafe import renewed_lock
+from .serializers import ENVELOPE_IDS, PICKLE, PICKLE_PROTOCOL, Serializer
 from .signing import KEYRING, TAG_SIZE, keys
 
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "MAX_STAMP_LEAD_NS",
+    "PICKLE_PROTOCOL",
     "STAMP_MAX",
     "Record",
     "decode",
@@ -67,7 +86,6 @@ __all__ = [
 
 MAGIC = b"\xa7TC"
 FORMAT_VERSION = 2
-PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 _HEADER = struct.Struct(f">3s{TAG_SIZE}sBBdQ")
 _FIELDS = struct.Struct(">BBdQ")  # what follows the tag in the header
@@ -84,34 +102,50 @@ _COMPRESSION_FLAGS = _FLAG_ZLIB | _FLAG_ZSTD
 class Record:
     """One value on its way into or out of a tier.
 
-    ``payload`` is the pickled value, or ``None`` for a raw ``int``; it is
-    pickled on first use when a tier handed over only a live immutable value.
-    ``value`` is the live object when known (it is returned to callers and may
-    be kept as-is by L1 when immutable).
+    ``payload`` is the serialized value, or ``None`` for a raw ``int``; it is
+    serialized on first use when a tier handed over only a live immutable
+    value. ``value`` is the live object when known (it is returned to callers
+    and may be kept as-is by L1 when immutable). ``serializer`` wrote the
+    payload (or will); ``None`` when a tier built the record from a live
+    value: the tier that stores it serializes it with its own (``encode``).
     """
 
-    __slots__ = ("value", "_payload", "expires_at", "stamp")
+    __slots__ = ("value", "_payload", "expires_at", "stamp", "serializer")
 
     def __init__(
-        self, value: Any, payload: bytes | None, expires_at: float | None, stamp: int
+        self,
+        value: Any,
+        payload: bytes | None,
+        expires_at: float | None,
+        stamp: int,
+        serializer: Serializer | None = None,
     ) -> None:
         self.value = value
         self._payload = payload
         self.expires_at = expires_at
         self.stamp = stamp
+        self.serializer = serializer
 
     @classmethod
-    def for_value(cls, value: Any, expires_at: float | None) -> Record:
-        """Pickle ``value`` once for every tier (raises if it cannot be pickled)."""
-        payload = None if is_raw_int(value) else _dumps(value)
-        return cls(value, payload, expires_at, new_stamp())
+    def for_value(
+        cls, value: Any, expires_at: float | None, serializer: Serializer = PICKLE
+    ) -> Record:
+        """Serialize ``value`` once for every tier (raises if it cannot be).
+
+        A raw ``int`` is not serialized: shared tiers keep it as a number.
+        """
+        payload = None if is_raw_int(value) else serializer.dumps(value)
+        return cls(value, payload, expires_at, new_stamp(), serializer)
 
     @property
     def payload(self) -> bytes | None:
-        """Return the pickled value; ``None`` only for a raw ``int``."""
+        """Return the serialized value; ``None`` only for a raw ``int``."""
         payload = self._payload
         if payload is None and not is_raw_int(self.value):
-            payload = self._payload = _dumps(self.value)
+            serializer = self.serializer
+            if serializer is None:
+                serializer = self.serializer = PICKLE
+            payload = self._payload = serializer.dumps(self.value)
         return payload
 
     @property
@@ -134,19 +168,6 @@ class Record:
             f"Record(size={self.size}, expires_at={self.expires_at}, "
             f"stamp={self.stamp})"
         )
-
-
-def _dumps(value: Any) -> bytes:
-    """Pickle ``value``; what cannot be pickled raises ``PicklingError``/``TypeError``.
-
-    Python < 3.14 raises ``AttributeError`` for local functions and classes
-    ("Can't pickle local object"), which reads like a bug in the caller's
-    value rather than "this cannot be cached".
-    """
-    try:
-        return pickle.dumps(value, PICKLE_PROTOCOL)
-    except AttributeError as exc:
-        raise pickle.PicklingError(f"cannot cache this value: {exc}") from exc
 
 
 def is_raw_int(value: Any) -> bool:
@@ -223,6 +244,7 @@ def encode(
     record: Record,
     key: str,
     *,
+    serializer: Serializer = PICKLE,
     compress_min_bytes: int | None = None,
     compressor: str = "zlib",
     compress_level: int | None = None,
@@ -230,30 +252,38 @@ def encode(
     """Return what a shared tier stores for ``record`` under ``key``.
 
     ``key`` is the final key the tier stores it under (the tags bind it). A
-    raw ``int`` is returned for integer records. Payloads at least
-    ``compress_min_bytes`` long are compressed when that shrinks them.
+    raw ``int`` is returned for integer records. ``serializer`` (the tier's)
+    serializes a record that has neither a payload nor a serializer of its
+    own; the one that wrote the payload is named in the flags. Payloads at
+    least ``compress_min_bytes`` long are compressed when that shrinks them.
     """
-    payload = record.payload
+    payload = record._payload
+    writer = record.serializer or serializer
     if payload is None:
-        return record.value
-    flags = 0
+        value = record.value
+        if is_raw_int(value):
+            return value
+        payload = writer.dumps(value)
+    flags = writer.flag
     if compress_min_bytes is not None and len(payload) >= compress_min_bytes:
         packed, flag = _compress(payload, compressor, compress_level)
         if len(packed) < len(payload):
-            payload, flags = packed, flag
+            payload, flags = packed, flags | flag
     expires_at = math.inf if record.expires_at is None else record.expires_at
     signed = _FIELDS.pack(FORMAT_VERSION, flags, expires_at, record.stamp) + payload
     return MAGIC + _tag(keys()[0], signed, key) + signed
 
 
-def decode(data: bytes, key: str) -> Record:
-    """Parse stored bytes into a ``Record`` whose ``value`` is not unpickled yet.
+def decode(data: bytes, key: str, reader: Serializer) -> Record:
+    """Parse stored bytes into a ``Record`` whose ``value`` is not decoded yet.
 
     Raises ``UntrustedRecord`` (an ``EnvelopeError``) for anything that is not
-    an envelope of this version signed for ``key`` by this deployment, before
-    the payload is decompressed; ``EnvelopeError`` for a signed payload that
-    does not decompress. The caller counts either and treats it as a miss.
-    This is the L2-hit path: the check is written out here, one frame.
+    an envelope of this version signed for ``key`` by this deployment, and
+    ``RefusedSerializer`` for a record written by a serializer that ``reader``
+    (the reading cache's) does not decode, both before the payload is
+    decompressed; ``EnvelopeError`` for a signed payload that does not
+    decompress. The caller counts each and treats it as a miss. This is the
+    L2-hit path: the check is written out here, one frame.
     """
     size = len(data)
     if size < HEADER_SIZE:
@@ -274,11 +304,27 @@ def decode(data: bytes, key: str) -> Record:
         data, key, tag
     ):
         raise UntrustedRecord(_NOT_SIGNED)
+    serializer = reader.readers[flags >> 2]
+    if serializer is None:
+        raise RefusedSerializer(_refusal(flags, reader))
     payload = data[HEADER_SIZE:]
     if flags & _COMPRESSION_FLAGS:
         payload = _decompress(payload, flags)
     return Record(
-        MISSING_VALUE, payload, None if expires_at == math.inf else expires_at, stamp
+        MISSING_VALUE,
+        payload,
+        None if expires_at == math.inf else expires_at,
+        stamp,
+        serializer,
+    )
+
+
+def _refusal(flags: int, reader: Serializer) -> str:
+    writer = {v << 2: k for k, v in ENVELOPE_IDS.items()}.get(flags & ~3)
+    written = f"a {writer} record" if writer else f"a record with flags {flags:#04x}"
+    return (
+        f"{written}, and this cache's SERIALIZER {reader.name!r} does not read "
+        "it (never deserialized)"
     )
 
 
@@ -394,23 +440,36 @@ _NOT_SIGNED = (
 
 
 def materialize(record: Record) -> Any:
-    """Return the record's value, unpickling the payload on first use."""
+    """Return the record's value, deserializing the payload on first use.
+
+    With the serializer that wrote it, as ``decode`` (or the memory tier)
+    chose it for the reading cache.
+    """
     value = record.value
     if value is MISSING_VALUE:
+        # A record without its value always has its payload and its
+        # serializer: no property. Pickle is called by name: on the L2-hit
+        # path that is cheaper than the serializer's attribute.
+        serializer = record.serializer
         try:
-            # A record without its value always has its payload: no property.
-            value = pickle.loads(record._payload)  # type: ignore[arg-type]
+            if serializer is PICKLE:
+                value = _pickle_loads(record._payload)  # type: ignore[arg-type]
+            else:
+                value = serializer.loads(record._payload)  # type: ignore[union-attr]
         except Exception as exc:
-            raise EnvelopeError(f"payload does not unpickle: {exc!r}") from exc
+            raise EnvelopeError(f"payload does not deserialize: {exc!r}") from exc
         record.value = value
     return value
+
+
+_pickle_loads = pickle.loads
 
 
 class _MissingValue:
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return "<value not unpickled yet>"
+        return "<value not deserialized yet>"
 
 
 MISSING_VALUE = _MissingValue()

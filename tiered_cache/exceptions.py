@@ -20,6 +20,7 @@ __all__ = [
     "CircuitOpen",
     "EnvelopeError",
     "UntrustedRecord",
+    "RefusedSerializer",
     "BadValue",
     "BadValues",
 ]
@@ -80,6 +81,15 @@ class UntrustedRecord(EnvelopeError):
     an unknown format version, a forged header, or a valid record copied from
     another key or signed with a secret we do not hold: never decompressed,
     never unpickled, counted as ``poison_rejected``.
+    """
+
+
+class RefusedSerializer(EnvelopeError):
+    """A record signed by this deployment but written by a serializer the
+    reading cache does not decode: a pickle record read by a cache with
+    ``SERIALIZER: "json"`` (another process with another SERIALIZER shares
+    the keys, or someone holding SECRET_KEY forged it). Never decompressed,
+    never deserialized; a counted, logged miss.
     """
 
 

@@ -34,7 +34,7 @@ class DictTier(BaseTier):
         if type(data) is int:  # encode() keeps 64-bit ints raw
             record = Record(data, None, expires_at, 0)
         else:
-            record = decode(data, key)
+            record = decode(data, key, self.serializer)
         return record if record.is_live(self.clock()) else MISSING
 
     def set(self, key: str, record: Record) -> None:
@@ -71,7 +71,7 @@ class DictTier(BaseTier):
             if type(value) is not int:
                 raise TypeError(f"Key '{key}' does not hold an integer")
             value += delta
-            self.set(key, Record.for_value(value, record.expires_at))
+            self.set(key, Record.for_value(value, record.expires_at, self.serializer))
             return value
 
     def clear(self, namespace: str) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from ..serializers import PICKLE, Serializer
 from .base import BaseTier, Scope
 
 __all__ = [
@@ -75,8 +76,21 @@ def tier_class(backend: str) -> type[BaseTier]:
 
 
 def load_tier(
-    spec: Mapping[str, Any], *, name: str, clock: Callable[[], float]
+    spec: Mapping[str, Any],
+    *,
+    name: str,
+    clock: Callable[[], float],
+    serializer: Serializer | None = None,
 ) -> BaseTier:
-    """Build the tier described by ``spec`` (a dict shaped like a CACHES entry)."""
+    """Build the tier described by ``spec`` (a dict shaped like a CACHES entry).
+
+    ``serializer``: the cache's SERIALIZER (``None``: pickle, the default).
+    """
     cls = tier_class(spec["BACKEND"])
-    return cls(spec.get("LOCATION", ""), spec, name=name, clock=clock)
+    return cls(
+        spec.get("LOCATION", ""),
+        spec,
+        name=name,
+        clock=clock,
+        serializer=serializer or PICKLE,
+    )

@@ -53,9 +53,16 @@ from typing import Any, ClassVar
 from django.core.exceptions import ImproperlyConfigured
 
 from ..envelope import Record, encode, materialize
-from ..exceptions import BadValue, BadValues, EnvelopeError, UntrustedRecord
+from ..exceptions import (
+    BadValue,
+    BadValues,
+    EnvelopeError,
+    RefusedSerializer,
+    UntrustedRecord,
+)
 from ..resilience import LogThrottle
 from ..sentinels import MISSING
+from ..serializers import PICKLE, Serializer
 from ..stats import TierStats
 from .optional import OptionalMethods, Stream, StreamState
 from .values import (
@@ -124,9 +131,13 @@ class Scope(enum.IntEnum):
 class BaseTier(OptionalMethods):
     """One level of the chain.
 
-    Subclasses are built as ``cls(location, params, name=..., clock=...)`` where
-    ``params`` is the tier spec (shaped like a CACHES entry). ``OPTIONS`` keys
-    every tier understands:
+    Subclasses are built as ``cls(location, params, name=..., clock=...,
+    serializer=...)`` where ``params`` is the tier spec (shaped like a CACHES
+    entry) and ``serializer`` the cache's ``SERIALIZER``
+    (``tiered_cache.serializers``): a tier reads envelopes with
+    ``decode(data, key, self.serializer)``, which refuses what that
+    serializer does not read, and ``encode`` serializes with it. ``OPTIONS``
+    keys every tier understands:
 
     ``MAX_VALUE_BYTES``
         Values whose pickled payload is larger skip this tier (placement);
@@ -169,12 +180,15 @@ class BaseTier(OptionalMethods):
         *,
         name: str,
         clock: Callable[[], float],
+        serializer: Serializer = PICKLE,
     ) -> None:
         self.name = name
         self.location = location
         self.params = params
         self.options: Mapping[str, Any] = params.get("OPTIONS") or {}
         self.clock = clock
+        #: The cache's SERIALIZER: what ``decode`` may read, what ``encode`` writes.
+        self.serializer = serializer
         #: Seconds a copy is trusted after it is stored (``bound_staleness``).
         self.max_staleness: float | None = None
         #: Which records here copy a wider tier's (``copies_of``); None: none.
@@ -281,6 +295,7 @@ class BaseTier(OptionalMethods):
         return encode(
             record,
             key,
+            serializer=self.serializer,
             compress_min_bytes=self.compress_min_bytes,
             compressor=self.compressor,
             compress_level=self.compress_level,
@@ -440,9 +455,22 @@ class BaseTier(OptionalMethods):
         Data that fails authentication (``UntrustedRecord``: forged, copied
         from another key, foreign, truncated) is also ``poison_rejected``, and
         logged under its own burst: it may be an attack, or a SECRET_KEY
-        changed without SECRET_KEY_FALLBACKS.
+        changed without SECRET_KEY_FALLBACKS. A record written by a serializer
+        this cache does not read (``RefusedSerializer``) has its own burst too.
         """
         self.stats.rejected += 1
+        if isinstance(reason, RefusedSerializer):
+            if _throttle.allow(f"serializer:{self.name}"):
+                logger.warning(
+                    "tier %s: refusing the entry at %r: %s; a miss. Many at "
+                    "once: processes with another SERIALIZER share these keys "
+                    "(give them another KEY_PREFIX), or someone holding "
+                    "SECRET_KEY wrote it",
+                    self.name,
+                    key,
+                    reason,
+                )
+            return
         if isinstance(reason, UntrustedRecord):
             self.stats.poison_rejected += 1
             if _throttle.allow(f"poison:{self.name}"):

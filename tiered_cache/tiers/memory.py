@@ -8,10 +8,13 @@ thread), but:
   the eviction order comes from a pluggable policy (the policy decides, the
   tier acts);
 * immutable builtins are stored as-is, so a hit on a ``str`` costs a dict
-  lookup; everything else is stored pickled, so a caller mutating a value it
-  got or set never changes the cached copy;
+  lookup; everything else is stored serialized, so a caller mutating a value
+  it got or set never changes the cached copy. Which types stay live is the
+  cache's serializer's say (``Serializer.live_types``): those whose round
+  trip through it is an equal object of the same type, so an L1 hit returns
+  what an L2 hit would (with JSON, a tuple set comes back a list from L1 too);
 * reads take no lock (a dict lookup is atomic under the GIL) and nothing is
-  pickled or unpickled while the lock is held;
+  serialized or deserialized while the lock is held;
 * an entry is trusted until ``min(expires_at, stored_at + max_staleness)``: when
   a wider tier sits below, an L1 copy is a cache of it and may go stale
   (``L1_MAX_STALENESS``; the backend calls ``bound_staleness``).
@@ -19,56 +22,31 @@ thread), but:
 
 from __future__ import annotations
 
-import datetime
 import decimal
-import pickle
 import sys
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-from django.utils.safestring import SafeString
 
 from ..envelope import MISSING_VALUE, Record
 from ..exceptions import BadValue
 from ..forksafe import renewed_lock
 from ..policy import REGISTRY, BasePolicy, load_policy
 from ..sentinels import MISSING
+from ..serializers import Serializer
 from .base import BaseTier, Scope
 from .values import POSITIVE_INT_OR_NONE, option_problems
 
 __all__ = ["MemoryTier"]
 
-# Exact types whose instances cannot be mutated by a caller: stored without
-# pickling. Containers (even tuples, which may hold lists) are pickled.
-# SafeString (slots, no __dict__) is what {% cache %} stores: keeping it as-is
-# makes a fragment hit a dict lookup.
-_IMMUTABLE = frozenset(
-    {
-        str,
-        SafeString,
-        bytes,
-        int,
-        float,
-        bool,
-        complex,
-        type(None),
-        decimal.Decimal,
-        datetime.datetime,
-        datetime.date,
-        datetime.time,
-        datetime.timedelta,
-        uuid.UUID,
-    }
-)
 # Bookkeeping per entry beyond key and value: the dict slot, the entry tuple
 # and the policy's record (measured ~200 B on CPython 3.11).
 ENTRY_OVERHEAD = 200
 
 # Entry tuple fields (a tuple is the cheapest record to read on the hit path).
-_VALUE, _PICKLED, _DEADLINE, _EXPIRES, _STAMP, _SIZE = range(6)
-_loads = pickle.loads
+# _LOADS: the ``loads`` of the serializer that wrote the stored payload (called
+# as it is on the hit path), or False for a live value.
+_VALUE, _LOADS, _DEADLINE, _EXPIRES, _STAMP, _SIZE = range(6)
 
 DEFAULT_MAX_BYTES = 64 * 2**20
 #: Invalidation stamps remembered (see ``invalidate``); the oldest go first.
@@ -136,6 +114,10 @@ class MemoryTier(BaseTier):
         self._lock = renewed_lock(self)
         self._bytes = 0
         self._on_hit = self.policy.on_hit
+        #: Values of these exact types are kept live (``Serializer.live_types``).
+        self._live_types = self.serializer.live_types
+        #: The serializers whose payloads an entry may hold (``_writer``).
+        self._writers = tuple(s for s in self.serializer.readers if s is not None)
 
     def bound_staleness(self, seconds: float | None) -> bool:
         self.max_staleness = seconds
@@ -158,8 +140,8 @@ class MemoryTier(BaseTier):
         except KeyError:  # evicted by another thread since the lookup
             pass
         self.stats.hits += 1
-        if entry[1]:  # _PICKLED; literal indexes: this is the hottest path
-            return _loads(entry[0])
+        if entry[1]:  # _LOADS; literal indexes: this is the hottest path
+            return entry[1](entry[0])
         return entry[0]
 
     def get(self, key: str) -> Record | Any:
@@ -170,9 +152,15 @@ class MemoryTier(BaseTier):
             self._on_hit(key)
         except KeyError:
             pass
-        if entry[_PICKLED]:
-            return Record(MISSING_VALUE, entry[_VALUE], entry[_EXPIRES], entry[_STAMP])
-        return Record(entry[_VALUE], None, entry[_EXPIRES], entry[_STAMP])
+        loads = entry[_LOADS]
+        if loads:
+            serializer = self._writer(loads)
+            return Record(
+                MISSING_VALUE, entry[_VALUE], entry[_EXPIRES], entry[_STAMP], serializer
+            )
+        return Record(
+            entry[_VALUE], None, entry[_EXPIRES], entry[_STAMP], self.serializer
+        )
 
     def has_key(self, key: str) -> bool:
         return self._live(key) is not None
@@ -223,7 +211,7 @@ class MemoryTier(BaseTier):
                 return True
             self._data[key] = (
                 entry[_VALUE],
-                entry[_PICKLED],
+                entry[_LOADS],
                 self._deadline(expires_at, now),
                 expires_at,
                 entry[_STAMP],
@@ -238,7 +226,7 @@ class MemoryTier(BaseTier):
             if entry is None or _expired(entry, now):
                 raise ValueError(f"Key '{key}' not found")
             value = entry[_VALUE]
-            if entry[_PICKLED] or not isinstance(value, (int, float, decimal.Decimal)):
+            if entry[_LOADS] or not isinstance(value, (int, float, decimal.Decimal)):
                 raise TypeError(f"Key '{key}' does not hold a number")
             new_value = value + delta
             self._data[key] = (new_value,) + entry[1:]
@@ -313,12 +301,19 @@ class MemoryTier(BaseTier):
     # -- internals -------------------------------------------------------------
 
     def _entry(self, key: str, record: Record) -> tuple:
-        """Build the stored tuple outside the lock (pickling happens before)."""
+        """Build the stored tuple outside the lock (serializing happens before).
+
+        A payload keeps the serializer that wrote it (a pickle cache may hold
+        a JSON record read from L2); one serialized here uses this cache's.
+        """
         value = record.value
-        if value is not MISSING_VALUE and type(value) in _IMMUTABLE:
-            stored, pickled, size = value, False, sys.getsizeof(value)
+        if value is not MISSING_VALUE and type(value) in self._live_types:
+            stored, loads, size = value, False, sys.getsizeof(value)
         else:
-            stored, pickled = record.payload, True
+            if record.serializer is None:
+                record.serializer = self.serializer
+            stored = record.payload
+            loads = record.serializer.loads  # type: ignore[union-attr]
             if stored is None:  # a raw int record without a live value
                 raise TypeError("record carries neither a value nor a payload")
             size = len(stored)
@@ -326,12 +321,20 @@ class MemoryTier(BaseTier):
         expires_at = record.expires_at
         return (
             stored,
-            pickled,
+            loads,
             self._deadline(expires_at, self.clock()),
             expires_at,
             record.stamp,
             size,
         )
+
+    def _writer(self, loads: Any) -> Serializer:
+        """Return the serializer whose ``loads`` an entry keeps: this cache's,
+        or one it reads (``Serializer.readers``), compared by identity."""
+        for serializer in self._writers:
+            if serializer.loads is loads:
+                return serializer
+        raise LookupError("an L1 entry was written by an unknown serializer")
 
     def _deadline(self, expires_at: float | None, now: float) -> float | None:
         staleness = self.max_staleness

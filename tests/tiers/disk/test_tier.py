@@ -16,6 +16,7 @@ from tests.tiers.disk.support import EXECUTED, Poison, plain, rec
 from tiered_cache.envelope import decode, encode
 from tiered_cache.exceptions import TierUnavailable
 from tiered_cache.sentinels import MISSING
+from tiered_cache.serializers import PICKLE
 from tiered_cache.tiers.disk import DiskTier
 
 HAS_ZSTD = importlib.util.find_spec("zstandard") is not None
@@ -241,7 +242,7 @@ def test_touch_rewrites_the_envelope_expiry(make, location, clock):
     record = rec("v", clock() + 10)
     tier.set("k", record)
     assert tier.touch("k", clock() + 100)
-    assert decode(plain(location).get("k"), "k").expires_at == clock() + 100
+    assert decode(plain(location).get("k"), "k", PICKLE).expires_at == clock() + 100
     got = tier.get("k")
     assert got.expires_at == clock() + 100 and got.stamp == record.stamp
     clock.advance(50)

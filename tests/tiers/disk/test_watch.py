@@ -18,6 +18,7 @@ import pytest
 from tests.tiers.disk.support import rec
 from tiered_cache.envelope import decode, materialize
 from tiered_cache.sentinels import MISSING
+from tiered_cache.serializers import PICKLE
 
 
 def _deleted_files_held(location: Path) -> list[str]:
@@ -50,7 +51,7 @@ def test_a_deleted_directory_is_noticed_and_opened_again(make, location, caplog)
     assert "was deleted" in line and "opening" in line
     other = diskcache.FanoutCache(str(location), shards=2)  # a process started now
     try:
-        assert materialize(decode(other.get("new"), "new")) == "w"
+        assert materialize(decode(other.get("new"), "new", PICKLE)) == "w"
     finally:
         other.close()
     gc.collect()

@@ -17,6 +17,7 @@ from tests.matrix import L1, real_l2
 from tests.tiers.redis.common import Setup, needs_lua, rec
 from tiered_cache.envelope import MAGIC, decode, materialize
 from tiered_cache.exceptions import TierUnavailable
+from tiered_cache.serializers import PICKLE
 from tiered_cache.tiers.redis import error_kind
 
 BIG = 2**63  # one past the largest integer Redis can INCRBY
@@ -77,7 +78,7 @@ def test_incr_counts_past_64_bits_and_back(setup: Setup):
     assert t.incr("n", 1) == BIG
     stored = raw.get("n")
     assert stored.startswith(MAGIC)  # an envelope holding the pickled big int
-    assert pickle.loads(decode(stored, "n").payload) == BIG
+    assert pickle.loads(decode(stored, "n", PICKLE).payload) == BIG
     record = t.get("n")
     assert materialize(record) == BIG
     assert record.expires_at == pytest.approx(expires_at, abs=0.001)  # kept

@@ -13,6 +13,7 @@ from tests.tiers.redis.common import Setup, needs_lua, rec
 from tiered_cache.envelope import HEADER_SIZE, MAGIC, encode, retime
 from tiered_cache.exceptions import UntrustedRecord
 from tiered_cache.sentinels import MISSING
+from tiered_cache.serializers import PICKLE
 from tiered_cache.tiers.redis import glob_escape, wire
 
 NOW = 1_000_000.0
@@ -42,14 +43,14 @@ def test_set_args_px_for_envelopes_pxat_for_raw_ints():
 
 def test_parse_and_judge_what_was_read():
     live = encode(rec("v", NOW + 1), "k")
-    assert wire.parse("k", live, NOW).expires_at == NOW + 1
-    assert wire.parse("k", live, NOW + 1) is MISSING  # dead on our clock
-    assert wire.parse("k", b"-12", NOW) == -12
+    assert wire.parse("k", live, NOW, PICKLE).expires_at == NOW + 1
+    assert wire.parse("k", live, NOW + 1, PICKLE) is MISSING  # dead on our clock
+    assert wire.parse("k", b"-12", NOW, PICKLE) == -12
     for bad in (b"+12", b"012", b"text", MAGIC + b"\x01"):
         with pytest.raises(UntrustedRecord):
-            wire.parse("k", bad, NOW)
+            wire.parse("k", bad, NOW, PICKLE)
     with pytest.raises(UntrustedRecord):  # signed for another key
-        wire.parse("other", live, NOW)
+        wire.parse("other", live, NOW, PICKLE)
 
     assert wire.int_record(5, -2, NOW) is MISSING
     assert wire.int_record(5, -1, NOW).expires_at is None

@@ -23,7 +23,7 @@ stored with the time it was copied, on the backend's clock, in diskcache's
   its listener has settled where the machine's copies stand
   (``tiered_cache.copies``).
 
-A copy of a 64-bit int is stored as an envelope (pickled), not raw: the tag of
+A copy of a 64-bit int is stored as an envelope (serialized), not raw: the tag of
 a raw int holds its expiry, and a copy is not where ``incr`` is atomic. A row
 that the chain calls a copy but that has no copy time (written before this
 version, or while the directory served a chain where L3 was the authority) is

@@ -29,14 +29,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import diskcache
 
-from ...envelope import PICKLE_PROTOCOL, Record, decode, materialize, new_stamp
+from ...envelope import Record, decode, materialize, new_stamp
 from ...exceptions import BadValue, EnvelopeError, TierUnavailable, UntrustedRecord
 from ...sentinels import MISSING
 from ..base import BaseTier, Count, Scope
@@ -176,9 +175,11 @@ class DiskTier(BaseTier):
         if self.copy_of is not None and self.copy_of(record):
             counter = type(data) is int
             if counter:
-                payload = pickle.dumps(record.value, PICKLE_PROTOCOL)
+                serializer = self.serializer
+                payload = serializer.dumps(record.value)
                 data = self.encode(
-                    key, Record(record.value, payload, expires_at, record.stamp)
+                    key,
+                    Record(record.value, payload, expires_at, record.stamp, serializer),
                 )
             tag = float(now if copied_at is None else copied_at)
             if self.max_staleness is not None and not counter:
@@ -196,7 +197,7 @@ class DiskTier(BaseTier):
         """Return the record of a stored row; raise UntrustedRecord for foreign
         data or a record not signed for ``key``."""
         if type(value) is bytes:
-            return decode(value, key)
+            return decode(value, key, self.serializer)
         if type(value) is int:
             if type(tag) in (int, float):
                 expires_at = float(tag)

@@ -178,7 +178,7 @@ def _read(tier: RedisTier, pipe: Any, key: str) -> tuple[int, float | None]:
         record = int_record(int(data), pipe.pexpiretime(key), now)
     elif data.startswith(MAGIC):
         try:
-            record = decode(data, key)
+            record = decode(data, key, tier.serializer)
             if record.is_live(now):
                 materialize(record)
         except EnvelopeError as exc:

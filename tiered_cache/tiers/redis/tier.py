@@ -165,7 +165,7 @@ class RedisTier(BaseTier):
         if not data.startswith(MAGIC):
             return self._get_tail(key, client, data)
         try:
-            record = decode(data, key)
+            record = decode(data, key, self.serializer)
         except EnvelopeError as exc:
             self.reject(key, exc)
             return MISSING
@@ -490,7 +490,7 @@ class RedisTier(BaseTier):
     def _parse(self, key: str, data: bytes) -> Record | int | Any:
         """Return a live Record, MISSING, or a raw int (whose TTL is unknown)."""
         try:
-            return wire.parse(key, data, self.clock())
+            return wire.parse(key, data, self.clock(), self.serializer)
         except EnvelopeError as exc:
             self.reject(key, exc)
             return MISSING

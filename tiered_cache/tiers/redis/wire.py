@@ -28,6 +28,7 @@ import redis.exceptions as rex
 from ...envelope import HEADER_SIZE, MAGIC, Record, decode, peek, verify
 from ...exceptions import EnvelopeError, UntrustedRecord
 from ...sentinels import MISSING
+from ...serializers import Serializer
 from .errors import is_wrongtype
 
 __all__ = [
@@ -101,16 +102,17 @@ def set_args(
     return args
 
 
-def parse(key: str, data: bytes, now: float) -> Record | int | Any:
+def parse(key: str, data: bytes, now: float, reader: Serializer) -> Record | int | Any:
     """Return the live ``Record`` in ``data`` (stored at ``key``), ``MISSING``
     or a raw int.
 
     A raw int's expiry is not in ``data``: see ``int_record``. Raise
     ``UntrustedRecord`` for bytes that are neither an envelope signed for
-    ``key`` nor an integer.
+    ``key`` nor an integer, ``RefusedSerializer`` for an envelope ``reader``
+    (the cache's serializer) does not read.
     """
     if data.startswith(MAGIC):
-        record = decode(data, key)
+        record = decode(data, key, reader)
         # Our clock may run ahead of Redis' TTL.
         return record if record.is_live(now) else MISSING
     if INT.fullmatch(data):
