@@ -338,25 +338,15 @@ class TieredCache(BaseCache):
     ) -> None:
         key = self._key(key, version)
         expires_at = self._expires_at(timeout)
-        record = self._record(key, value, expires_at)
-        if expires_at == _EXPIRED:  # unpicklable (or not JSON) raised, as in Django
+        # Serialized before anything is written: a value that cannot be
+        # raises and the cache keeps what it held, as in Django's backends.
+        record = Record.for_value(
+            value, None if expires_at == _EXPIRED else expires_at, self._serializer
+        )
+        if expires_at == _EXPIRED:
             self._chain.delete(key)
             return
         self._chain.write({key: record})
-
-    def _record(self, key: str, value: Any, expires_at: float | None) -> Record:
-        """Serialize ``value`` for ``set``; if it cannot be, drop ``key`` and raise.
-
-        The caller meant to replace the value: the older one must not stay
-        readable once the error was raised (docs/faults.rst E35).
-        """
-        try:
-            return Record.for_value(
-                value, None if expires_at == _EXPIRED else expires_at, self._serializer
-            )
-        except Exception:
-            self._chain.delete(key)
-            raise
 
     def set_many(
         self,
@@ -372,7 +362,7 @@ class TieredCache(BaseCache):
         for key, value in data.items():
             final = self._key(key, version)
             originals[final] = key
-            records[final] = self._record(final, value, expires_at)
+            records[final] = Record.for_value(value, expires_at, self._serializer)
         if expires_at == _EXPIRED:
             self._chain.delete_many(list(records))
             return []
