@@ -1,9 +1,9 @@
 """The eviction-policy contract: the policy decides, the tier acts.
 
 A policy never touches stored values. The tier tells it what happened
-(``on_insert``, ``on_hit``, ``on_remove``) and, under memory pressure, asks for
-victims one at a time (``victim``) and removes them itself, as ristretto's
-``Add`` returns victims for its caller to delete.
+(``on_insert``, ``on_hit``, ``on_remove``, ``on_evict``) and, under memory
+pressure, asks for victims one at a time (``victim``) and removes them itself,
+as ristretto's ``Add`` returns victims for its caller to delete.
 
 The order of calls when a new key meets a full store is fixed, and replays
 (``tiered_cache.simulate``) follow it exactly: ``admit(key, size)`` once (a
@@ -54,7 +54,10 @@ class BasePolicy:
         raise NotImplementedError
 
     def on_remove(self, key: str) -> None:
-        """Forget ``key`` (deleted, expired or evicted). Absent keys are ignored."""
+        """Forget ``key`` (deleted, expired or replaced). Absent keys are ignored.
+
+        Evictions come through ``on_evict``, which defaults to this.
+        """
         raise NotImplementedError
 
     def on_evict(self, key: str) -> None:

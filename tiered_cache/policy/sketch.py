@@ -73,6 +73,34 @@ class CountMinSketch:
         if self.additions >= self.sample:
             self.halve()
 
+    def increment_all(self, keys: list) -> None:
+        """Count one access of each key: ``increment`` unrolled for a batch.
+
+        The read buffer's drain calls this for every buffered hit, so the
+        index arithmetic is inlined (no call and no tuple per key): about
+        half the cost of calling ``increment`` in a loop.
+        """
+        t, m, w = self._table, self._mask, self.width
+        w2, w3 = 2 * w, 3 * w
+        for key in keys:
+            h = hash(key)
+            g = (h * _MIX) >> 29
+            i = h & m
+            if t[i] < _MAX:
+                t[i] += 1
+            i = w + ((h >> 32) & m)
+            if t[i] < _MAX:
+                t[i] += 1
+            i = w2 + (g & m)
+            if t[i] < _MAX:
+                t[i] += 1
+            i = w3 + ((g >> 21) & m)
+            if t[i] < _MAX:
+                t[i] += 1
+        self.additions += len(keys)
+        if self.additions >= self.sample:
+            self.halve()
+
     def estimate(self, key: object) -> int:
         """Return the (over-)estimated recent count of ``key``, 0 to 15."""
         t = self._table

@@ -80,23 +80,27 @@ class TinyLFUPolicy(HitBuffer, BasePolicy):
     # -- bookkeeping ------------------------------------------------------------
 
     def _drain(self) -> None:
+        hits = self._take_hits()
+        if not hits:
+            return
+        self.sketch.increment_all(hits)
         where, segments, byts = self._where, self._segments, self._bytes
-        increment = self.sketch.increment
         probation, protected = segments[_PROBATION], segments[_PROTECTED]
-        for key in self._take_hits():
-            increment(key)
+        window_touch = segments[_WINDOW].move_to_end
+        protected_touch = protected.move_to_end
+        for key in hits:
             segment = where.get(key)
-            if segment is None:
-                continue
-            if segment == _PROBATION:
+            if segment == _PROTECTED:
+                protected_touch(key)
+            elif segment == _WINDOW:
+                window_touch(key)
+            elif segment == _PROBATION:
                 size = probation.pop(key)
                 protected[key] = size
                 where[key] = _PROTECTED
                 byts[_PROBATION] -= size
                 byts[_PROTECTED] += size
                 self._demote_protected()
-            else:
-                segments[segment].move_to_end(key)
 
     def _demote_protected(self) -> None:
         segments, byts, where = self._segments, self._bytes, self._where
