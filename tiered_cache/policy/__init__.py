@@ -7,11 +7,25 @@ from typing import Any
 
 from .base import BasePolicy
 from .lru import LRUPolicy
+from .s3fifo import S3FIFOPolicy
+from .sieve import SievePolicy
+from .tinylfu import TinyLFUPolicy
 
-__all__ = ["REGISTRY", "BasePolicy", "LRUPolicy", "load_policy"]
+__all__ = [
+    "REGISTRY",
+    "BasePolicy",
+    "LRUPolicy",
+    "S3FIFOPolicy",
+    "SievePolicy",
+    "TinyLFUPolicy",
+    "load_policy",
+]
 
 #: Short names accepted in ``OPTIONS["POLICY"]``; a dotted path works too.
-REGISTRY: dict[str, type[BasePolicy]] = {"lru": LRUPolicy}
+REGISTRY: dict[str, type[BasePolicy]] = {
+    policy.name: policy
+    for policy in (LRUPolicy, S3FIFOPolicy, SievePolicy, TinyLFUPolicy)
+}
 
 
 def load_policy(

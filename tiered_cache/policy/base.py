@@ -1,9 +1,20 @@
 """The eviction-policy contract: the policy decides, the tier acts.
 
 A policy never touches stored values. The tier tells it what happened
-(``on_insert``, ``on_hit``, ``on_remove``) and, under memory pressure, asks for
-victims one at a time (``victim``) and removes them itself, as ristretto's
-``Add`` returns victims for its caller to delete.
+(``on_insert``, ``on_hit``, ``on_remove``, ``on_evict``) and, under memory
+pressure, asks for victims one at a time (``victim``) and removes them itself,
+as ristretto's ``Add`` returns victims for its caller to delete.
+
+The order of calls when a new key meets a full store is fixed, and replays
+(``tiered_cache.simulate``) follow it exactly: ``admit(key, size)`` once (a
+``False`` refuses the key: nothing is evicted and the key is not stored), then
+``victim()`` / ``on_evict(victim)`` until the key fits, then ``on_insert``.
+``on_evict`` is separate from ``on_remove`` because a deletion or an expiry
+says nothing about the key's worth while an eviction does: S3-FIFO remembers
+evicted keys in a ghost list, a deleted key must not be remembered (issue 9).
+``victim()`` may reorganise the policy's own queues (S3-FIFO and SIEVE move
+keys while they look), but the key it returns stays tracked until the tier
+calls ``on_evict`` or ``on_remove`` for it.
 
 Costs matter: ``on_hit`` runs on every L1 hit, *without* the tier's lock, so it
 must be cheap (it may even be a bound C method) and may lose updates
@@ -43,11 +54,28 @@ class BasePolicy:
         raise NotImplementedError
 
     def on_remove(self, key: str) -> None:
-        """Forget ``key`` (deleted, expired or evicted). Absent keys are ignored."""
+        """Forget ``key`` (deleted, expired or replaced). Absent keys are ignored.
+
+        Evictions come through ``on_evict``, which defaults to this.
+        """
         raise NotImplementedError
 
+    def on_evict(self, key: str) -> None:
+        """Forget ``key`` because the tier evicted it on this policy's advice.
+
+        Defaults to ``on_remove``; policies with a memory of evicted keys (a
+        ghost list) override it.
+        """
+        self.on_remove(key)
+
     def admit(self, key: str, size: int) -> bool:
-        """Return whether a new ``key`` of ``size`` bytes may enter a full store."""
+        """Return whether a new ``key`` of ``size`` bytes may enter a full store.
+
+        Called once per insertion into a full store, right before the
+        ``victim()`` calls that make room; a ``False`` refuses the key (the
+        tier counts it in ``stats.refused``). It counts as an access of
+        ``key`` for policies that keep frequencies (TinyLFU).
+        """
         return True
 
     def victim(self) -> str | None:

@@ -381,8 +381,11 @@ class MemoryTier(BaseTier):
             victim = self.policy.victim()
             if victim is None:
                 break
-            if self._remove(victim) is not None:
+            entry = self._data.pop(victim, None)
+            if entry is not None:
+                self._bytes -= entry[_SIZE]
                 self.stats.evictions += 1
+                self.policy.on_evict(victim)  # not on_remove: ghosts remember it
             else:
                 self.policy.on_remove(victim)
 
