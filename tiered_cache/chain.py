@@ -38,10 +38,11 @@ from .journal import CLEAR, DELETE, SET, Journal
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import UNAVAILABLE
 from .slot import Slot
+from .stats import ChainStats
 from .tiers import load_tier
 from .tiers.base import BaseTier, Scope, implements
 
-__all__ = ["Chain", "Slot", "chain_for"]
+__all__ = ["Chain", "Slot", "built_chain", "chain_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Chain:
 
     def __init__(self, options: TieredOptions) -> None:
         self.clock = options.clock
+        #: Counters of no one tier: stampedes collapsed, stale values served.
+        self.stats = ChainStats()
         # One throttle for every chain over these tiers (they differ only in
         # FAIL_OPEN): a failure is one log line, not one per chain.
         self.log_throttle = _throttles.get_or_create(options.share_key, LogThrottle)
@@ -59,6 +62,7 @@ class Chain:
                 *_shared_tier(options, spec),
                 fail_open=options.fail_open,
                 log_throttle=self.log_throttle,
+                timed=options.metrics.enabled,
             )
             for spec in options.tiers
         )
@@ -428,6 +432,18 @@ def _shared_tier(
 
 def chain_for(options: TieredOptions) -> Chain:
     """Return this process's chain for ``options`` (built on first use)."""
-    return _chains.get_or_create(
-        (options.share_key, options.fail_open), lambda: Chain(options)
-    )
+    return _chains.get_or_create(_chain_key(options), lambda: Chain(options))
+
+
+def built_chain(options: TieredOptions) -> Chain | None:
+    """Return this process's chain for ``options`` if one was built, else None.
+
+    For readers of counters (``tiered_cache.metrics``): looking must not
+    build a chain, connect to Redis or start a bus listener.
+    """
+    return _chains.get(_chain_key(options))
+
+
+def _chain_key(options: TieredOptions) -> tuple[str, bool, bool]:
+    # Metrics on or off changes whether slots time their calls.
+    return (options.share_key, options.fail_open, options.metrics.enabled)

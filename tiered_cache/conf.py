@@ -33,6 +33,8 @@ __all__ = [
     "DEFAULTS",
     "INVALIDATION_DEFAULTS",
     "InvalidationOptions",
+    "METRICS_DEFAULTS",
+    "MetricsOptions",
     "Refusal",
     "STAMPEDE_DEFAULTS",
     "StampedeOptions",
@@ -52,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "CLOCK": None,  # None: time.time
     "INVALIDATION": None,  # None: on when a tier can carry the bus (see below)
     "STAMPEDE": {},
+    "METRICS": {},
 }
 #: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
 BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
@@ -61,6 +64,12 @@ INVALIDATION_DEFAULTS: dict[str, Any] = {
     "VIA": None,  # None: the first deployment-wide tier that can carry a bus
     "STREAM": "tiered_cache:bus",
     "HEARTBEAT": 1.0,
+}
+
+#: ``OPTIONS["METRICS"]`` keys and defaults (``False``: off; docs/metrics.rst).
+METRICS_DEFAULTS: dict[str, Any] = {
+    "ENABLED": True,
+    "FLUSH_INTERVAL": 5.0,
 }
 
 #: ``OPTIONS["BREAKER"]`` keys and defaults, from ``BreakerOptions``.
@@ -114,6 +123,20 @@ class InvalidationOptions:
 
 
 @dataclass(frozen=True)
+class MetricsOptions:
+    """``OPTIONS["METRICS"]``: latency timing and the cross-process flush.
+
+    ``enabled`` off: no call is timed and this process flushes nothing for
+    the cache (its in-process counters still count: they are the cost of
+    an integer addition). ``flush_interval``: seconds between two flushes of
+    this process's deltas to the shared store (``tiered_cache.metrics``).
+    """
+
+    enabled: bool = METRICS_DEFAULTS["ENABLED"]
+    flush_interval: float = METRICS_DEFAULTS["FLUSH_INTERVAL"]
+
+
+@dataclass(frozen=True)
 class TierSpec:
     """One entry of ``TIERS``, with its resolved name and adapter class."""
 
@@ -136,6 +159,7 @@ class TieredOptions:
     clock: Callable[[], float] = time.time
     invalidation: InvalidationOptions = field(default_factory=InvalidationOptions)
     stampede: StampedeOptions = field(default_factory=StampedeOptions)
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)
     embedded_default: bool = False
     unknown: tuple[str, ...] = ()
     #: Identity of what the tiers share: equal keys share one chain per process.
@@ -177,6 +201,8 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     stampede = _parse_stampede(
         options.get("STAMPEDE") if options.get("STAMPEDE") is not None else {}
     )
+
+    metrics = _parse_metrics(options.get("METRICS", {}))
 
     raw_tiers = options.get("TIERS")
     embedded = raw_tiers is None
@@ -237,6 +263,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         clock=clock,
         invalidation=invalidation,
         stampede=stampede,
+        metrics=metrics,
         embedded_default=embedded,
         unknown=unknown,
         share_key=share_key,
@@ -357,6 +384,29 @@ def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
         if not math.isfinite(value):
             raise ImproperlyConfigured(f"BREAKER[{key!r}] must be finite")
     return BreakerOptions(**{k.lower(): v for k, v in merged.items()})
+
+
+def _parse_metrics(raw: Any) -> MetricsOptions:
+    if raw is None or raw is True:
+        return MetricsOptions()
+    if raw is False:
+        return MetricsOptions(enabled=False)
+    merged = _merged("METRICS", raw, METRICS_DEFAULTS)
+    if not isinstance(merged["ENABLED"], bool):
+        raise ImproperlyConfigured(
+            f"METRICS['ENABLED'] must be True or False, not {merged['ENABLED']!r}"
+        )
+    interval = merged["FLUSH_INTERVAL"]
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not 0 < interval < math.inf
+    ):
+        raise ImproperlyConfigured(
+            "METRICS['FLUSH_INTERVAL'] must be a positive number of seconds, "
+            f"not {interval!r}"
+        )
+    return MetricsOptions(enabled=merged["ENABLED"], flush_interval=float(interval))
 
 
 def _parse_stampede(raw: Mapping[str, Any]) -> StampedeOptions:

@@ -10,6 +10,7 @@ exception).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -24,12 +25,22 @@ __all__ = ["Slot"]
 logger = logging.getLogger(__name__)
 
 _NOTHING: Collection[str] = ()
+_perf_counter = time.perf_counter
 
 
 class Slot:
     """A tier with its breaker, fail-open decision, log throttle and counters."""
 
-    __slots__ = ("tier", "name", "stats", "breaker", "fail_open", "_log", "_failing")
+    __slots__ = (
+        "tier",
+        "name",
+        "stats",
+        "breaker",
+        "fail_open",
+        "timed",
+        "_log",
+        "_failing",
+    )
 
     def __init__(
         self,
@@ -38,6 +49,7 @@ class Slot:
         *,
         fail_open: bool,
         log_throttle: LogThrottle,
+        timed: bool = False,
     ) -> None:
         self.tier = tier
         self.name = tier.name
@@ -45,6 +57,10 @@ class Slot:
         #: ``None`` for a tier that cannot fail: there is nothing to guard.
         self.breaker = breaker
         self.fail_open = fail_open
+        #: Time every call into the tier (``stats.latency``): metrics are on
+        #: and the tier leaves the process, so a clock pair is a small part
+        #: of the call. Local memory is never timed (its hit is the budget).
+        self.timed = timed and tier.fallible
         self._log = log_throttle
         #: A failure was logged and no success since: the next one is logged too.
         self._failing = False
@@ -64,7 +80,14 @@ class Slot:
                 return UNAVAILABLE
             raise CircuitOpen(self.name, op)
         try:
-            result = getattr(self.tier, op)(*args)
+            if self.timed:
+                started = _perf_counter()
+                try:
+                    result = getattr(self.tier, op)(*args)
+                finally:
+                    self.stats.timed(op, (_perf_counter() - started) * 1000.0)
+            else:
+                result = getattr(self.tier, op)(*args)
         except TierUnavailable as exc:
             self._failed(op, exc)
             if self.fail_open:
@@ -200,7 +223,7 @@ class Slot:
             ((key, record),) = records.items()
             if not tier.accepts(record):
                 if not promotion:
-                    self.stats.refused += 1
+                    self.stats.refuse("too_big")
                     self.delete(key)
                 return _NOTHING
             if self.call("set", key, record) is UNAVAILABLE:
@@ -210,7 +233,7 @@ class Slot:
             accepted = {k: r for k, r in records.items() if tier.accepts(r)}
             if not promotion and len(accepted) < len(records):
                 refused = [k for k in records if k not in accepted]
-                self.stats.refused += len(refused)
+                self.stats.refuse("too_big", len(refused))
                 self.delete_many(refused)
             if not accepted:
                 return _NOTHING
