@@ -128,6 +128,8 @@ class Flusher:
                 delta = value
             if delta:
                 deltas[name] = delta
+        if not deltas and not current:
+            return  # never served anything (a management command): not a worker
         now = time.time()
         store_of(alias).add(
             int(now // 60), deltas, fields.gauges(chain), self.process, now
