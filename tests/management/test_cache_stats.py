@@ -79,3 +79,16 @@ def test_durations():
     assert parse_duration("1.5h") == 5400
     with pytest.raises(ValueError):
         parse_duration("1w")
+
+
+def test_a_store_that_does_not_answer_is_a_command_error(alias):
+    from tests.support.redis_servers import find_free_port
+
+    nowhere = {
+        "NAME": "l2",
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{find_free_port()}/0",
+    }
+    alias([L1, nowhere])
+    with pytest.raises(CommandError, match="m: cannot read the metrics store"):
+        run()

@@ -166,7 +166,7 @@ class Flusher:
         self._stop.set()
         thread = self._thread
         if thread is not None:
-            thread.join(timeout=30)
+            thread.join(timeout=5)  # a flush stuck on a dead store: leave it
 
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()

@@ -57,7 +57,14 @@ class Command(BaseCommand):
                 f"not a TieredCache alias: {', '.join(unknown)} (these are: "
                 f"{', '.join(known) or 'none'})"
             )
-        summaries = {alias: read_summary(alias, since) for alias in aliases}
+        summaries = {}
+        for alias in aliases:
+            try:
+                summaries[alias] = read_summary(alias, since)
+            except Exception as exc:  # the store (L2) does not answer
+                raise CommandError(
+                    f"{alias}: cannot read the metrics store ({exc})"
+                ) from exc
         if options["json"]:
             self.stdout.write(json.dumps(summaries, indent=2, sort_keys=True))
             return
