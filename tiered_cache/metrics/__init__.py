@@ -12,12 +12,14 @@ them back. One module per job:
 * ``prometheus``: the collector a scrape reads (needs ``prometheus_client``,
   imported there only).
 
-The interface the admin dashboard and ``manage.py cache_stats`` use::
+The interface the admin dashboard and ``manage.py cache_stats`` use:
+
+.. code-block:: text
 
     read_summary(alias, since=None) -> {
         "total": {"requests", "hits", "misses", "hit_ratio", "sets",
                   "deletes", "errors", "stampedes_collapsed", "stale_served"},
-        "tiers": {tier: {every counter of ``stats.COUNTERS``, "hit_ratio",
+        "tiers": {tier: {every counter of stats.COUNTERS, "hit_ratio",
                   "breaker", "bytes", "entries", "errors_by_kind",
                   "refused_by_reason", "latency"}},
         "groups": {},  # the per-key-group breakdown is not built yet
