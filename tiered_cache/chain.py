@@ -38,7 +38,7 @@ from .journal import CLEAR, DELETE, SET, Journal
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import UNAVAILABLE
 from .slot import Slot
-from .stats import ChainStats
+from .stats import ChainStats, GroupStats
 from .tiers import load_tier
 from .tiers.base import BaseTier, Scope, implements
 
@@ -54,6 +54,9 @@ class Chain:
         self.clock = options.clock
         #: Counters of no one tier: stampedes collapsed, stale values served.
         self.stats = ChainStats()
+        #: Hits and misses per key group (``METRICS["GROUPS"]``), or None.
+        groups = options.metrics.groups if options.metrics.enabled else 0
+        self.groups = GroupStats(groups) if groups else None
         # One throttle for every chain over these tiers (they differ only in
         # FAIL_OPEN): a failure is one log line, not one per chain.
         self.log_throttle = _throttles.get_or_create(options.share_key, LogThrottle)
@@ -444,6 +447,7 @@ def built_chain(options: TieredOptions) -> Chain | None:
     return _chains.get(_chain_key(options))
 
 
-def _chain_key(options: TieredOptions) -> tuple[str, bool, bool]:
+def _chain_key(options: TieredOptions) -> tuple[str, bool, bool, int]:
     # Metrics on or off changes whether slots time their calls.
-    return (options.share_key, options.fail_open, options.metrics.enabled)
+    metrics = options.metrics
+    return (options.share_key, options.fail_open, metrics.enabled, metrics.groups)

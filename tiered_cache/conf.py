@@ -70,6 +70,7 @@ INVALIDATION_DEFAULTS: dict[str, Any] = {
 METRICS_DEFAULTS: dict[str, Any] = {
     "ENABLED": True,
     "FLUSH_INTERVAL": 5.0,
+    "GROUPS": 0,
 }
 
 #: ``OPTIONS["BREAKER"]`` keys and defaults, from ``BreakerOptions``.
@@ -130,10 +131,13 @@ class MetricsOptions:
     the cache (its in-process counters still count: they are the cost of
     an integer addition). ``flush_interval``: seconds between two flushes of
     this process's deltas to the shared store (``tiered_cache.metrics``).
+    ``groups``: how many key groups get their own hit and miss counts.
     """
 
     enabled: bool = METRICS_DEFAULTS["ENABLED"]
     flush_interval: float = METRICS_DEFAULTS["FLUSH_INTERVAL"]
+    #: Key groups counted by name (``stats.GroupStats``); 0: no breakdown.
+    groups: int = METRICS_DEFAULTS["GROUPS"]
 
 
 @dataclass(frozen=True)
@@ -406,7 +410,14 @@ def _parse_metrics(raw: Any) -> MetricsOptions:
             "METRICS['FLUSH_INTERVAL'] must be a positive number of seconds, "
             f"not {interval!r}"
         )
-    return MetricsOptions(enabled=merged["ENABLED"], flush_interval=float(interval))
+    groups = merged["GROUPS"]
+    if type(groups) is not int or not 0 <= groups <= 100:
+        raise ImproperlyConfigured(
+            f"METRICS['GROUPS'] must be a whole number from 0 to 100, not {groups!r}"
+        )
+    return MetricsOptions(
+        enabled=merged["ENABLED"], flush_interval=float(interval), groups=groups
+    )
 
 
 def _parse_stampede(raw: Mapping[str, Any]) -> StampedeOptions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left as _bisect
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from .envelope import MISSING_VALUE, Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, UNAVAILABLE
+from .stats import LATENCY_BUCKETS_MS, Latency
 from .tiers.base import BaseTier
 
 __all__ = ["Slot"]
@@ -85,7 +87,13 @@ class Slot:
                 try:
                     result = getattr(self.tier, op)(*args)
                 finally:
-                    self.stats.timed(op, (_perf_counter() - started) * 1000.0)
+                    # TierStats.timed, inlined: this is the L2-hit path.
+                    ms = (_perf_counter() - started) * 1000.0
+                    latency = self.stats.latency.get(op)
+                    if latency is None:
+                        latency = self.stats.latency[op] = Latency()
+                    latency.counts[_bisect(LATENCY_BUCKETS_MS, ms)] += 1
+                    latency.total_ms += ms
             else:
                 result = getattr(self.tier, op)(*args)
         except TierUnavailable as exc:

@@ -7,6 +7,7 @@ and the admin dashboard read ``snapshot()``; they never add cost to a call.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "LATENCY_BUCKETS_MS",
     "ChainStats",
     "CounterSet",
+    "GroupStats",
     "Latency",
     "TierStats",
 ]
@@ -141,3 +143,51 @@ class ChainStats(CounterSet):
 
     collapsed: int = 0
     stale_served: int = 0
+
+
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
+class GroupStats:
+    """Hits and misses of ``get`` per key group: the text before the first ":".
+
+    Bounded on purpose: a key is never a group name. A key with no ":" is
+    in the group ``"-"``; a prefix that is long or has other characters than
+    letters, digits, ``_``, ``.`` and ``-`` is ``"other"``, as is every
+    group after the first ``limit`` this process has seen (first come, not
+    the busiest: counting all of them to find the busiest is what must not
+    happen). Off unless ``METRICS["GROUPS"]`` is set.
+    """
+
+    __slots__ = ("limit", "hits", "misses")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.hits: dict[str, int] = {}
+        self.misses: dict[str, int] = {}
+
+    def count(self, key: object, hit: bool) -> None:
+        """Count one ``get`` of ``key`` (the caller's key, before make_key)."""
+        counts = self.hits if hit else self.misses
+        name = self.group_of(key)
+        counts[name] = counts.get(name, 0) + 1
+
+    def group_of(self, key: object) -> str:
+        """Return the bounded group name of ``key``."""
+        if type(key) is not str:
+            return "other"
+        prefix, colon, _ = key.partition(":")
+        if not colon:
+            return "-"
+        if prefix in self.hits or prefix in self.misses:
+            return prefix
+        if not _GROUP_NAME.fullmatch(prefix):
+            return "other"
+        known = self.hits.keys() | self.misses.keys()
+        if len(known - {"other", "-"}) >= self.limit:
+            return "other"
+        return prefix
+
+    def reset(self) -> None:
+        self.hits = {}
+        self.misses = {}

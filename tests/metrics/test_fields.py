@@ -204,3 +204,32 @@ def test_the_fields_stay_the_same_after_10000_distinct_keys(three):
     traffic(range(20, 10_020))
     assert set(fields.counters(three._chain)) == names
     assert not any("user" in name or "absent" in name for name in names)
+
+
+def test_key_groups_are_bounded_and_counted_only_when_asked(make_cache):
+    plain = make_cache([L1])
+    assert "get" not in vars(plain)  # no breakdown: the hit path is untouched
+    cache = make_cache([L1], METRICS={"GROUPS": 2})
+    groups = cache._chain.groups
+    groups.reset()
+    cache.get("user:1")
+    cache.set("user:1", 1)
+    assert cache.get("user:1") == 1
+    assert cache.get("page:home", "dflt") == "dflt"  # the default still comes back
+    cache.get("cart:9")  # a third group: over the limit of 2
+    cache.get("b@d:1")  # not a plain name
+    cache.get("homepage")  # no ":": never the key itself
+    assert groups.hits == {"user": 1}
+    assert groups.misses == {"user": 1, "page": 1, "other": 2, "-": 1}
+    moved = delta(cache, lambda: cache.get("user:2"))
+    assert moved["grp|user|misses"] == 1
+
+
+def test_a_group_limit_out_of_range_is_a_configuration_error():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tiered_cache.conf import parse_options
+
+    for bad in (-1, 101, 1.5, True, "3"):
+        with pytest.raises(ImproperlyConfigured, match="GROUPS"):
+            parse_options({"TIERS": [L1], "METRICS": {"GROUPS": bad}})

@@ -88,3 +88,20 @@ def test_the_number_of_series_stays_the_same_after_10000_distinct_keys(scraped):
 def test_register_adds_the_collector_once():
     registry = CollectorRegistry()
     assert register(registry) is register(registry)
+
+
+def test_key_groups_are_a_bounded_label(alias, process, tmp_path):
+    name = alias([L1, l3(str(tmp_path / "l3"))], METRICS={"GROUPS": 1})
+    cache = caches[name]
+    cache._chain.groups.reset()
+    for n in range(50):
+        cache.get(f"user:{n}")
+        cache.get(f"k{n}:x")  # fifty more groups: all "other"
+    process("w").flush(name)
+    registry = CollectorRegistry()
+    registry.register(TieredCacheCollector([name]))
+    family = next(
+        f for f in registry.collect() if f.name == "tiered_cache_group_requests"
+    )
+    labels = {(s.labels["group"], s.labels["result"]): s.value for s in family.samples}
+    assert labels == {("user", "miss"): 50, ("other", "miss"): 50}

@@ -195,3 +195,15 @@ def test_a_real_forked_child_sends_only_its_own_counts(alias, tmp_path):
     summary = read_summary(name)
     assert summary["tiers"]["l1"]["hits"] == 1  # the child's one hit
     assert summary["processes"] == 1
+
+
+def test_key_groups_reach_the_summary(alias, process, tmp_path):
+    name = alias([L1, l3(str(tmp_path / "l3"))], METRICS={"GROUPS": 5})
+    cache = caches[name]
+    cache._chain.groups.reset()
+    cache.set("user:1", 1)
+    cache.get("user:1")
+    cache.get("user:2")
+    process("w").flush(name)
+    groups = read_summary(name)["groups"]
+    assert groups == {"user": {"hits": 1, "misses": 1, "hit_ratio": 0.5}}

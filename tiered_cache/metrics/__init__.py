@@ -22,7 +22,7 @@ The interface the admin dashboard and ``manage.py cache_stats`` use:
         "tiers": {tier: {every counter of stats.COUNTERS, "hit_ratio",
                   "breaker", "bytes", "entries", "errors_by_kind",
                   "refused_by_reason", "latency"}},
-        "groups": {},  # the per-key-group breakdown is not built yet
+        "groups": {group: {"hits", "misses", "hit_ratio"}},  # METRICS GROUPS
         "bus": {BusStats counter: n},
         "latency": {op: {"p50_ms", "p99_ms", "count", "mean_ms"}},
         "since": seconds, "processes": n, "processes_seen": n, "store": kind,
@@ -36,9 +36,10 @@ The interface the admin dashboard and ``manage.py cache_stats`` use:
 
 Changes to the shapes first agreed: ``hit_ratio`` is ``None`` (not 0) when
 there were no reads; ``latency`` is per tier operation below L1 (L1 is not
-timed, see docs/metrics.rst) and also appears per tier; ``groups`` is always
-empty for now; ``total`` adds ``requests``, ``read_series`` adds ``total`` and
-``step``, the summary adds ``processes_seen`` and ``store``.
+timed, see docs/metrics.rst) and also appears per tier; ``groups`` is
+empty unless ``METRICS["GROUPS"]`` is set; ``total`` adds ``requests``,
+``read_series`` adds ``total`` and ``step``, the summary adds
+``processes_seen`` and ``store``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 A field is ``"<tier>|<counter>"`` (``"l2|hits"``), ``"<tier>|error|<kind>"``,
 ``"<tier>|refused|<reason>"``, ``"<tier>|lat|<op>|<bucket>"`` with
 ``"<tier>|lat_us|<op>"`` (a latency histogram), ``"chain|<counter>"``
-(``ChainStats``) or ``"bus|<counter>"`` (``BusStats``). Every part is bounded
-(tier names, counter names, error kinds, operations): no key of the user's
+(``ChainStats``), ``"bus|<counter>"`` (``BusStats``) or
+``"grp|<group>|hits"``/``misses`` (``GroupStats``). Every part is bounded
+(tier names, counter names, error kinds, operations, the first groups up to
+``METRICS["GROUPS"]``): no key of the user's
 ever becomes a field, so 10 000 distinct keys make no new field.
 
 Counters are cumulative per process (``counters``); the flusher sends their
@@ -47,6 +49,11 @@ def counters(chain: Chain) -> dict[str, int]:
     for name, value in chain.stats.snapshot().items():
         if value:
             out[f"chain|{name}"] = value
+    groups = chain.groups
+    if groups is not None:
+        for result, counts in (("hits", groups.hits), ("misses", groups.misses)):
+            for group, value in list(counts.items()):
+                out[f"grp|{group}|{result}"] = value
     if chain.bus is not None:
         for name, value in chain.bus.stats.snapshot().items():
             if value:

@@ -45,6 +45,9 @@ _TIER_COUNTERS = (
 )
 
 
+_RESULT = {"hits": "hit", "misses": "miss"}
+
+
 class TieredCacheCollector(Collector):
     """Every TieredCache alias's totals, as ``tiered_cache_*`` metrics."""
 
@@ -111,6 +114,12 @@ class _Families:
             "generation_bumps...).",
             labels=["cache", "event"],
         )
+        self.groups = c(
+            "tiered_cache_group_requests",
+            "get() calls per key group (the text before the first ':'; "
+            "METRICS['GROUPS'] groups at most, then 'other'), by result.",
+            labels=["cache", "group", "result"],
+        )
         self.latency = HistogramMetricFamily(
             "tiered_cache_operation_duration_seconds",
             "Duration of calls into tiers below L1, by operation.",
@@ -147,7 +156,7 @@ class _Families:
         tiers = dict.fromkeys(order)
         for field in totals:
             name = field.split("|", 1)[0]
-            if name not in ("chain", "bus"):
+            if name not in ("chain", "bus", "grp"):
                 tiers[name] = None
         for tier in tiers:
             get = lambda n, t=tier: totals.get(f"{t}|{n}", 0)  # noqa: E731
@@ -179,6 +188,9 @@ class _Families:
         for field, value in totals.items():
             if field.startswith("bus|"):
                 self.bus.add_metric([alias, field[4:]], value)
+            elif field.startswith("grp|"):
+                group, _, result = field[4:].rpartition("|")
+                self.groups.add_metric([alias, group, _RESULT[result]], value)
         self.processes.add_metric([alias], live["processes"])
 
     def _latency(self, alias: str, tier: str, totals: dict[str, int]) -> None:
@@ -203,7 +215,8 @@ class _Families:
         yield self.requests
         yield from self.tier.values()
         yield from (self.evictions, self.errors, self.refused, self.leases)
-        yield from (self.collapsed, self.stale, self.bus, self.latency)
+        yield from (self.collapsed, self.stale, self.bus, self.groups)
+        yield self.latency
         yield from (self.bytes, self.entries, self.breaker, self.processes)
 
 

@@ -65,7 +65,7 @@ def _tier_names(
     names: dict[str, None] = dict.fromkeys(order)
     for field in [*counts, *gauges]:
         tier = field.split("|", 1)[0]
-        if tier not in ("chain", "bus"):
+        if tier not in ("chain", "bus", "grp"):
             names[tier] = None
     return list(names)
 
@@ -147,10 +147,21 @@ def from_counts(
     return {
         "total": total,
         "tiers": tiers,
-        "groups": {},
+        "groups": _groups(counts),
         "bus": _split(counts, "bus|"),
         "latency": latency_summary(counts, ""),
     }
+
+
+def _groups(counts: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {}
+    for field, value in _split(counts, "grp|").items():
+        group, _, result = field.rpartition("|")
+        info = groups.setdefault(group, {"hits": 0, "misses": 0})
+        info[result] = info.get(result, 0) + value
+    for info in groups.values():
+        info["hit_ratio"] = _ratio(info["hits"], info["hits"] + info["misses"])
+    return groups
 
 
 def _split(counts: Mapping[str, int], prefix: str) -> dict[str, int]:
