@@ -117,17 +117,38 @@ class RedisStore(Store):
 
     def buckets(self, minutes):  # type: ignore[no-untyped-def]
         minutes = list(minutes)
-        pipe = self._client().pipeline(transaction=False)
-        for minute in minutes:
-            pipe.hgetall(f"{self.base}:{minute}")
+
+        def read() -> list[Any]:
+            pipe = self._client().pipeline(transaction=False)
+            for minute in minutes:
+                pipe.hgetall(f"{self.base}:{minute}")
+            return pipe.execute()
+
         return {
             minute: _decoded(fields)
-            for minute, fields in zip(minutes, pipe.execute(), strict=True)
+            for minute, fields in zip(minutes, _read_twice(read), strict=True)
             if fields
         }
 
     def totals(self) -> dict[str, int]:
-        return _decoded(self._client().hgetall(f"{self.base}:total"))
+        total = f"{self.base}:total"
+        return _decoded(_read_twice(lambda: self._client().hgetall(total)))
+
+
+def _read_twice(read: Any) -> Any:
+    """Return ``read()``, tried again once after a timeout or lost connection.
+
+    The store shares the tier's pool and its short socket timeout (made for
+    cache calls); a reader (command, scrape, dashboard) can afford a second
+    try. Reads only: a write that timed out may have been applied, and
+    adding the same deltas twice would count them twice.
+    """
+    import redis
+
+    try:
+        return read()
+    except (redis.TimeoutError, redis.ConnectionError):
+        return read()
 
 
 def _decoded(fields: Mapping[bytes | str, bytes | str]) -> dict[str, int]:
