@@ -1,4 +1,4 @@
-"""Django app config: registers the system checks."""
+"""Django app config: registers the system checks, starts the metrics flush."""
 
 from __future__ import annotations
 
@@ -11,3 +11,10 @@ class TieredCacheConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the checks)
+        from .metrics.flusher import flusher, options_enabled, tiered_aliases
+
+        # Every process that may serve a TieredCache sends its counters to
+        # the shared store; the thread only looks at chains already built,
+        # so a process that never uses the cache sends nothing.
+        if any(options_enabled(alias) for alias in tiered_aliases()):
+            flusher.start()

@@ -157,6 +157,10 @@ class TieredCache(BaseCache):
         self._below = 0 if self._top is None else 1
         self._clock = self.options.clock
         self._serializer = self.options.serializer
+        if self._chain.groups is not None:
+            # Counting per key group wraps ``get`` on this instance only, so
+            # a cache without METRICS["GROUPS"] pays nothing on its hit path.
+            self.get = self._get_counting_group  # type: ignore[method-assign]
 
     def _refuse_every_call(self, error: ImproperlyConfigured) -> None:
         """Make every cache call raise ``error`` (see "Failure" above)."""
@@ -269,6 +273,13 @@ class TieredCache(BaseCache):
                 self._chain.promote_one(key, record, slots[:index])
             return record.value
         return default
+
+    def _get_counting_group(
+        self, key: Any, default: Any = None, version: int | None = None
+    ) -> Any:
+        value = TieredCache.get(self, key, MISSING, version)
+        self._chain.groups.count(key, value is not MISSING)  # type: ignore[union-attr]
+        return default if value is MISSING else value
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict:
         originals = {self._key(key, version): key for key in keys}

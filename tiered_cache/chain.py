@@ -38,10 +38,11 @@ from .journal import CLEAR, DELETE, INCR, SET, Journal
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import REFUSED, UNAVAILABLE, Constant
 from .slot import Slot
+from .stats import ChainStats, GroupStats
 from .tiers import load_tier
 from .tiers.base import BaseTier, Scope, implements
 
-__all__ = ["Chain", "Slot", "chain_for"]
+__all__ = ["Chain", "Slot", "built_chain", "chain_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ class Chain:
 
     def __init__(self, options: TieredOptions) -> None:
         self.clock = options.clock
+        #: Counters of no one tier: stampedes collapsed, stale values served.
+        self.stats = ChainStats()
+        #: Hits and misses per key group (``METRICS["GROUPS"]``), or None.
+        groups = options.metrics.groups if options.metrics.enabled else 0
+        self.groups = GroupStats(groups) if groups else None
         # One throttle for every chain over these tiers (they differ only in
         # FAIL_OPEN): a failure is one log line, not one per chain.
         self.log_throttle = _throttles.get_or_create(options.share_key, LogThrottle)
@@ -64,6 +70,7 @@ class Chain:
                 *_shared_tier(options, spec),
                 fail_open=options.fail_open,
                 log_throttle=self.log_throttle,
+                timed=options.metrics.enabled,
             )
             for spec in options.tiers
         )
@@ -529,6 +536,19 @@ def _shared_tier(
 
 def chain_for(options: TieredOptions) -> Chain:
     """Return this process's chain for ``options`` (built on first use)."""
-    return _chains.get_or_create(
-        (options.share_key, options.fail_open), lambda: Chain(options)
-    )
+    return _chains.get_or_create(_chain_key(options), lambda: Chain(options))
+
+
+def built_chain(options: TieredOptions) -> Chain | None:
+    """Return this process's chain for ``options`` if one was built, else None.
+
+    For readers of counters (``tiered_cache.metrics``): looking must not
+    build a chain, connect to Redis or start a bus listener.
+    """
+    return _chains.get(_chain_key(options))
+
+
+def _chain_key(options: TieredOptions) -> tuple[str, bool, bool, int]:
+    # Metrics on or off changes whether slots time their calls.
+    metrics = options.metrics
+    return (options.share_key, options.fail_open, metrics.enabled, metrics.groups)

@@ -35,6 +35,8 @@ __all__ = [
     "DEFAULTS",
     "INVALIDATION_DEFAULTS",
     "InvalidationOptions",
+    "METRICS_DEFAULTS",
+    "MetricsOptions",
     "Refusal",
     "STAMPEDE_DEFAULTS",
     "StampedeOptions",
@@ -55,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "INVALIDATION": None,  # None: on when a tier can carry the bus (see below)
     "STAMPEDE": {},
     "SERIALIZER": "pickle",  # or "json", or a dotted path (``serializers.load``)
+    "METRICS": {},
 }
 #: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
 BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
@@ -64,6 +67,13 @@ INVALIDATION_DEFAULTS: dict[str, Any] = {
     "VIA": None,  # None: the first deployment-wide tier that can carry a bus
     "STREAM": "tiered_cache:bus",
     "HEARTBEAT": 1.0,
+}
+
+#: ``OPTIONS["METRICS"]`` keys and defaults (``False``: off; docs/metrics.rst).
+METRICS_DEFAULTS: dict[str, Any] = {
+    "ENABLED": True,
+    "FLUSH_INTERVAL": 5.0,
+    "GROUPS": 0,
 }
 
 #: ``OPTIONS["BREAKER"]`` keys and defaults, from ``BreakerOptions``.
@@ -117,6 +127,23 @@ class InvalidationOptions:
 
 
 @dataclass(frozen=True)
+class MetricsOptions:
+    """``OPTIONS["METRICS"]``: latency timing and the cross-process flush.
+
+    ``enabled`` off: no call is timed and this process flushes nothing for
+    the cache (its in-process counters still count: they are the cost of
+    an integer addition). ``flush_interval``: seconds between two flushes of
+    this process's deltas to the shared store (``tiered_cache.metrics``).
+    ``groups``: how many key groups get their own hit and miss counts.
+    """
+
+    enabled: bool = METRICS_DEFAULTS["ENABLED"]
+    flush_interval: float = METRICS_DEFAULTS["FLUSH_INTERVAL"]
+    #: Key groups counted by name (``stats.GroupStats``); 0: no breakdown.
+    groups: int = METRICS_DEFAULTS["GROUPS"]
+
+
+@dataclass(frozen=True)
 class TierSpec:
     """One entry of ``TIERS``, with its resolved name and adapter class."""
 
@@ -140,6 +167,7 @@ class TieredOptions:
     invalidation: InvalidationOptions = field(default_factory=InvalidationOptions)
     stampede: StampedeOptions = field(default_factory=StampedeOptions)
     serializer: Serializer = serializers.PICKLE
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)
     embedded_default: bool = False
     unknown: tuple[str, ...] = ()
     #: Identity of what the tiers share: equal keys share one chain per process.
@@ -182,6 +210,8 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         options.get("STAMPEDE") if options.get("STAMPEDE") is not None else {}
     )
     serializer = serializers.load(options.get("SERIALIZER"))
+
+    metrics = _parse_metrics(options.get("METRICS", {}))
 
     raw_tiers = options.get("TIERS")
     embedded = raw_tiers is None
@@ -245,6 +275,7 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         invalidation=invalidation,
         stampede=stampede,
         serializer=serializer,
+        metrics=metrics,
         embedded_default=embedded,
         unknown=unknown,
         share_key=share_key,
@@ -365,6 +396,36 @@ def _parse_breaker(raw: Mapping[str, Any]) -> BreakerOptions:
         if not math.isfinite(value):
             raise ImproperlyConfigured(f"BREAKER[{key!r}] must be finite")
     return BreakerOptions(**{k.lower(): v for k, v in merged.items()})
+
+
+def _parse_metrics(raw: Any) -> MetricsOptions:
+    if raw is None or raw is True:
+        return MetricsOptions()
+    if raw is False:
+        return MetricsOptions(enabled=False)
+    merged = _merged("METRICS", raw, METRICS_DEFAULTS)
+    if not isinstance(merged["ENABLED"], bool):
+        raise ImproperlyConfigured(
+            f"METRICS['ENABLED'] must be True or False, not {merged['ENABLED']!r}"
+        )
+    interval = merged["FLUSH_INTERVAL"]
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not 0 < interval < math.inf
+    ):
+        raise ImproperlyConfigured(
+            "METRICS['FLUSH_INTERVAL'] must be a positive number of seconds, "
+            f"not {interval!r}"
+        )
+    groups = merged["GROUPS"]
+    if type(groups) is not int or not 0 <= groups <= 100:
+        raise ImproperlyConfigured(
+            f"METRICS['GROUPS'] must be a whole number from 0 to 100, not {groups!r}"
+        )
+    return MetricsOptions(
+        enabled=merged["ENABLED"], flush_interval=float(interval), groups=groups
+    )
 
 
 def _parse_stampede(raw: Mapping[str, Any]) -> StampedeOptions:

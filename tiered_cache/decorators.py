@@ -292,6 +292,7 @@ class _Call:
         rules = self.rules
         if outage and self.stale_usable():
             rules.stats.stale += 1
+            _count_stale(self.backend)
             rules.log("the lease tier did not answer; serving the last value", None)
             return self.stale
         started = _timer()
@@ -302,6 +303,7 @@ class _Call:
             if not self.stale_usable():
                 raise
             rules.stats.stale += 1
+            _count_stale(self.backend)
             rules.log("computing the value raised; serving the last value", exc)
             return self.stale
         delta = float(_timer() - started)
@@ -345,6 +347,14 @@ class _Call:
 
 def _resolve(cache: str | BaseCache) -> BaseCache:
     return caches[cache] if isinstance(cache, str) else cache
+
+
+def _count_stale(backend: Any) -> None:
+    """Count a stale value served in the cache's metrics (a TieredCache's)."""
+    chain = getattr(backend, "_chain", None)
+    stats = getattr(chain, "stats", None)
+    if stats is not None and hasattr(stats, "stale_served"):
+        stats.stale_served += 1
 
 
 def _is_entry(entry: Any) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from bisect import bisect_left as _bisect
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -18,6 +20,7 @@ from .envelope import MISSING_VALUE, Record, materialize
 from .exceptions import CircuitOpen, EnvelopeError, TierUnavailable
 from .resilience import CLOSED, CircuitBreaker, LogThrottle
 from .sentinels import MISSING, REFUSED, UNAVAILABLE
+from .stats import LATENCY_BUCKETS_MS, Latency
 from .tiers.base import BaseTier
 
 __all__ = ["Slot"]
@@ -25,6 +28,7 @@ __all__ = ["Slot"]
 logger = logging.getLogger(__name__)
 
 _NOTHING: Collection[str] = ()
+_perf_counter = time.perf_counter
 
 
 class Slot:
@@ -36,6 +40,7 @@ class Slot:
         "stats",
         "breaker",
         "fail_open",
+        "timed",
         "_log",
         "_failing",
         "_refusal",
@@ -48,6 +53,7 @@ class Slot:
         *,
         fail_open: bool,
         log_throttle: LogThrottle,
+        timed: bool = False,
     ) -> None:
         self.tier = tier
         self.name = tier.name
@@ -55,6 +61,10 @@ class Slot:
         #: ``None`` for a tier that cannot fail: there is nothing to guard.
         self.breaker = breaker
         self.fail_open = fail_open
+        #: Time every call into the tier (``stats.latency``): metrics are on
+        #: and the tier leaves the process, so a clock pair is a small part
+        #: of the call. Local memory is never timed (its hit is the budget).
+        self.timed = timed and tier.fallible
         self._log = log_throttle
         #: A failure was logged and no success since: the next one is logged too.
         self._failing = False
@@ -76,7 +86,20 @@ class Slot:
                 return UNAVAILABLE
             raise CircuitOpen(self.name, op)
         try:
-            result = getattr(self.tier, op)(*args)
+            if self.timed:
+                started = _perf_counter()
+                try:
+                    result = getattr(self.tier, op)(*args)
+                finally:
+                    # TierStats.timed, inlined: this is the L2-hit path.
+                    ms = (_perf_counter() - started) * 1000.0
+                    latency = self.stats.latency.get(op)
+                    if latency is None:
+                        latency = self.stats.latency[op] = Latency()
+                    latency.counts[_bisect(LATENCY_BUCKETS_MS, ms)] += 1
+                    latency.total_ms += ms
+            else:
+                result = getattr(self.tier, op)(*args)
         except TierUnavailable as exc:
             self._failed(op, exc)
             if self.fail_open:
@@ -228,7 +251,7 @@ class Slot:
             ((key, record),) = records.items()
             if not tier.accepts(record):
                 if not promotion:
-                    self.stats.refused += 1
+                    self.stats.refuse("too_big")
                     self.delete(key)
                 return _NOTHING
             if self.call("set", key, record) is UNAVAILABLE:
@@ -238,7 +261,7 @@ class Slot:
             accepted = {k: r for k, r in records.items() if tier.accepts(r)}
             if not promotion and len(accepted) < len(records):
                 refused = [k for k in records if k not in accepted]
-                self.stats.refused += len(refused)
+                self.stats.refuse("too_big", len(refused))
                 self.delete_many(refused)
             if not accepted:
                 return _NOTHING

@@ -117,6 +117,9 @@ class Coordinator:
         # The chain this serves is kept alive: its id keys the registry.
         self._owner = owner
         self._flights: dict[Hashable, _Flight] = {}
+        # Callers that join a flight instead of computing (stampedes
+        # collapsed) are counted in the chain's ``ChainStats``.
+        self._counts = getattr(owner, "stats", None)
         self._lock = renewed_lock(self)
 
     def waiting(self, key: Hashable) -> int:
@@ -152,6 +155,8 @@ class Coordinator:
                     flight = self._flights[key] = _Flight()
                     break
                 flight.waiting += 1
+                if self._counts is not None:
+                    self._counts.collapsed += 1
             flight.done.wait()
             if not flight.abandoned:
                 return flight.result()

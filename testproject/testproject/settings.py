@@ -24,6 +24,12 @@ Environment variables:
     ``1`` adds the ``/chaos/`` views that ``bench/chaos.py`` drives (set and get
     any cache key, no login). Off by default: never turn it on where anyone else
     can reach the site.
+``TESTPROJECT_METRICS_PUBLIC``
+    ``1`` serves ``/metrics`` (Prometheus) to anyone; by default only to
+    logged-in staff.
+``TESTPROJECT_METRICS_FLUSH``
+    Seconds between two flushes of each process's cache metrics to the shared
+    store (default 5).
 ``TESTPROJECT_CACHE``
     ``locmem`` replaces the tiered cache with Django's LocMemCache: an escape hatch
     to compare against, or to run the site without the backend.
@@ -130,6 +136,7 @@ _L1 = {
 REDIS_SENTINELS = os.environ.get("REDIS_SENTINELS", "")
 REDIS_CLUSTER = os.environ.get("REDIS_CLUSTER", "")
 CHAOS = os.environ.get("TESTPROJECT_CHAOS", "") == "1"
+METRICS_PUBLIC = os.environ.get("TESTPROJECT_METRICS_PUBLIC", "") == "1"
 
 if REDIS_CLUSTER:
     _L2 = {
@@ -187,7 +194,12 @@ else:
     else:
         CACHE_DESCRIPTION = f"tiered cache: l1 + l3 (no Redis at {REDIS_URL})"
         _TIERS = [_L1, _L3]
-    _OPTIONS = {"TIERS": _TIERS}
+    _OPTIONS = {
+        "TIERS": _TIERS,
+        "METRICS": {
+            "FLUSH_INTERVAL": float(os.environ.get("TESTPROJECT_METRICS_FLUSH", "5"))
+        },
+    }
     if os.environ.get("TESTPROJECT_INVALIDATION") == "0":
         _OPTIONS["INVALIDATION"] = False
     CACHES = {

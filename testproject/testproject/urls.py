@@ -2,8 +2,11 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from testproject.demo.metrics import metrics
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics, name="metrics"),
     path("", include("testproject.demo.urls")),
 ]
 

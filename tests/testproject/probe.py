@@ -43,5 +43,21 @@ for url in [
 facts["stats"] = cache.stats()
 # bench/chaos.py's views exist only with TESTPROJECT_CHAOS=1 (not set here).
 facts["chaos"] = client.get("/chaos/get", {"key": "probe"}).status_code
+# /metrics: staff only by default (TESTPROJECT_METRICS_PUBLIC unset here).
+from django.contrib.auth.models import User  # noqa: E402
+from django.test import RequestFactory  # noqa: E402
+from testproject.demo.metrics import metrics  # noqa: E402
+
+from tiered_cache.metrics import flush_now  # noqa: E402
+
+flush_now()
+request = RequestFactory().get("/metrics")
+request.user = User(username="staff", is_staff=True, is_active=True)  # not saved
+scrape = metrics(request)
+facts["metrics"] = {
+    "anonymous": client.get("/metrics").status_code,
+    "staff": scrape.status_code,
+    "staff_body": scrape.content.decode(),
+}
 cache.clear()
 print(json.dumps(facts))

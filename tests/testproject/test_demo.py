@@ -48,6 +48,10 @@ def test_demo_on_three_tiers(redis_server):
     assert page_first[1] == page_second[1]  # cache_page served the same page
     assert facts["stats"]["l2"]["sets"] >= 1
     assert facts["chaos"] == 404  # the chaos views are off by default
+    assert facts["metrics"]["anonymous"] == 403  # /metrics: staff only
+    assert facts["metrics"]["staff"] == 200
+    scrape = facts["metrics"]["staff_body"]
+    assert 'tiered_cache_requests_total{cache="default"' in scrape
 
 
 def test_demo_falls_back_to_l1_l3_without_redis():

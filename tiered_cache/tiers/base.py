@@ -439,6 +439,16 @@ class BaseTier(OptionalMethods):
         """Return broken invariants of this tier (empty when healthy); tests call it."""
         return []
 
+    def usage(self) -> dict[str, int] | None:
+        """Return ``{"bytes": n, "entries": n}`` held by this tier, or ``None``.
+
+        Read by the metrics flush every few seconds, never on a cache call:
+        only tiers that know both numbers without a scan answer (local
+        memory); a shared tier whose keys mix with other caches' returns
+        ``None``, as does one that would have to count.
+        """
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Return a JSON-able description (admin, ``cache_stats``)."""
         return {

@@ -165,6 +165,9 @@ class MemoryTier(BaseTier):
     def has_key(self, key: str) -> bool:
         return self._live(key) is not None
 
+    def usage(self) -> dict[str, int]:
+        return {"bytes": self._bytes, "entries": len(self._data)}
+
     # -- writes -------------------------------------------------------------
 
     def set(self, key: str, record: Record) -> None:
@@ -363,11 +366,11 @@ class MemoryTier(BaseTier):
             self._remove(key)
         size = entry[_SIZE]
         if self.max_bytes is not None and size > self.max_bytes:
-            self.stats.refused += 1
+            self.stats.refuse("too_big")
             return False
         if self._full(size):
             if not self.policy.admit(key, size):
-                self.stats.refused += 1
+                self.stats.refuse("admission")
                 return False
             self._evict_for(size)
         data[key] = entry

@@ -1,0 +1,1 @@
+from tests.metrics.conftest import alias, process  # noqa: F401  (shared fixtures)

@@ -1,0 +1,107 @@
+"""The collector reads the shared totals at scrape time, on a private registry."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.cache import caches
+from prometheus_client import CollectorRegistry, generate_latest
+
+from tests.matrix import L1, l3
+from tiered_cache.metrics.prometheus import TieredCacheCollector, register
+
+
+@pytest.fixture
+def scraped(alias, process, tmp_path):
+    name = alias([L1, l3(str(tmp_path / "l3"))])
+    registry = CollectorRegistry()
+    registry.register(TieredCacheCollector([name]))
+    return caches[name], process("w"), registry
+
+
+def value(registry: CollectorRegistry, metric: str, **labels: str) -> float | None:
+    return registry.get_sample_value(metric, {"cache": "m", **labels})
+
+
+def test_a_scrape_shows_the_flushed_counters_with_bounded_labels(scraped):
+    cache, worker, registry = scraped
+    cache.set("user:1", 1)
+    cache.get("user:1")
+    cache.get("user:2")
+    worker.flush("m")
+    hit = value(registry, "tiered_cache_requests_total", tier="l1", result="hit")
+    miss = value(registry, "tiered_cache_requests_total", tier="l1", result="miss")
+    assert (hit, miss) == (1, 1)
+    assert value(registry, "tiered_cache_sets_total", tier="l3") == 1
+    assert (
+        value(
+            registry,
+            "tiered_cache_operation_duration_seconds_count",
+            tier="l3",
+            op="set",
+        )
+        == 1
+    )
+    assert value(registry, "tiered_cache_entries", tier="l1") == 1
+    assert value(registry, "tiered_cache_processes") == 1
+    text = generate_latest(registry).decode()
+    names = set(re.findall(r"^(\w+)(?:\{| )", text, re.M))
+    assert names and all(name.startswith("tiered_cache_") for name in names)
+    counters = re.findall(r"^# TYPE (\w+) counter$", text, re.M)
+    assert counters and all(name.endswith("_total") for name in counters)
+    assert "user" not in text  # no key, no key group, ever
+
+
+def test_counters_only_grow_between_scrapes(scraped):
+    cache, worker, registry = scraped
+    cache.set("a", 1)
+    cache.get("a")
+    worker.flush("m")
+    first = value(registry, "tiered_cache_requests_total", tier="l1", result="hit")
+    cache.get("a")
+    worker.flush("m")
+    second = value(registry, "tiered_cache_requests_total", tier="l1", result="hit")
+    assert second == first + 1
+
+
+def test_the_number_of_series_stays_the_same_after_10000_distinct_keys(scraped):
+    cache, worker, registry = scraped
+
+    def traffic(keys: range) -> None:
+        for n in keys:
+            cache.set(f"k:{n}", n)
+            cache.get(f"k:{n}")
+            cache.get(f"absent:{n}")
+            cache.delete(f"k:{n}")
+
+    def series() -> int:
+        worker.flush("m")
+        return sum(len(family.samples) for family in registry.collect())
+
+    traffic(range(20))
+    before = series()
+    traffic(range(20, 10_020))
+    assert series() == before
+
+
+def test_register_adds_the_collector_once():
+    registry = CollectorRegistry()
+    assert register(registry) is register(registry)
+
+
+def test_key_groups_are_a_bounded_label(alias, process, tmp_path):
+    name = alias([L1, l3(str(tmp_path / "l3"))], METRICS={"GROUPS": 1})
+    cache = caches[name]
+    cache._chain.groups.reset()
+    for n in range(50):
+        cache.get(f"user:{n}")
+        cache.get(f"k{n}:x")  # fifty more groups: all "other"
+    process("w").flush(name)
+    registry = CollectorRegistry()
+    registry.register(TieredCacheCollector([name]))
+    family = next(
+        f for f in registry.collect() if f.name == "tiered_cache_group_requests"
+    )
+    labels = {(s.labels["group"], s.labels["result"]): s.value for s in family.samples}
+    assert labels == {("user", "miss"): 50, ("other", "miss"): 50}

@@ -1,0 +1,114 @@
+"""``manage.py cache_stats``: the deployment's cache numbers in the terminal.
+
+A thin command over ``tiered_cache.metrics.read_summary``: the numbers every
+process has flushed to the shared store, so it shows the whole deployment
+from any machine, not the process running it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from tiered_cache.metrics import read_summary
+from tiered_cache.metrics.durations import parse_duration
+from tiered_cache.metrics.flusher import tiered_aliases
+
+_COLUMNS = ("hits", "misses", "hit_ratio", "sets", "deletes", "errors")
+
+
+class Command(BaseCommand):
+    help = (
+        "Show hits, misses, hit ratio, writes and errors per TieredCache alias "
+        "and tier, added up over every process of the deployment."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help='print {alias: {"total": {...}, "tiers": {...}}} as JSON',
+        )
+        parser.add_argument(
+            "--since",
+            default="24h",
+            help="how far back: 90s, 15m, 1h, 2d (default 24h, the retention)",
+        )
+        parser.add_argument(
+            "--cache",
+            action="append",
+            dest="aliases",
+            metavar="ALIAS",
+            help="only this alias (repeatable); default every TieredCache",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            since = parse_duration(options["since"])
+        except ValueError as exc:
+            raise CommandError(f"--since: {exc}") from None
+        known = tiered_aliases()
+        aliases = options["aliases"] or known
+        unknown = [alias for alias in aliases if alias not in known]
+        if unknown:
+            raise CommandError(
+                f"not a TieredCache alias: {', '.join(unknown)} (these are: "
+                f"{', '.join(known) or 'none'})"
+            )
+        summaries = {}
+        for alias in aliases:
+            try:
+                summaries[alias] = read_summary(alias, since)
+            except Exception as exc:  # the store (L2) does not answer
+                raise CommandError(
+                    f"{alias}: cannot read the metrics store ({exc})"
+                ) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(summaries, indent=2, sort_keys=True))
+            return
+        if not summaries:
+            self.stdout.write("No TieredCache in settings.CACHES.")
+        for alias, summary in summaries.items():
+            self.stdout.write(self._table(alias, summary))
+
+    def _table(self, alias: str, summary: dict[str, Any]) -> str:
+        header = (
+            f"{alias}: last {_human(summary['since'])}, "
+            f"{summary['processes']} live process(es), store {summary['store']}"
+        )
+        rows = [("tier", *_COLUMNS, "breaker")]
+        for name, info in summary["tiers"].items():
+            rows.append((name, *(_cell(info[c]) for c in _COLUMNS), info["breaker"]))
+        rows.append(("total", *(_cell(summary["total"][c]) for c in _COLUMNS), ""))
+        widths = [max(len(str(row[i] or "")) for row in rows) for i in range(8)]
+        lines = [header]
+        for row in rows:
+            cells = [str(value or "-" if value != 0 else 0) for value in row]
+            lines.append(
+                "  ".join(
+                    cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                    for i, cell in enumerate(cells)
+                )
+            )
+        latency = summary["latency"]
+        for op, info in latency.items():
+            lines.append(
+                f"  {op}: {info['count']} calls below L1, p50 <= {info['p50_ms']} ms, "
+                f"p99 <= {info['p99_ms']} ms"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.1%}"
+    return value
+
+
+def _human(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

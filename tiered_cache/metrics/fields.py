@@ -1,0 +1,74 @@
+"""One process's counters of a chain, as the flat fields the shared store adds up.
+
+A field is ``"<tier>|<counter>"`` (``"l2|hits"``), ``"<tier>|error|<kind>"``,
+``"<tier>|refused|<reason>"``, ``"<tier>|lat|<op>|<bucket>"`` with
+``"<tier>|lat_us|<op>"`` (a latency histogram), ``"chain|<counter>"``
+(``ChainStats``), ``"bus|<counter>"`` (``BusStats``) or
+``"grp|<group>|hits"``/``misses`` (``GroupStats``). Every part is bounded
+(tier names, counter names, error kinds, operations, the first groups up to
+``METRICS["GROUPS"]``): no key of the user's
+ever becomes a field, so 10 000 distinct keys make no new field.
+
+Counters are cumulative per process (``counters``); the flusher sends their
+differences. Gauges (``gauges``: bytes and entries held, breaker state) are
+sent as they are, per process, and never added across minutes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..stats import COUNTERS
+
+if TYPE_CHECKING:
+    from ..chain import Chain
+
+__all__ = ["BREAKER_STATES", "counters", "gauges"]
+
+#: Breaker states in order of worry: a deployment shows its worst process's.
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+def counters(chain: Chain) -> dict[str, int]:
+    """Return the chain's cumulative counters in this process (non-zero ones)."""
+    out: dict[str, int] = {}
+    for slot in chain.slots:
+        stats, tier = slot.stats, slot.name
+        for name in COUNTERS:
+            value = getattr(stats, name)
+            if value:
+                out[f"{tier}|{name}"] = value
+        for kind, value in list(stats.errors_by_kind.items()):
+            out[f"{tier}|error|{kind}"] = value
+        for reason, value in list(stats.refused_by_reason.items()):
+            out[f"{tier}|refused|{reason}"] = value
+        for op, latency in list(stats.latency.items()):
+            for index, count in enumerate(latency.counts):  # zeros too: fixed
+                out[f"{tier}|lat|{op}|{index}"] = count
+            out[f"{tier}|lat_us|{op}"] = int(latency.total_ms * 1000)
+    for name, value in chain.stats.snapshot().items():
+        if value:
+            out[f"chain|{name}"] = value
+    groups = chain.groups
+    if groups is not None:
+        for result, counts in (("hits", groups.hits), ("misses", groups.misses)):
+            for group, value in list(counts.items()):
+                out[f"grp|{group}|{result}"] = value
+    if chain.bus is not None:
+        for name, value in chain.bus.stats.snapshot().items():
+            if value:
+                out[f"bus|{name}"] = value
+    return out
+
+
+def gauges(chain: Chain) -> dict[str, int]:
+    """Return what the chain holds now in this process, and its breaker states."""
+    out: dict[str, int] = {}
+    for slot in chain.slots:
+        usage = slot.tier.usage()
+        if usage is not None:
+            out[f"{slot.name}|bytes"] = int(usage["bytes"])
+            out[f"{slot.name}|entries"] = int(usage["entries"])
+        if slot.breaker is not None:
+            out[f"{slot.name}|breaker"] = BREAKER_STATES.index(slot.breaker.state)
+    return out

@@ -1,0 +1,262 @@
+"""The deployment's numbers for one alias, read from the per-minute buckets.
+
+Definitions (docs/metrics.rst has the reader's version):
+
+* a tier's ``hits``/``misses`` are its own lookups: a read that misses L1
+  and hits L2 is an L1 miss and an L2 hit;
+* ``total.requests`` is what the first tier was asked (every read starts
+  there), ``total.hits`` the hits of every tier, ``total.misses`` the reads no
+  tier answered with a value, ``hit_ratio`` hits over requests (``None`` with
+  no reads);
+* ``total.sets``/``deletes`` are the most any one tier made (a write goes to
+  every tier that accepts it), ``total.errors`` the sum;
+* latency percentiles are read from fixed buckets: the upper bound of the
+  bucket holding the percentile (an overestimate by at most one bucket);
+* gauges (bytes, entries, breaker) are each live process's latest: bytes
+  and entries are added up, the breaker shows the worst state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..stats import COUNTERS, LATENCY_BUCKETS_MS
+from .fields import BREAKER_STATES
+from .flusher import store_of
+from .store import RETENTION
+
+__all__ = ["latency_summary", "read_series", "read_summary", "summarize"]
+
+#: A process that has not flushed for this long is not counted as live.
+LIVE_FOR = 180
+_PER_TIER_TOTALS = ("sets", "deletes")
+
+
+def _ratio(hits: int, requests: int) -> float | None:
+    return hits / requests if requests else None
+
+
+def _minutes(since: float, now: float) -> range:
+    return range(int((now - since) // 60), int(now // 60) + 1)
+
+
+def read_summary(alias: str, since: float | None = None) -> dict[str, Any]:
+    """Return the numbers of ``alias`` over the last ``since`` seconds (24 h).
+
+    Shape: ``{"total", "tiers", "groups", "bus", "latency", "since",
+    "processes", "store"}`` (see the package docstring).
+    """
+    since = float(RETENTION if since is None else min(since, RETENTION))
+    now = time.time()
+    store = store_of(alias)
+    buckets = store.buckets(_minutes(since, now))
+    summary = summarize(buckets, now, tier_order(alias))
+    summary["since"] = since
+    summary["store"] = store.kind
+    return summary
+
+
+def _tier_names(
+    order: list[str], counts: Mapping[str, int], gauges: Mapping[str, int]
+) -> list[str]:
+    """Return the tiers named in the fields, in read order (``order``) first."""
+    names: dict[str, None] = dict.fromkeys(order)
+    for field in [*counts, *gauges]:
+        tier = field.split("|", 1)[0]
+        if tier not in ("chain", "bus", "grp"):
+            names[tier] = None
+    return list(names)
+
+
+def tier_order(alias: str) -> list[str]:
+    """Return the tier names of ``alias`` in read order."""
+    from django.core.cache import caches
+
+    return [tier.name for tier in caches[alias].tiers]
+
+
+def summarize(
+    buckets: Mapping[int, Mapping[str, int]], now: float, order: list[str]
+) -> dict[str, Any]:
+    """Return the summary of ``buckets`` (``{minute: fields}``)."""
+    counts: dict[str, int] = {}
+    last_seen: dict[str, int] = {}
+    latest: dict[str, tuple[int, dict[str, int]]] = {}  # process -> its gauges
+    for minute in sorted(buckets):
+        for field, value in buckets[minute].items():
+            if field.startswith("p|"):
+                last_seen[field[2:]] = max(last_seen.get(field[2:], 0), value)
+            elif field.startswith("g|"):
+                _, process, name = field.split("|", 2)
+                if latest.get(process, (-1, {}))[0] < minute:
+                    latest[process] = (minute, {})
+                latest[process][1][name] = value
+            else:
+                counts[field] = counts.get(field, 0) + value
+    live = {p for p, seen in last_seen.items() if seen >= now - LIVE_FOR}
+    gauges: dict[str, int] = {}
+    for process, (_, values) in latest.items():
+        if process not in live:
+            continue
+        for name, value in values.items():
+            if name.endswith("|breaker"):
+                gauges[name] = max(gauges.get(name, 0), value)
+            else:
+                gauges[name] = gauges.get(name, 0) + value
+    return {
+        **from_counts(counts, gauges, order),
+        "processes": len(live),
+        "processes_seen": len(last_seen),
+    }
+
+
+def from_counts(
+    counts: Mapping[str, int], gauges: Mapping[str, int], order: list[str]
+) -> dict[str, Any]:
+    """Return ``total``, ``tiers``, ``bus``, ``latency`` and ``groups``."""
+    names = _tier_names(order, counts, gauges)
+    tiers: dict[str, dict[str, Any]] = {}
+    for tier in names:
+        info: dict[str, Any] = {n: counts.get(f"{tier}|{n}", 0) for n in COUNTERS}
+        info["hit_ratio"] = _ratio(info["hits"], info["hits"] + info["misses"])
+        info["errors_by_kind"] = _split(counts, f"{tier}|error|")
+        info["refused_by_reason"] = _split(counts, f"{tier}|refused|")
+        state = gauges.get(f"{tier}|breaker")
+        info["breaker"] = None if state is None else BREAKER_STATES[state]
+        info["bytes"] = gauges.get(f"{tier}|bytes")
+        info["entries"] = gauges.get(f"{tier}|entries")
+        info["latency"] = latency_summary(counts, f"{tier}|")
+        tiers[tier] = info
+    first = tiers[names[0]] if names else {"hits": 0, "misses": 0}
+    requests = first["hits"] + first["misses"]
+    hits = sum(info["hits"] for info in tiers.values())
+    total: dict[str, Any] = {
+        "requests": requests,
+        "hits": hits,
+        "misses": max(requests - hits, 0),
+        "hit_ratio": _ratio(min(hits, requests), requests),
+        "errors": sum(info["errors"] for info in tiers.values()),
+    }
+    for name in _PER_TIER_TOTALS:
+        total[name] = max((info[name] for info in tiers.values()), default=0)
+    chain = _split(counts, "chain|")
+    total["stampedes_collapsed"] = chain.get("collapsed", 0)
+    total["stale_served"] = chain.get("stale_served", 0)
+    return {
+        "total": total,
+        "tiers": tiers,
+        "groups": _groups(counts),
+        "bus": _split(counts, "bus|"),
+        "latency": latency_summary(counts, ""),
+    }
+
+
+def _groups(counts: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {}
+    for field, value in _split(counts, "grp|").items():
+        group, _, result = field.rpartition("|")
+        info = groups.setdefault(group, {"hits": 0, "misses": 0})
+        info[result] = info.get(result, 0) + value
+    for info in groups.values():
+        info["hit_ratio"] = _ratio(info["hits"], info["hits"] + info["misses"])
+    return groups
+
+
+def _split(counts: Mapping[str, int], prefix: str) -> dict[str, int]:
+    return {
+        field[len(prefix) :]: value
+        for field, value in counts.items()
+        if field.startswith(prefix)
+    }
+
+
+def latency_summary(counts: Mapping[str, int], prefix: str) -> dict[str, dict]:
+    """Return ``{op: {"p50_ms", "p99_ms", "count", "mean_ms"}}``.
+
+    ``prefix`` ``"l2|"`` for one tier's; ``""`` adds up every tier's.
+    """
+    histograms: dict[str, list[int]] = {}
+    sums: dict[str, int] = {}
+    for field, value in counts.items():
+        if not field.startswith(prefix):
+            continue
+        parts = field.split("|")
+        if len(parts) == 4 and parts[1] == "lat":
+            counts_of = histograms.setdefault(
+                parts[2], [0] * (len(LATENCY_BUCKETS_MS) + 1)
+            )
+            counts_of[int(parts[3])] += value
+        elif len(parts) == 3 and parts[1] == "lat_us":
+            sums[parts[2]] = sums.get(parts[2], 0) + value
+    out = {}
+    for op, histogram in sorted(histograms.items()):
+        count = sum(histogram)
+        out[op] = {
+            "count": count,
+            "p50_ms": _percentile(histogram, count, 0.50),
+            "p99_ms": _percentile(histogram, count, 0.99),
+            "mean_ms": sums.get(op, 0) / 1000 / count if count else None,
+        }
+    return out
+
+
+def _percentile(histogram: list[int], count: int, q: float) -> float | None:
+    if not count:
+        return None
+    seen = 0
+    for index, n in enumerate(histogram):
+        seen += n
+        if seen >= q * count:
+            if index < len(LATENCY_BUCKETS_MS):
+                return LATENCY_BUCKETS_MS[index]
+            break
+    return LATENCY_BUCKETS_MS[-1]  # beyond the last bound: "at least" it
+
+
+def read_series(alias: str, window: float, step: float) -> dict[str, Any]:
+    """Return hits, misses and hit ratio per tier in steps over the last ``window``.
+
+    ``step`` is rounded up to whole minutes (the buckets' size); each point
+    ``t`` is the start of its step (epoch seconds). Steps with no bucket are
+    points with zero reads and a ``None`` ratio, so a chart shows the gap.
+    """
+    window = min(float(window), RETENTION)
+    minutes_per_step = max(1, int(-(-float(step) // 60)))
+    now = time.time()
+    last = int(now // 60)
+    first = last - int(window // 60)
+    first -= (first - last) % minutes_per_step  # steps end at the current minute
+    buckets = store_of(alias).buckets(range(first, last + 1))
+    order = tier_order(alias)
+    tiers: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
+    total: list[dict[str, Any]] = []
+    for start in range(first, last + 1, minutes_per_step):
+        counts: dict[str, int] = {}
+        for minute in range(start, start + minutes_per_step):
+            for field, value in buckets.get(minute, {}).items():
+                if field[:2] not in ("p|", "g|"):
+                    counts[field] = counts.get(field, 0) + value
+        point = from_counts(counts, {}, order)
+        for name, points in tiers.items():
+            info = point["tiers"].get(name, {"hits": 0, "misses": 0})
+            points.append(
+                {
+                    "t": start * 60,
+                    "hits": info["hits"],
+                    "misses": info["misses"],
+                    "hit_ratio": _ratio(info["hits"], info["hits"] + info["misses"]),
+                }
+            )
+        t = point["total"]
+        total.append(
+            {
+                "t": start * 60,
+                "requests": t["requests"],
+                "hits": t["hits"],
+                "misses": t["misses"],
+                "hit_ratio": t["hit_ratio"],
+            }
+        )
+    return {"tiers": tiers, "total": total, "step": minutes_per_step * 60}
