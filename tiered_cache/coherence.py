@@ -254,9 +254,11 @@ class InvalidationBus:
 
     # -- listening -----------------------------------------------------------------
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop listening; ``wait``: until the thread ended (at most 5 s)."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if wait:
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         failing_since: float | None = None
