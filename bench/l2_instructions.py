@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import callgrind  # bench/callgrind.py: run as a script, bench/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test suite's redis-server launcher
@@ -107,22 +107,9 @@ def child(mode: str, gets: int, port: int, tmp: str) -> None:
 
 def instructions(mode: str, gets: int, port: int, tmp: str) -> int:
     out = Path(tmp) / f"callgrind.{mode}.{gets}"
-    argv = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        str(gets),
-        str(port),
-    ]
-    run = subprocess.run(argv, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected : (\d+)", run.stderr)
-    if found is None:
-        raise RuntimeError(run.stderr[-2000:])
-    return int(found.group(1))
+    return callgrind.instructions(
+        __file__, ["--child", mode, str(gets), str(port)], out
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import callgrind  # bench/callgrind.py: run as a script, bench/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,24 +75,10 @@ def child(policy: str, case: str, ops: int) -> None:
 
 def instructions(policy: str, case: str, ops: int, tmp: str) -> int:
     out = Path(tmp) / f"callgrind.{policy}.{case}.{ops}"
-    argv = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        __file__,
-        "--child",
-        policy,
-        case,
-        str(ops),
-    ]
     # One hash seed for every run: dict probing depends on the str hashes.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    run = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
-    found = re.search(r"Collected : (\d+)", run.stderr)
-    if found is None:
-        raise RuntimeError(run.stderr[-2000:])
-    return int(found.group(1))
+    args = ["--child", policy, case, str(ops)]
+    return callgrind.instructions(__file__, args, out, env)
 
 
 def main(argv: list[str] | None = None) -> int:
