@@ -88,9 +88,11 @@ def view_for(server: str, backend: str) -> str:
 def listen_counters() -> dict[str, int]:
     """TcpExt ListenOverflows and ListenDrops of this network namespace."""
     lines = Path("/proc/net/netstat").read_text().splitlines()
-    for names, values in zip(lines[::2], lines[1::2]):
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
         if names.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], map(int, values.split()[1:])))
+            table = dict(
+                zip(names.split()[1:], map(int, values.split()[1:]), strict=True)
+            )
             return {k: table.get(k, 0) for k in ("ListenOverflows", "ListenDrops")}
     return {"ListenOverflows": 0, "ListenDrops": 0}
 

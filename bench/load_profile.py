@@ -12,11 +12,13 @@ stack holds gunicorn's ``handle`` (parse, application, write: what a request
 costs the worker), and goes to the *package* of its innermost frame outside
 the standard library (``tiered_cache``, ``django``, ``redis``, ``diskcache``,
 ``gunicorn``...): what tiered_cache's own code costs, apart from the work of
-the libraries its tiers call. ``under_tiered_cache`` is the share with a
-``tiered_cache`` frame anywhere on the stack (its own code and everything it
-calls: Redis round trips, SQLite). pyinstrument samples wall time: on a busy
-machine, or where a request waits on a socket, time is not CPU; the profiler's
-own cost also lands in the frames it interrupts.
+the libraries its tiers call. ``under`` is the share with a ``tiered_cache``
+frame anywhere on the stack (its own code and everything it calls: Redis round
+trips, SQLite). The ``app_`` shares are the same over the samples inside
+Django's WSGI handler only (without gunicorn's parsing, writing and waiting on
+the client's socket). pyinstrument samples wall time: on a busy machine, or
+where a request waits on a socket, time is not CPU; the profiler's own cost
+also lands in the frames it interrupts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: The frame that marks a sample as request work: gunicorn's sync worker.
 REQUEST_ROOT = ("handle", os.path.join("gunicorn", "workers", "sync.py"))
+#: The frame that marks the application's part of it: Django's WSGI handler.
+APP_ROOT = ("__call__", os.path.join("django", "core", "handlers", "wsgi.py"))
 INTERVAL = 0.0005  # seconds between samples
 
 _state: dict = {"seen": 0, "profiler": None}
@@ -80,19 +84,12 @@ def package_of(path: str) -> str | None:
 
 def shares(records, package: str = "tiered_cache", top: int = 12) -> dict:
     """Break the request samples of ``records`` ((stack, seconds) pairs) down."""
-    total = under = 0.0
+    total = under = app = app_own = app_under = 0.0
     by_package: Counter = Counter()
     hot: Counter = Counter()
     for stack, seconds in records:
         frames = [frame_parts(f) for f in stack]
-        start = next(
-            (
-                i
-                for i, (fn, path, _) in enumerate(frames)
-                if fn == REQUEST_ROOT[0] and path.endswith(REQUEST_ROOT[1])
-            ),
-            None,
-        )
+        start = _find(frames, REQUEST_ROOT)
         if start is None:
             continue  # the worker between requests
         request = frames[start:]
@@ -105,17 +102,37 @@ def shares(records, package: str = "tiered_cache", top: int = 12) -> dict:
         )
         owner = packages[innermost] if innermost is not None else "stdlib"
         by_package[owner] += seconds
+        if _find(request, APP_ROOT) is not None:
+            app += seconds
+            app_own += seconds if owner == package else 0.0
+            app_under += seconds if package in packages else 0.0
         if owner == package:
             fn, path, line = request[innermost]
             hot[f"{fn} ({os.path.relpath(path, ROOT)}:{line})"] += seconds
     share = (lambda s: round(100 * s / total, 2)) if total else (lambda s: None)
+    of_app = (lambda s: round(100 * s / app, 2)) if app else (lambda s: None)
     return {
         "request_seconds": round(total, 3),
         "own_pct": share(by_package.get(package, 0.0)),
         "under_pct": share(under),
+        "app_seconds": round(app, 3),
+        "app_own_pct": of_app(app_own),
+        "app_under_pct": of_app(app_under),
         "by_package_pct": {k: share(v) for k, v in by_package.most_common()},
         "hot_spots_pct": [(name, share(s)) for name, s in hot.most_common(top)],
     }
+
+
+def _find(frames: list[tuple[str, str, str]], root: tuple[str, str]) -> int | None:
+    """Index of the outermost frame that is ``root`` (function, file suffix)."""
+    return next(
+        (
+            i
+            for i, (fn, path, _) in enumerate(frames)
+            if fn == root[0] and path.endswith(root[1])
+        ),
+        None,
+    )
 
 
 def load_records(directory: Path) -> list:

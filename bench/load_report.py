@@ -112,6 +112,11 @@ def print_profile(result: dict) -> None:
         "  under a tiered_cache frame (with the Redis/disk calls it makes): "
         f"{_num(profile['under_pct'], 2)} %"
     )
+    print(
+        f"  inside Django's WSGI handler ({profile['app_seconds']} s): own "
+        f"{_num(profile['app_own_pct'], 2)} %, under "
+        f"{_num(profile['app_under_pct'], 2)} %"
+    )
     print("  by package (innermost frame outside the standard library):")
     for name, pct in profile["by_package_pct"].items():
         print(f"    {name:24} {_num(pct, 2):>7} %")

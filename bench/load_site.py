@@ -117,7 +117,7 @@ class Site:
             conn.close()
 
     def wait_ready(self, path: str, timeout: float = 90.0) -> set[int]:
-        """Return once every worker answered ``path`` (each body starts with its PID)."""
+        """Return once every worker answered ``path`` (a body starts with its PID)."""
         seen: set[int] = set()
         deadline = time.monotonic() + timeout
         while len(seen) < self.shape.workers:
