@@ -55,7 +55,7 @@ sys.path.insert(0, str(BENCH))
 import load_profile  # noqa: E402
 from load_client import raise_fd_limit  # noqa: E402
 from load_report import print_cell, print_profile, print_ratios, write_chart  # noqa: E402
-from load_site import PATHS, SERVERS, ServerShape, Site  # noqa: E402
+from load_site import PATHS, SERVERS, ServerShape, Site, argv_for  # noqa: E402
 
 from tests.support.redis_servers import RedisServer, find_free_port  # noqa: E402
 
@@ -155,8 +155,9 @@ def run_matrix(args: argparse.Namespace, tmp: Path, redis: RedisServer) -> list[
             env = cache_env(backend, redis.port, l3)
             log = tmp / f"{server}-{backend}.log"
             print(f"\n{server} / {backend}: {path}", flush=True)
-            with Site(server, find_free_port(), env, shape, log) as site:
-                site.wait_ready(path)
+            port = find_free_port()
+            with Site(argv_for(server, port, shape), port, env, log) as site:
+                site.wait_ready(path, shape.workers)
                 run_client(site.port, path, args.warmup_clients, _warmup(args))
                 for clients in args.clients:
                     cell = measure(site, redis, path, clients, args)
@@ -180,8 +181,9 @@ def run_profile(args: argparse.Namespace, tmp: Path, redis: RedisServer) -> dict
     path = view_for("sync", "tiered")
     config = str(BENCH / "load_profile.py")
     log = tmp / "profile.log"
-    with Site("sync", find_free_port(), env, shape, log, config=config) as site:
-        site.wait_ready(path)
+    port = find_free_port()
+    with Site(argv_for("sync", port, shape, config), port, env, log) as site:
+        site.wait_ready(path, shape.workers)
         run_client(site.port, path, 4, _warmup(args))  # past LOAD_PROFILE_SKIP
         cell = run_client(site.port, path, args.profile_clients, args)
     records = load_profile.load_records(profile_dir)

@@ -75,20 +75,16 @@ def argv_for(server: str, port: int, shape: ServerShape, config: str = "") -> li
 
 
 class Site:
-    """One server process (and its workers) serving the testproject."""
+    """A server process (and its workers) serving the testproject; stopped by PID.
 
-    def __init__(
-        self,
-        server: str,
-        port: int,
-        env: dict[str, str],
-        shape: ServerShape,
-        log: Path,
-        config: str = "",
-    ) -> None:
-        self.server = server
+    ``argv`` runs in ``testproject/`` with the settings module, ``DEBUG`` off
+    and ``env`` on top of this process's environment; its output goes to
+    ``log``. ``bench/chaos.py``'s site is one too.
+    """
+
+    def __init__(self, argv: list[str], port: int, env: dict[str, str], log: Path):
         self.port = port
-        self.shape = shape
+        self.url = f"http://127.0.0.1:{port}"
         self.log = log
         env = {
             **os.environ,
@@ -99,7 +95,7 @@ class Site:
         }
         with log.open("ab") as fh:
             self.process = subprocess.Popen(
-                argv_for(server, port, shape, config),
+                argv,
                 cwd=ROOT / "testproject",
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -116,16 +112,16 @@ class Site:
         finally:
             conn.close()
 
-    def wait_ready(self, path: str, timeout: float = 90.0) -> set[int]:
-        """Return once every worker answered ``path`` (a body starts with its PID)."""
+    def wait_ready(self, path: str, workers: int, timeout: float = 90.0) -> set[int]:
+        """Return once ``workers`` PIDs answered ``path`` (a body starts with one)."""
         seen: set[int] = set()
         deadline = time.monotonic() + timeout
-        while len(seen) < self.shape.workers:
+        while len(seen) < workers:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.server} exited:\n{self.tail()}")
+                raise RuntimeError(f"the server exited:\n{self.tail()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"{len(seen)} of {self.shape.workers} workers answered "
+                    f"{len(seen)} of {workers} workers answered "
                     f"{path} within {timeout:.0f}s:\n{self.tail()}"
                 )
             try:
