@@ -153,7 +153,8 @@ def run_matrix(args: argparse.Namespace, tmp: Path, redis: RedisServer) -> list[
             path = view_for(server, backend)
             l3 = tmp / f"l3-{server}"
             env = cache_env(backend, redis.port, l3)
-            log = tmp / f"{server}-{backend}.log"
+            log = Path(args.logs) / f"{server}-{backend}.log"
+            log.unlink(missing_ok=True)
             print(f"\n{server} / {backend}: {path}", flush=True)
             port = find_free_port()
             with Site(argv_for(server, port, shape), port, env, log) as site:
@@ -180,7 +181,8 @@ def run_profile(args: argparse.Namespace, tmp: Path, redis: RedisServer) -> dict
     env.update(LOAD_PROFILE_DIR=str(profile_dir), LOAD_PROFILE_SKIP=str(args.skip))
     path = view_for("sync", "tiered")
     config = str(BENCH / "load_profile.py")
-    log = tmp / "profile.log"
+    log = Path(args.logs) / "profile.log"
+    log.unlink(missing_ok=True)
     port = find_free_port()
     with Site(argv_for("sync", port, shape, config), port, env, log) as site:
         site.wait_ready(path, shape.workers)
@@ -243,6 +245,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(BENCH / "out" / "load.jsonl"))
     parser.add_argument("--chart", default=str(BENCH / "out" / "load.png"))
     parser.add_argument(
+        "--logs",
+        default=str(BENCH / "out" / "load-logs"),
+        help="the servers' output, one file per server and backend",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="CPU share of tiered_cache (one sync worker)",
@@ -269,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if limit < needed:
         print(f"RLIMIT_NOFILE is {limit}: {max(args.clients)} clients need {needed}")
         return 2
+    Path(args.logs).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as name:
         tmp = Path(name)
         with RedisServer.start(tmp / "redis") as redis:

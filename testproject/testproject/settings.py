@@ -101,6 +101,15 @@ DATABASES = {
     }
 }
 
+# A request that fails is logged to stderr with DEBUG off too (Django's default
+# logs it only with DEBUG on), so a benchmark's 500s can be explained.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}},
+}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
