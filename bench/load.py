@@ -144,7 +144,9 @@ def measure(site: Site, redis: RedisServer, path: str, clients: int, args) -> di
 
 
 def run_matrix(args: argparse.Namespace, tmp: Path, redis: RedisServer) -> list[dict]:
-    shape = ServerShape(args.workers, args.threads, args.backlog)
+    shape = ServerShape(
+        args.workers, args.threads, args.backlog, keep_alive=args.keep_alive
+    )
     cells: list[dict] = []
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -233,6 +235,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=32, help="gthread only")
     parser.add_argument("--backlog", type=int, default=4096)
+    parser.add_argument(
+        "--keep-alive",
+        type=int,
+        default=None,
+        help="seconds (default: the server's, gunicorn 2, uvicorn 5)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,

@@ -44,24 +44,32 @@ class ServerShape:
     threads: int = 32
     backlog: int = 4096
     worker_connections: int = 10000
+    #: Seconds an idle kept-alive connection stays open; None: the server's
+    #: default (gunicorn 2, uvicorn 5). gunicorn gthread also closes a
+    #: connection whose next request waited that long for a thread.
+    keep_alive: float | None = None
 
 
 def argv_for(server: str, port: int, shape: ServerShape, config: str = "") -> list[str]:
     """The command line that serves the testproject with ``server`` on ``port``."""
-    bind = f"127.0.0.1:{port}"
     if server == "uvicorn":
-        return [
+        argv = [
             sys.executable, "-m", "uvicorn", "testproject.asgi:application",
             "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(shape.workers), "--backlog", str(shape.backlog),
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
+        if shape.keep_alive is not None:
+            argv += ["--timeout-keep-alive", str(int(shape.keep_alive))]
+        return argv
     argv = [
         sys.executable, "-m", "gunicorn", "testproject.wsgi:application",
-        "--bind", bind, "--workers", str(shape.workers),
+        "--bind", f"127.0.0.1:{port}", "--workers", str(shape.workers),
         "--backlog", str(shape.backlog), "--timeout", "60",
         "--graceful-timeout", "5", "--log-level", "warning",
     ]  # fmt: skip
+    if shape.keep_alive is not None:
+        argv += ["--keep-alive", str(int(shape.keep_alive))]
     if server == "gthread":
         argv += ["--worker-class", "gthread", "--threads", str(shape.threads)]
         argv += ["--worker-connections", str(shape.worker_connections)]
