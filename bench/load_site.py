@@ -45,8 +45,8 @@ class ServerShape:
     backlog: int = 4096
     worker_connections: int = 10000
     #: Seconds an idle kept-alive connection stays open; None: the server's
-    #: default (gunicorn 2, uvicorn 5). gunicorn gthread also closes a
-    #: connection whose next request waited that long for a thread.
+    #: default (gunicorn 2, uvicorn 5). gunicorn gthread gives a new
+    #: connection that has sent nothing the same time.
     keep_alive: float | None = None
 
 
