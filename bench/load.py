@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -205,13 +206,12 @@ def _warmup(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _machine() -> dict:
-    return {"python": platform.python_version(), "cpus": _cpus()}
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
+    """What the cell ran on; ``load1`` says whether the machine was quiet."""
+    return {
+        "python": platform.python_version(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "load1": round(os.getloadavg()[0], 2),
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
