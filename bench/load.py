@@ -206,7 +206,7 @@ def _warmup(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _machine() -> dict:
-    """What the cell ran on; ``load1`` says whether the machine was quiet."""
+    """What the cell ran on; ``load1`` (the benchmark counts in it) says how busy."""
     return {
         "python": platform.python_version(),
         "cpus": len(os.sched_getaffinity(0)),
