@@ -36,9 +36,7 @@ import argparse
 import contextlib
 import http.client
 import json
-import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +50,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # the test suite's redis-server launcher
 sys.path.insert(0, str(BENCH))
 
+import load_site  # noqa: E402
 from chaos_oracle import BOUND, FRESH, Read, Verdict, Write, judge  # noqa: E402
 
 from tests.support.redis_servers import (  # noqa: E402
@@ -69,48 +68,22 @@ BUS_SLOT_KEY = "{tiered_cache:bus}"  # the stream's key (INVALIDATION default)
 # -- the site -------------------------------------------------------------------
 
 
-class Site:
-    """The testproject under gunicorn; stopped by PID."""
+class Site(load_site.Site):
+    """The testproject under gunicorn gthread, with the ``/chaos/`` views."""
 
     def __init__(self, env: dict[str, str], tmp: Path, args: argparse.Namespace):
-        self.port = find_free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / f"gunicorn-{self.port}.log"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "testproject.settings",
-            "DJANGO_DEBUG": "0",
-            "TESTPROJECT_CHAOS": "1",
-            "PYTHONPATH": str(ROOT),
-            **env,
-        }
+        port = find_free_port()
         argv = [sys.executable, "-m", "gunicorn", "testproject.wsgi:application"]
-        argv += ["--bind", f"127.0.0.1:{self.port}", "--workers", str(args.workers)]
+        argv += ["--bind", f"127.0.0.1:{port}", "--workers", str(args.workers)]
         argv += ["--worker-class", "gthread", "--threads", str(args.threads)]
         argv += ["--keep-alive", "30", "--timeout", "30", "--graceful-timeout", "5"]
-        with self.log.open("ab") as fh:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=ROOT / "testproject",
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
+        env = {"TESTPROJECT_CHAOS": "1", **env}
+        super().__init__(argv, port, env, tmp / f"gunicorn-{port}.log")
         try:
             self.pids = self._wait_for_workers(args.workers)
         except BaseException:
             self.stop()
             raise
-
-    def get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
 
     def workers(self, tries: int = 60) -> dict[int, dict]:
         """Each worker's counters (the workers that ``tries`` connections reach)."""
@@ -141,19 +114,6 @@ class Site:
         except Exception as exc:
             raise RuntimeError(f"{exc}\n{self.tail()}") from exc
         return seen
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
 
 
 # -- faults ---------------------------------------------------------------------

@@ -32,7 +32,10 @@ Environment variables:
     store (default 5).
 ``TESTPROJECT_CACHE``
     ``locmem`` replaces the tiered cache with Django's LocMemCache: an escape hatch
-    to compare against, or to run the site without the backend.
+    to compare against, or to run the site without the backend. ``redis``
+    replaces it with django-redis alone (at ``REDIS_URL``) and ``none`` with
+    Django's DummyCache (nothing is cached): the other backends ``bench/load.py``
+    compares.
 """
 
 import os
@@ -96,6 +99,15 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": VAR_DIR / "db.sqlite3",
     }
+}
+
+# A request that fails is logged to stderr with DEBUG off too (Django's default
+# logs it only with DEBUG on), so a benchmark's 500s can be explained.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}},
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -173,15 +185,20 @@ _L3 = {
     "OPTIONS": {"size_limit": 2**30},
 }
 
-if os.environ.get("TESTPROJECT_CACHE") == "locmem":
-    CACHE_DESCRIPTION = "LocMemCache (TESTPROJECT_CACHE=locmem)"
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "testproject",
-            "KEY_PREFIX": "testproject",
-        }
-    }
+_OTHER_CACHES = {
+    "locmem": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "testproject",
+    },
+    "redis": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL},
+    "none": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+}
+_OTHER = os.environ.get("TESTPROJECT_CACHE", "")
+if _OTHER in _OTHER_CACHES:
+    CACHE_DESCRIPTION = (
+        f"{_OTHER_CACHES[_OTHER]['BACKEND']} (TESTPROJECT_CACHE={_OTHER})"
+    )
+    CACHES = {"default": {**_OTHER_CACHES[_OTHER], "KEY_PREFIX": "testproject"}}
 else:
     if REDIS_CLUSTER or REDIS_SENTINELS:
         # Several servers: no start-up probe, the tier's breaker copes with them.

@@ -7,6 +7,7 @@ from testproject.demo.metrics import metrics
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics, name="metrics"),
+    path("load/", include("testproject.demo.load")),
     path("", include("testproject.demo.urls")),
 ]
 
