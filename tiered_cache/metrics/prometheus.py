@@ -15,7 +15,6 @@ its URLconf) and serve ``prometheus_client``'s view.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -27,7 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from ..stats import LATENCY_BUCKETS_MS
-from .fields import BREAKER_STATES
+from .fields import BREAKER_STATES, latency_field, tier_of
 from .flusher import store_of, tiered_aliases
 from .summary import LIVE_FOR, _minutes, summarize, tier_order
 
@@ -60,7 +59,7 @@ class TieredCacheCollector(Collector):
         for alias in aliases:
             store = store_of(alias)
             totals = store.totals()
-            now = time.time()
+            now = store.now()
             live = summarize(store.buckets(_minutes(LIVE_FOR, now)), now, [])
             families.add(alias, totals, live, tier_order(alias))
         yield from families.all()
@@ -155,8 +154,8 @@ class _Families:
     ) -> None:
         tiers = dict.fromkeys(order)
         for field in totals:
-            name = field.split("|", 1)[0]
-            if name not in ("chain", "bus", "grp"):
+            name = tier_of(field)
+            if name is not None:
                 tiers[name] = None
         for tier in tiers:
             get = lambda n, t=tier: totals.get(f"{t}|{n}", 0)  # noqa: E731
@@ -190,18 +189,17 @@ class _Families:
                 self.bus.add_metric([alias, field[4:]], value)
             elif field.startswith("grp|"):
                 group, _, result = field[4:].rpartition("|")
-                self.groups.add_metric([alias, group, _RESULT[result]], value)
+                if result in _RESULT:  # else not a field this package wrote
+                    self.groups.add_metric([alias, group, _RESULT[result]], value)
         self.processes.add_metric([alias], live["processes"])
 
     def _latency(self, alias: str, tier: str, totals: dict[str, int]) -> None:
         ops: dict[str, list[int]] = {}
-        start = f"{tier}|lat|"
         for field, value in totals.items():
-            if field.startswith(start):
-                op, index = field[len(start) :].rsplit("|", 1)
-                ops.setdefault(op, [0] * (len(LATENCY_BUCKETS_MS) + 1))[int(index)] += (
-                    value
-                )
+            bucket = latency_field(field)
+            if bucket is not None and bucket[0] == tier:
+                _, op, index = bucket
+                ops.setdefault(op, [0] * (len(LATENCY_BUCKETS_MS) + 1))[index] += value
         for op, counts in sorted(ops.items()):
             cumulative, buckets = 0, []
             for bound, count in zip((*LATENCY_BUCKETS_MS, None), counts, strict=True):
