@@ -172,7 +172,8 @@ def test_readers_skip_the_fields_they_cannot_read(alias, process, redis_server):
     assert read_series(name, 3600, 60)["tiers"]["l1"][-1]["hits"] in (0, 3)
     assert l1_hits_scraped(name) == 3
     tiers = {dict(labels).get("tier") for _, labels in scrape(name)} - {None}
-    assert tiers == {"l1", "l2", 'evil"\n</script>'}  # escaped, parsed back
+    assert tiers == {"l1", "l2"}  # the configured tiers: no field makes one
+    assert list(read_summary(name)["tiers"]) == ["l1", "l2"]
     out = io.StringIO()
     call_command("cache_stats", "--json", stdout=out)
     call_command("cache_stats", stdout=io.StringIO())
@@ -256,3 +257,23 @@ def test_a_process_whose_clock_is_off_counts_in_the_servers_minutes(
     summary = read_summary(name, since=3600)
     assert summary["tiers"]["l1"]["hits"] == 4
     assert summary["processes"] == 1
+
+
+@pytest.mark.redis_server
+def test_a_hash_with_too_many_fields_is_skipped_not_read(
+    alias, process, redis_server, monkeypatch, caplog
+):
+    from tiered_cache.metrics import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_FIELDS", 50)
+    name = alias([L1, real_l2(redis_server.url(7))])
+    cache = caches[name]
+    store = store_of(name)
+    hits(cache, 3)
+    process("w").flush(name)
+    client = redis.Redis.from_url(redis_server.url(7))
+    client.hset(f"{store.base}:total", mapping={f"junk{i}": 1 for i in range(60)})
+    with caplog.at_level(logging.WARNING, logger="tiered_cache.metrics"):
+        assert store.totals() == {}
+    assert "more than 50" in caplog.text
+    assert read_summary(name)["tiers"]["l1"]["hits"] == 3  # the bucket is read

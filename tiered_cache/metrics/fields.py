@@ -29,7 +29,6 @@ __all__ = [
     "counters",
     "gauges",
     "latency_field",
-    "tier_of",
 ]
 
 #: Breaker states in order of worry: a deployment shows its worst process's.
@@ -103,21 +102,3 @@ def breaker_state(value: int | None) -> str | None:
     if value is None or not 0 <= value < len(BREAKER_STATES):
         return None
     return BREAKER_STATES[value]
-
-
-#: What follows ``"<tier>|"`` in a tier's fields, besides ``COUNTERS``.
-_TIER_PARTS = frozenset(
-    {*COUNTERS, "error", "refused", "lat", "lat_us", "bytes", "entries", "breaker"}
-)
-
-
-def tier_of(name: str) -> str | None:
-    """Return the tier a counter or gauge field is about, ``None`` if none.
-
-    Only the shapes this module writes name a tier: a field someone else
-    put in the store (``"zzz"``, ``"x|y"``) makes no tier, so no series.
-    """
-    tier, _, rest = name.partition("|")
-    if tier in ("chain", "bus", "grp", "g", "p"):
-        return None
-    return tier if rest.partition("|")[0] in _TIER_PARTS else None

@@ -26,7 +26,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from ..stats import LATENCY_BUCKETS_MS
-from .fields import BREAKER_STATES, latency_field, tier_of
+from .fields import BREAKER_STATES, latency_field
 from .flusher import store_of, tiered_aliases
 from .summary import LIVE_FOR, _minutes, summarize, tier_order
 
@@ -60,8 +60,9 @@ class TieredCacheCollector(Collector):
             store = store_of(alias)
             totals = store.totals()
             now = store.now()
-            live = summarize(store.buckets(_minutes(LIVE_FOR, now)), now, [])
-            families.add(alias, totals, live, tier_order(alias))
+            order = tier_order(alias)
+            live = summarize(store.buckets(_minutes(LIVE_FOR, now)), now, order)
+            families.add(alias, totals, live, order)
         yield from families.all()
 
 
@@ -152,12 +153,9 @@ class _Families:
         live: dict[str, Any],
         order: list[str],
     ) -> None:
-        tiers = dict.fromkeys(order)
-        for field in totals:
-            name = tier_of(field)
-            if name is not None:
-                tiers[name] = None
-        for tier in tiers:
+        # The configured tiers only: a field someone else put in the store
+        # makes no series (the series of a scrape stay bounded).
+        for tier in order:
             get = lambda n, t=tier: totals.get(f"{t}|{n}", 0)  # noqa: E731
             self.requests.add_metric([alias, tier, "hit"], get("hits"))
             self.requests.add_metric([alias, tier, "miss"], get("misses"))

@@ -48,6 +48,7 @@ from ..resilience import LogThrottle
 from ..tiers.base import BaseTier, Scope
 
 __all__ = [
+    "MAX_FIELDS",
     "RETENTION",
     "Batch",
     "DiskStore",
@@ -61,6 +62,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _throttle = LogThrottle()
 
+#: The most fields a reader takes from one Redis hash. A flush writes a bounded
+#: number (tiers x counters, latency buckets, groups, each process's gauges):
+#: a hash far beyond that is someone else's, and is skipped rather than read.
+MAX_FIELDS = 100_000
 #: How long a minute bucket is kept (seconds): 24 hours, and two minutes of slack.
 RETENTION = 24 * 3600
 _EXPIRE = RETENTION + 120
@@ -281,30 +286,47 @@ class RedisStore(Store):
         return seconds + micros / 1e6
 
     def buckets(self, minutes):  # type: ignore[no-untyped-def]
-        minutes = list(minutes)
-
-        def read() -> list[Any]:
-            pipe = self._client().pipeline(transaction=False)
-            for minute in minutes:
-                pipe.hgetall(f"{self.base}:{minute}")
-            return pipe.execute(raise_on_error=False)
-
-        found = {}
-        for minute, fields in zip(minutes, _read_twice(read), strict=True):
-            where = f"{self.base}:{minute}"
-            if isinstance(fields, Exception):
-                _raise_unless_wrong_type(fields, where)
-            elif fields:
-                found[minute] = readable(fields, where)
-        return found
+        keys = {f"{self.base}:{minute}": minute for minute in minutes}
+        return {keys[key]: fields for key, fields in self._hashes(list(keys)).items()}
 
     def totals(self) -> dict[str, int]:
         total = f"{self.base}:total"
-        try:
-            return readable(_read_twice(lambda: self._client().hgetall(total)), total)
-        except Exception as exc:
-            _raise_unless_wrong_type(exc, total)
-            return {}
+        return self._hashes([total]).get(total, {})
+
+    def _hashes(self, keys: list[str]) -> dict[str, dict[str, int]]:
+        """Return the readable fields of the hashes at ``keys`` that exist.
+
+        Each hash's length is read first: a hash of more than ``MAX_FIELDS``
+        fields (someone else's: a flush writes a bounded number) is skipped
+        with a warning rather than read into memory. A key of another type
+        is skipped too (``_raise_unless_wrong_type``).
+        """
+
+        def read() -> dict[str, Any]:
+            client = self._client()
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hlen(key)
+            wanted = []
+            for key, size in zip(keys, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(size, Exception):
+                    _raise_unless_wrong_type(size, key)
+                elif size > MAX_FIELDS:
+                    _warn(key, f"has {size} fields, more than {MAX_FIELDS}: skipped")
+                elif size:
+                    wanted.append(key)
+            pipe = client.pipeline(transaction=False)
+            for key in wanted:
+                pipe.hgetall(key)
+            return dict(zip(wanted, pipe.execute(raise_on_error=False), strict=True))
+
+        found = {}
+        for key, fields in _read_twice(read).items():
+            if isinstance(fields, Exception):
+                _raise_unless_wrong_type(fields, key)
+            elif fields:
+                found[key] = readable(fields, key)
+        return found
 
 
 def _raise_unless_wrong_type(exc: Exception, where: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..stats import COUNTERS, LATENCY_BUCKETS_MS
-from .fields import breaker_state, latency_field, tier_of
+from .fields import breaker_state, latency_field
 from .flusher import store_of
 from .store import RETENTION
 
@@ -57,18 +57,6 @@ def read_summary(alias: str, since: float | None = None) -> dict[str, Any]:
     return summary
 
 
-def _tier_names(
-    order: list[str], counts: Mapping[str, int], gauges: Mapping[str, int]
-) -> list[str]:
-    """Return the tiers named in the fields, in read order (``order``) first."""
-    names: dict[str, None] = dict.fromkeys(order)
-    for field in [*counts, *gauges]:
-        tier = tier_of(field)
-        if tier is not None:
-            names[tier] = None
-    return list(names)
-
-
 def tier_order(alias: str) -> list[str]:
     """Return the tier names of ``alias`` in read order."""
     from django.core.cache import caches
@@ -79,7 +67,11 @@ def tier_order(alias: str) -> list[str]:
 def summarize(
     buckets: Mapping[int, Mapping[str, int]], now: float, order: list[str]
 ) -> dict[str, Any]:
-    """Return the summary of ``buckets`` (``{minute: fields}``)."""
+    """Return the summary of ``buckets`` (``{minute: fields}``).
+
+    ``order``: the cache's tiers in read order, the only tiers shown (a
+    field of any other name, someone else's, makes no tier).
+    """
     counts: dict[str, int] = {}
     last_seen: dict[str, int] = {}
     latest: dict[str, tuple[int, dict[str, int]]] = {}  # process -> its gauges
@@ -118,7 +110,7 @@ def from_counts(
     counts: Mapping[str, int], gauges: Mapping[str, int], order: list[str]
 ) -> dict[str, Any]:
     """Return ``total``, ``tiers``, ``bus``, ``latency`` and ``groups``."""
-    names = _tier_names(order, counts, gauges)
+    names = list(order)  # the configured tiers: a stored field makes none
     tiers: dict[str, dict[str, Any]] = {}
     for tier in names:
         info: dict[str, Any] = {n: counts.get(f"{tier}|{n}", 0) for n in COUNTERS}
