@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import time
 
 import pytest
@@ -38,6 +37,13 @@ def hits(cache, n: int) -> None:
     cache.set("k", 1)
     for _ in range(n):
         assert cache.get("k") == 1
+
+
+def on_redis(alias, redis_server, db: int, **options):
+    """Return ``(alias name, cache, store, client)`` of a cache over real L2."""
+    name = alias([L1, real_l2(redis_server.url(db))], **options)
+    client = redis.Redis.from_url(redis_server.url(db))
+    return name, caches[name], store_of(name), client
 
 
 def scrape(name: str) -> dict[str, float]:
@@ -98,10 +104,7 @@ def test_a_flush_whose_reply_was_lost_is_not_counted_again(
 def test_a_flush_over_a_field_that_is_not_a_number_counts_once(
     alias, process, redis_server
 ):
-    name = alias([L1, real_l2(redis_server.url(5))])
-    cache = caches[name]
-    store = store_of(name)
-    client = redis.Redis.from_url(redis_server.url(5))
+    name, cache, store, client = on_redis(alias, redis_server, 5)
     client.hset(f"{store.base}:total", mapping={"l1|hits": "abc", "l1|sets": "1.5"})
     worker = process("w")
     hits(cache, 3)
@@ -118,11 +121,8 @@ def test_a_flush_over_a_field_that_is_not_a_number_counts_once(
 def test_a_key_of_the_wrong_type_refuses_the_flush_whole_and_readers_skip_it(
     alias, process, redis_server, caplog
 ):
-    name = alias([L1, real_l2(redis_server.url(5))])
-    cache = caches[name]
-    store = store_of(name)
+    name, cache, store, client = on_redis(alias, redis_server, 5)
     total = f"{store.base}:total"
-    client = redis.Redis.from_url(redis_server.url(5))
     client.rpush(total, "not a hash")
     worker = process("w")
     hits(cache, 3)
@@ -159,10 +159,7 @@ POISON = {
 
 @pytest.mark.redis_server
 def test_readers_skip_the_fields_they_cannot_read(alias, process, redis_server):
-    name = alias([L1, real_l2(redis_server.url(5))], METRICS={"GROUPS": 5})
-    cache = caches[name]
-    store = store_of(name)
-    client = redis.Redis.from_url(redis_server.url(5))
+    name, cache, store, client = on_redis(alias, redis_server, 5, METRICS={"GROUPS": 5})
     hits(cache, 3)
     process("w").flush(name)
     for minute in range(int(time.time() // 60) - 1, int(time.time() // 60) + 2):
@@ -194,23 +191,20 @@ def test_a_poisoned_disk_store_is_repaired_by_the_next_flush(alias, process, tmp
     assert l1_hits_scraped(name) == 3
 
 
-def test_a_forked_child_sends_what_it_served_before_its_first_flush(alias, tmp_path):
+def test_a_forked_child_sends_what_it_served_before_its_first_flush(
+    alias, tmp_path, forked
+):
     from tiered_cache.metrics.flusher import flusher
 
     name = alias([L1, l3(str(tmp_path / "l3"))])
     cache = caches[name]
     hits(cache, 7)  # the parent's, never flushed here
-    pid = os.fork()
-    if pid == 0:  # a gunicorn --preload worker serves before its thread flushes
-        code = 1
-        try:
-            hits(cache, 5)
-            flusher.flush(name)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> None:  # a gunicorn --preload worker serves before it flushes
+        hits(cache, 5)
+        flusher.flush(name)
+
+    forked(child)
     assert read_summary(name)["tiers"]["l1"]["hits"] == 5
 
 
@@ -266,12 +260,9 @@ def test_a_hash_with_too_many_fields_is_skipped_not_read(
     from tiered_cache.metrics import store as store_module
 
     monkeypatch.setattr(store_module, "MAX_FIELDS", 50)
-    name = alias([L1, real_l2(redis_server.url(7))])
-    cache = caches[name]
-    store = store_of(name)
+    name, cache, store, client = on_redis(alias, redis_server, 7)
     hits(cache, 3)
     process("w").flush(name)
-    client = redis.Redis.from_url(redis_server.url(7))
     client.hset(f"{store.base}:total", mapping={f"junk{i}": 1 for i in range(60)})
     with caplog.at_level(logging.WARNING, logger="tiered_cache.metrics"):
         assert store.totals() == {}
