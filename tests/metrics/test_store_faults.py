@@ -268,3 +268,30 @@ def test_a_hash_with_too_many_fields_is_skipped_not_read(
         assert store.totals() == {}
     assert "more than 50" in caplog.text
     assert read_summary(name)["tiers"]["l1"]["hits"] == 3  # the bucket is read
+
+
+def cluster_tier(redis_cluster) -> dict:
+    return {
+        "NAME": "l2",
+        "BACKEND": "tiered_cache.tiers.RedisClusterTier",
+        "LOCATION": redis_cluster.startup_urls,
+    }
+
+
+@pytest.mark.redis_server
+def test_a_flush_into_a_cluster_runs_on_the_slot_of_its_hash_tag(
+    alias, process, redis_cluster
+):
+    name = alias([L1, cluster_tier(redis_cluster)], METRICS={"GROUPS": 1})
+    cache = caches[name]
+    hits(cache, 3)
+    cache.get("user:1")
+    cache.get("cart:1")
+    worker = process("w")
+    worker.flush(name)
+    store = store_of(name)
+    assert store.totals()["l1|hits"] == 3
+    summary = read_summary(name)
+    assert summary["tiers"]["l1"]["hits"] == 3
+    assert sorted(summary["groups"]) == ["-", "other", "user"]
+    assert l1_hits_scraped(name) == 3
