@@ -162,3 +162,27 @@ def test_names_read_from_the_store_are_escaped(settings, redis_server, client_as
     page = viewer.get(url("groups")).content.decode()
     assert HOSTILE not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_hostile_key_is_escaped_in_the_inspector_and_the_actions(
+    dash_cache, client_as
+):
+    key = f'"><{HOSTILE[1:]}'
+    dash_cache.set(key, "v")
+    client = client_as("superuser")
+    pages = [
+        _inspect(client, key),
+        client.get(
+            reverse("admin:tiered_cache_admin_invalidate_key", args=["default"]),
+            {"key": key},
+        ).content.decode(),
+        client.post(
+            reverse("admin:tiered_cache_admin_invalidate_key", args=["default"]),
+            {"key": key, "confirm": "yes"},
+            follow=True,
+        ).content.decode(),
+    ]
+    for page in pages:
+        assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[2]  # the message
+    assert dash_cache.get(key) is None
