@@ -66,6 +66,14 @@ def _cache(alias: str) -> Any:
         raise Http404(f"no TieredCache called {alias!r}") from None
 
 
+def _summary(request: HttpRequest, alias: str) -> dict[str, Any]:
+    """Return ``data.summary``; say on the page why it is empty if it is."""
+    summary = data.summary(alias)
+    if "error" in summary:
+        messages.warning(request, f"Cache {alias}: {summary['error']}.")
+    return summary
+
+
 def _url(name: str, alias: str) -> str:
     return reverse(f"admin:tiered_cache_admin_{name}", args=[alias])
 
@@ -89,7 +97,7 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
     _require(request, VIEW)
     cache = _cache(alias)
     data.flush(alias)
-    summary = data.summary(alias)
+    summary = _summary(request, alias)
     window = request.GET.get("window", "hour")
     if window not in data.WINDOWS:
         window = "hour"
@@ -131,7 +139,7 @@ def groups(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
     _cache(alias)
     data.flush(alias)
     rows = sorted(
-        data.summary(alias).get("groups", {}).items(),
+        _summary(request, alias).get("groups", {}).items(),
         key=lambda item: -(item[1].get("hits", 0) + item[1].get("misses", 0)),
     )
     ctx = _context(

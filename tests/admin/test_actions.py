@@ -70,6 +70,25 @@ def test_missing_csrf_token_is_refused(dash_cache, client_as):
     assert dash_cache.get("k") is None
 
 
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("clear_tier", {"tier": "l1"}),
+        ("invalidate_key", {"key": "user:1"}),
+        ("invalidate_group", {"group": "user"}),
+    ],
+)
+def test_every_action_refuses_a_post_without_csrf_token(
+    dash_cache, client_as, name, data
+):
+    dash_cache.set("user:1", "v")
+    client = client_as("superuser", enforce_csrf_checks=True)
+    refused = client.post(url(name), {**data, "confirm": "yes"})
+    assert refused.status_code == 403
+    assert dash_cache.get("user:1") == "v"
+    assert not LogEntry.objects.exists()
+
+
 def test_invalid_input_is_shown_again_not_run(dash_cache, client_as):
     dash_cache.set("user:1", "v")
     response = client_as("actor").post(

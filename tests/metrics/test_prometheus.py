@@ -105,3 +105,28 @@ def test_key_groups_are_a_bounded_label(alias, process, tmp_path):
     )
     labels = {(s.labels["group"], s.labels["result"]): s.value for s in family.samples}
     assert labels == {("user", "miss"): 50, ("other", "miss"): 50}
+
+
+@pytest.mark.redis_server
+def test_a_scrape_while_the_store_is_down_says_so_and_does_not_fail(
+    alias, process, tmp_path
+):
+    from tests.matrix import real_l2
+    from tests.support.redis_servers import RedisServer
+
+    server = RedisServer.start(tmp_path / "redis")
+    spec = real_l2(server.url(0))
+    spec["OPTIONS"] = {"SOCKET_TIMEOUT": 0.2, "SOCKET_CONNECT_TIMEOUT": 0.2}
+    name = alias([L1, spec])
+    cache = caches[name]
+    cache.set("a", 1)
+    cache.get("a")
+    process("w").flush(name)
+    registry = CollectorRegistry()
+    registry.register(TieredCacheCollector([name]))
+    assert value(registry, "tiered_cache_store_up") == 1
+    assert value(registry, "tiered_cache_requests_total", tier="l1", result="hit") == 1
+    server.stop()
+    text = generate_latest(registry).decode()  # a scrape, not a server error
+    assert 'tiered_cache_store_up{cache="m"} 0.0' in text
+    assert "tiered_cache_requests_total{" not in text  # unknown, not zero

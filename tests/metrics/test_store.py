@@ -172,26 +172,19 @@ def test_latency_percentiles_are_bucket_upper_bounds():
     assert store_of  # imported for the monkeypatch-free reader path above
 
 
-def test_a_real_forked_child_sends_only_its_own_counts(alias, tmp_path):
-    import os
-
+def test_a_real_forked_child_sends_only_its_own_counts(alias, tmp_path, forked):
     from tiered_cache.metrics.flusher import flusher
 
     name = alias([L1, l3(str(tmp_path / "l3"))])
     cache = caches[name]
     traffic(cache)  # the parent's three hits, never flushed
-    pid = os.fork()
-    if pid == 0:  # the child: os.register_at_fork already reset the flusher
-        code = 1
-        try:
-            flusher.flush(name)  # what it inherited: not sent
-            cache.get("a")
-            flusher.flush(name)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> None:  # os.register_at_fork already reset the flusher
+        flusher.flush(name)  # what it inherited: not sent
+        cache.get("a")
+        flusher.flush(name)
+
+    forked(child)
     summary = read_summary(name)
     assert summary["tiers"]["l1"]["hits"] == 1  # the child's one hit
     assert summary["processes"] == 1

@@ -18,12 +18,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..stats import COUNTERS
+from ..stats import COUNTERS, LATENCY_BUCKETS_MS
 
 if TYPE_CHECKING:
     from ..chain import Chain
 
-__all__ = ["BREAKER_STATES", "counters", "gauges"]
+__all__ = [
+    "BREAKER_STATES",
+    "breaker_state",
+    "counters",
+    "gauges",
+    "latency_field",
+]
 
 #: Breaker states in order of worry: a deployment shows its worst process's.
 BREAKER_STATES = ("closed", "half_open", "open")
@@ -72,3 +78,27 @@ def gauges(chain: Chain) -> dict[str, int]:
         if slot.breaker is not None:
             out[f"{slot.name}|breaker"] = BREAKER_STATES.index(slot.breaker.state)
     return out
+
+
+def latency_field(name: str) -> tuple[str, str, int] | None:
+    """Return ``(tier, op, bucket)`` of a ``"<tier>|lat|<op>|<bucket>"`` field.
+
+    ``None`` for any other field, and for one of that shape whose bucket is
+    not one of the histogram's (a store anyone can write to may hold it).
+    """
+    parts = name.split("|")
+    if len(parts) != 4 or parts[1] != "lat":
+        return None
+    index = parts[3]
+    if not (index.isascii() and index.isdigit()) or int(index) > len(
+        LATENCY_BUCKETS_MS
+    ):
+        return None
+    return parts[0], parts[2], int(index)
+
+
+def breaker_state(value: int | None) -> str | None:
+    """Return the name of a stored breaker gauge (``None``: none or unknown)."""
+    if value is None or not 0 <= value < len(BREAKER_STATES):
+        return None
+    return BREAKER_STATES[value]

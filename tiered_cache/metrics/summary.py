@@ -18,12 +18,11 @@ Definitions (docs/metrics.rst has the reader's version):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from ..stats import COUNTERS, LATENCY_BUCKETS_MS
-from .fields import BREAKER_STATES
+from .fields import breaker_state, latency_field
 from .flusher import store_of
 from .store import RETENTION
 
@@ -49,25 +48,13 @@ def read_summary(alias: str, since: float | None = None) -> dict[str, Any]:
     "processes", "store"}`` (see the package docstring).
     """
     since = float(RETENTION if since is None else min(since, RETENTION))
-    now = time.time()
     store = store_of(alias)
+    now = store.now()
     buckets = store.buckets(_minutes(since, now))
     summary = summarize(buckets, now, tier_order(alias))
     summary["since"] = since
     summary["store"] = store.kind
     return summary
-
-
-def _tier_names(
-    order: list[str], counts: Mapping[str, int], gauges: Mapping[str, int]
-) -> list[str]:
-    """Return the tiers named in the fields, in read order (``order``) first."""
-    names: dict[str, None] = dict.fromkeys(order)
-    for field in [*counts, *gauges]:
-        tier = field.split("|", 1)[0]
-        if tier not in ("chain", "bus", "grp"):
-            names[tier] = None
-    return list(names)
 
 
 def tier_order(alias: str) -> list[str]:
@@ -80,7 +67,11 @@ def tier_order(alias: str) -> list[str]:
 def summarize(
     buckets: Mapping[int, Mapping[str, int]], now: float, order: list[str]
 ) -> dict[str, Any]:
-    """Return the summary of ``buckets`` (``{minute: fields}``)."""
+    """Return the summary of ``buckets`` (``{minute: fields}``).
+
+    ``order``: the cache's tiers in read order, the only tiers shown (a
+    field of any other name, someone else's, makes no tier).
+    """
     counts: dict[str, int] = {}
     last_seen: dict[str, int] = {}
     latest: dict[str, tuple[int, dict[str, int]]] = {}  # process -> its gauges
@@ -89,7 +80,10 @@ def summarize(
             if field.startswith("p|"):
                 last_seen[field[2:]] = max(last_seen.get(field[2:], 0), value)
             elif field.startswith("g|"):
-                _, process, name = field.split("|", 2)
+                parts = field.split("|", 2)
+                if len(parts) != 3:
+                    continue  # not a gauge this package wrote
+                _, process, name = parts
                 if latest.get(process, (-1, {}))[0] < minute:
                     latest[process] = (minute, {})
                 latest[process][1][name] = value
@@ -116,15 +110,14 @@ def from_counts(
     counts: Mapping[str, int], gauges: Mapping[str, int], order: list[str]
 ) -> dict[str, Any]:
     """Return ``total``, ``tiers``, ``bus``, ``latency`` and ``groups``."""
-    names = _tier_names(order, counts, gauges)
+    names = list(order)  # the configured tiers: a stored field makes none
     tiers: dict[str, dict[str, Any]] = {}
     for tier in names:
         info: dict[str, Any] = {n: counts.get(f"{tier}|{n}", 0) for n in COUNTERS}
         info["hit_ratio"] = _ratio(info["hits"], info["hits"] + info["misses"])
         info["errors_by_kind"] = _split(counts, f"{tier}|error|")
         info["refused_by_reason"] = _split(counts, f"{tier}|refused|")
-        state = gauges.get(f"{tier}|breaker")
-        info["breaker"] = None if state is None else BREAKER_STATES[state]
+        info["breaker"] = breaker_state(gauges.get(f"{tier}|breaker"))
         info["bytes"] = gauges.get(f"{tier}|bytes")
         info["entries"] = gauges.get(f"{tier}|entries")
         info["latency"] = latency_summary(counts, f"{tier}|")
@@ -183,11 +176,12 @@ def latency_summary(counts: Mapping[str, int], prefix: str) -> dict[str, dict]:
         if not field.startswith(prefix):
             continue
         parts = field.split("|")
-        if len(parts) == 4 and parts[1] == "lat":
+        bucket = latency_field(field)
+        if bucket is not None:
             counts_of = histograms.setdefault(
-                parts[2], [0] * (len(LATENCY_BUCKETS_MS) + 1)
+                bucket[1], [0] * (len(LATENCY_BUCKETS_MS) + 1)
             )
-            counts_of[int(parts[3])] += value
+            counts_of[bucket[2]] += value
         elif len(parts) == 3 and parts[1] == "lat_us":
             sums[parts[2]] = sums.get(parts[2], 0) + value
     out = {}
@@ -224,11 +218,12 @@ def read_series(alias: str, window: float, step: float) -> dict[str, Any]:
     """
     window = min(float(window), RETENTION)
     minutes_per_step = max(1, int(-(-float(step) // 60)))
-    now = time.time()
+    store = store_of(alias)
+    now = store.now()
     last = int(now // 60)
     first = last - int(window // 60)
     first -= (first - last) % minutes_per_step  # steps end at the current minute
-    buckets = store_of(alias).buckets(range(first, last + 1))
+    buckets = store.buckets(range(first, last + 1))
     order = tier_order(alias)
     tiers: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
     total: list[dict[str, Any]] = []
