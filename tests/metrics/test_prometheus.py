@@ -130,3 +130,17 @@ def test_a_scrape_while_the_store_is_down_says_so_and_does_not_fail(
     text = generate_latest(registry).decode()  # a scrape, not a server error
     assert 'tiered_cache_store_up{cache="m"} 0.0' in text
     assert "tiered_cache_requests_total{" not in text  # unknown, not zero
+
+
+def test_register_reads_no_store(alias, tmp_path, monkeypatch):
+    from tiered_cache.metrics import prometheus
+
+    alias([L1, l3(str(tmp_path / "l3"))])
+    reads = []
+    real = prometheus.store_of
+    monkeypatch.setattr(prometheus, "store_of", lambda a: reads.append(a) or real(a))
+    registry = CollectorRegistry(auto_describe=True)  # as prometheus_client's own
+    register(registry)  # at URLconf import: Redis may be down (issue 8)
+    assert reads == []
+    assert "tiered_cache_store_up" in generate_latest(registry).decode()
+    assert reads == ["m"]  # the scrape reads it

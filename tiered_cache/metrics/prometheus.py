@@ -58,6 +58,16 @@ class TieredCacheCollector(Collector):
     def __init__(self, aliases: Iterable[str] | None = None) -> None:
         self.aliases = None if aliases is None else list(aliases)
 
+    def describe(self) -> Iterator[Any]:
+        """Yield the families, without samples: registering reads no store.
+
+        prometheus_client calls ``collect()`` at registration to learn the
+        names of a collector that has no ``describe()``: that read Redis
+        while the URLconf was imported, and a Redis down at start-up failed
+        every URL of the site (issue 8).
+        """
+        yield from _Families().all()
+
     def collect(self) -> Iterator[Any]:
         """Yield every alias's families; an alias whose store fails has none.
 
