@@ -6,14 +6,14 @@ to the shared store, so a page shows the whole deployment, not the one worker
 that served it. No other module of the admin app reads metrics.
 
 The store is the cache's Redis (or disk) tier, and it may be down: a page
-then shows empty numbers with the reason (``summary``'s ``"error"``), never
-a server error; the flush a page starts with is skipped with a log line.
+then shows the serving process's own numbers with the reason (``summary``'s
+``"error"``), never a server error; the flush a page starts with is skipped
+with a log line.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +21,6 @@ from django.core.cache import caches
 
 from tiered_cache import metrics as _metrics
 from tiered_cache.backend import TieredCache
-from tiered_cache.metrics.summary import summarize
 
 __all__ = ["WINDOWS", "aliases", "flush", "series", "summary", "tiered_cache"]
 
@@ -53,17 +52,17 @@ def tiered_cache(alias: str) -> TieredCache:
 def summary(alias: str, since: float | None = None) -> dict[str, Any]:
     """Return the deployment's numbers for ``alias`` (``read_summary``'s shape).
 
-    When the store cannot be read: zeros, and ``"error"`` saying why.
+    When the store cannot be read: this process's own numbers, and
+    ``"error"`` saying why.
     """
     try:
         return _metrics.read_summary(alias, since=since)
     except Exception as exc:  # the store (Redis) is down or refuses
         logger.warning("cache %s: cannot read the metrics store (%s)", alias, exc)
         return {
-            **summarize({}, time.time(), [tier.name for tier in caches[alias].tiers]),
-            "since": since,
-            "store": None,
-            "error": f"cannot read the metrics store ({exc})",
+            **_metrics.read_own_summary(alias),
+            "error": "shared metrics unavailable: cannot read the metrics store "
+            f"({exc}); the numbers below are this process's own",
         }
 
 

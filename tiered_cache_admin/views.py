@@ -28,6 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from tiered_cache.exceptions import TierUnavailable
+from tiered_cache.stats import POOLED_GROUPS
 
 from . import actions, data
 from .chart import PALETTE, hit_ratio_svg
@@ -103,7 +104,9 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
         window = "hour"
     history = data.series(alias, window)
     total = summary["total"]
-    since = summary.get("since") or 0
+    # Over the time the counts cover, not the whole window (a site up for
+    # ten minutes is not averaged over 24 h).
+    covered = summary.get("covered") or 0
     requests = total.get("hits", 0) + total.get("misses", 0)
     tiers = [
         {"name": name, "colour": PALETTE[i % len(PALETTE)], **counters}
@@ -117,7 +120,7 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
         summary=summary,
         total=total,
         tiers=tiers,
-        requests_per_s=requests / since if since else None,
+        requests_per_s=requests / covered if covered else None,
         latency=sorted(summary.get("latency", {}).items()),
         bus=summary.get("bus") or {},
         window=window,
@@ -144,7 +147,7 @@ def groups(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
     )
     ctx = _context(
         admin, request, f"Cache {alias}: key groups", alias=alias, rows=rows,
-        tab="groups",
+        pooled_groups=POOLED_GROUPS, tab="groups",
     )  # fmt: skip
     return TemplateResponse(request, "tiered_cache_admin/groups.html", ctx)
 

@@ -99,6 +99,18 @@ def test_invalid_input_is_shown_again_not_run(dash_cache, client_as):
     assert dash_cache.get("user:1") == "v"
 
 
+@pytest.mark.parametrize("group", ["-", "other"])
+def test_a_pooled_group_is_refused_not_invalidated(dash_cache, client_as, group):
+    dash_cache.set_many({f"{group}:1": 1, "plain": 2})
+    response = client_as("actor").post(
+        url("invalidate_group"), {"group": group, "confirm": "yes"}
+    )
+    assert response.status_code == 200  # the form again, with the reason
+    assert "pools many prefixes" in response.content.decode()
+    assert dash_cache.get_many([f"{group}:1", "plain"]) == {f"{group}:1": 1, "plain": 2}
+    assert not LogEntry.objects.exists()
+
+
 def test_clear_one_tier_leaves_the_others(dash_cache, client_as):
     dash_cache.set("k", "v")
     response = client_as("actor").post(

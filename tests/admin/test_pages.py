@@ -137,6 +137,30 @@ def test_pages_render_while_the_metrics_store_is_down(settings, tmp_path, client
         assert "metrics store" in response.content.decode(), name
 
 
+def test_with_the_store_down_the_overview_shows_this_process_numbers(
+    settings, tmp_path, client_as
+):
+    from tests.admin.conftest import use_cache
+    from tests.matrix import L1, real_l2
+    from tests.support.redis_servers import RedisServer
+
+    server = RedisServer.start(tmp_path / "redis")
+    spec = real_l2(server.url(0))
+    spec["OPTIONS"] = {"SOCKET_TIMEOUT": 0.2, "SOCKET_CONNECT_TIMEOUT": 0.2}
+    cache = use_cache(settings, [L1, spec])
+    cache.set("k", "v")
+    for _ in range(3):
+        assert cache.get("k") == "v"  # three L1 hits
+    assert cache.get("absent") is None  # an L1 miss, an L2 miss
+    server.stop()
+    page = client_as("superuser").get(url("overview")).content.decode()
+    assert "shared metrics unavailable" in page
+    total = re.search(r'id="tc-total-hit-ratio">([^<]*)<', page).group(1)
+    assert total == "75.0 %"  # this process's counters, not zeros
+    rows = dict(re.findall(r'data-tier="(\w+)">.*?tc-hit-ratio">([^<]*)<', page, re.S))
+    assert rows == {"l1": "75.0 %", "l2": "0.0 %"}
+
+
 HOSTILE = "<script>alert(1)</script>"
 
 

@@ -200,3 +200,17 @@ def test_key_groups_reach_the_summary(alias, process, tmp_path):
     process("w").flush(name)
     groups = read_summary(name)["groups"]
     assert groups == {"user": {"hits": 1, "misses": 1, "hit_ratio": 0.5}}
+
+
+def test_the_summary_says_how_long_its_counts_cover():
+    from tiered_cache.metrics.summary import summarize
+
+    now = 1_000_000 * 60 + 30.0
+    minute = int(now // 60)
+    buckets = {
+        minute - 10: {"p|w": 1},  # a flush with nothing counted
+        minute - 5: {"l1|hits": 3},
+        minute: {"l1|misses": 1},
+    }
+    assert summarize(buckets, now, ["l1"])["covered"] == 5 * 60 + 30
+    assert summarize({}, now, ["l1"])["covered"] is None

@@ -41,7 +41,7 @@ from ..resilience import LogThrottle
 from . import fields
 from .store import Batch, Store, store_for
 
-__all__ = ["Flusher", "flusher", "store_of", "tiered_aliases"]
+__all__ = ["Flusher", "flusher", "own_fields", "store_of", "tiered_aliases"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,14 @@ def _built(alias: str) -> tuple[Any, Chain] | None:
         return None
     chain = built_chain(options)
     return None if chain is None else (options, chain)
+
+
+def own_fields(alias: str) -> tuple[dict[str, int], dict[str, int]] | None:
+    """Return this process's counters and gauges of ``alias`` (``None``: unbuilt)."""
+    built = _built(alias)
+    if built is None:
+        return None
+    return fields.counters(built[1]), fields.gauges(built[1])
 
 
 def store_of(alias: str) -> Store:
@@ -126,6 +134,8 @@ class Flusher:
         """Name this process's life (a restart reusing the pid is another)."""
         self.sender = f"{self.process}:{uuid.uuid4().hex[:12]}"
         self._seq = 0
+        #: When this process's life began (its counters count from then).
+        self.started = time.time()
 
     def flush(self, alias: str | None = None) -> None:
         """Send the deltas of ``alias`` (every alias when ``None``) now.

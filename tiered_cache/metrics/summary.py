@@ -18,15 +18,22 @@ Definitions (docs/metrics.rst has the reader's version):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from ..stats import COUNTERS, LATENCY_BUCKETS_MS
 from .fields import breaker_state, latency_field
-from .flusher import store_of
-from .store import RETENTION
+from .flusher import flusher, own_fields, store_of
+from .store import RETENTION, LocalStore
 
-__all__ = ["latency_summary", "read_series", "read_summary", "summarize"]
+__all__ = [
+    "latency_summary",
+    "read_own_summary",
+    "read_series",
+    "read_summary",
+    "summarize",
+]
 
 #: A process that has not flushed for this long is not counted as live.
 LIVE_FOR = 180
@@ -53,7 +60,28 @@ def read_summary(alias: str, since: float | None = None) -> dict[str, Any]:
     buckets = store.buckets(_minutes(since, now))
     summary = summarize(buckets, now, tier_order(alias))
     summary["since"] = since
+    if summary["covered"] is not None:
+        summary["covered"] = min(summary["covered"], since)
     summary["store"] = store.kind
+    return summary
+
+
+def read_own_summary(alias: str) -> dict[str, Any]:
+    """Return this process's own numbers of ``alias``, in ``read_summary``'s shape.
+
+    What a reader shows when the shared store cannot be read (Redis down):
+    the counters this process holds, since it started (``"store"``:
+    ``"process"``; ``since`` and ``covered``: the seconds since it started).
+    """
+    now = time.time()
+    minute = int(now // 60)
+    store = LocalStore()
+    own = own_fields(alias)
+    if own is not None:
+        store.add(minute, own[0], own[1], flusher.process, now)
+    summary = summarize(store.buckets([minute]), now, tier_order(alias))
+    up = max(now - flusher.started, 1.0)
+    summary.update(since=up, covered=up, store="process")
     return summary
 
 
@@ -75,7 +103,10 @@ def summarize(
     counts: dict[str, int] = {}
     last_seen: dict[str, int] = {}
     latest: dict[str, tuple[int, dict[str, int]]] = {}  # process -> its gauges
+    first: int | None = None  # the first minute holding counts
     for minute in sorted(buckets):
+        if first is None and any(f[:2] not in ("p|", "g|") for f in buckets[minute]):
+            first = minute
         for field, value in buckets[minute].items():
             if field.startswith("p|"):
                 last_seen[field[2:]] = max(last_seen.get(field[2:], 0), value)
@@ -103,6 +134,8 @@ def summarize(
         **from_counts(counts, gauges, order),
         "processes": len(live),
         "processes_seen": len(last_seen),
+        # The seconds the counts cover (a rate's divisor, not the window's).
+        "covered": None if first is None else max(now - first * 60, 1.0),
     }
 
 
