@@ -92,3 +92,40 @@ def test_a_store_that_does_not_answer_is_a_command_error(alias):
     alias([L1, nowhere])
     with pytest.raises(CommandError, match="m: cannot read the metrics store"):
         run()
+
+
+@pytest.fixture
+def global_flusher(monkeypatch):
+    """The process's flusher, made a sender again (and restarted) afterwards."""
+    from tiered_cache.metrics.flusher import flusher
+
+    running = flusher.running()
+    monkeypatch.setattr(flusher, "reader", False, raising=False)
+    yield flusher
+    monkeypatch.undo()
+    if running:
+        flusher.start()
+
+
+def test_the_command_sends_nothing_of_its_own(flushed, global_flusher, capsys):
+    """A run of ``manage.py cache_stats`` is no process of the deployment (issue 8).
+
+    Building the cache starts its bus listener, whose calls are counted: each
+    run was sent at exit as a live process, with latency rows of its own and
+    the L3 errors of an interpreter shutting down.
+    """
+    from tiered_cache.management.commands.cache_stats import Command
+    from tiered_cache.metrics.flusher import store_of
+
+    caches[flushed].get("counted-here")  # this process's, not yet sent
+    Command().run_from_argv(["manage.py", "cache_stats", "--json"])
+    before = store_of(flushed).totals()
+    global_flusher.flush(flushed)  # what the exit would send
+    assert store_of(flushed).totals() == before
+    assert not global_flusher.running()
+    assert flushed in capsys.readouterr().out
+
+
+def test_call_command_leaves_the_process_a_sender(flushed, global_flusher):
+    run("--json")  # in a worker's process: its counters are still sent
+    assert not global_flusher.reader

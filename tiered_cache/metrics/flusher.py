@@ -128,6 +128,8 @@ class Flusher:
         self._stop = threading.Event()
         self._throttle = LogThrottle()
         self.process = _process_id()
+        #: This process only reads the metrics (``only_read``).
+        self.reader = False
         self._new_sender()
 
     def _new_sender(self) -> None:
@@ -137,11 +139,26 @@ class Flusher:
         #: When this process's life began (its counters count from then).
         self.started = time.time()
 
+    def only_read(self) -> None:
+        """Make this process a reader of the metrics: it sends nothing, ever.
+
+        ``manage.py cache_stats`` builds the caches to find their stores, and
+        a cache built starts its bus listener, whose calls are counted: sent,
+        they made each run of the command a live process of the deployment
+        for three minutes, with latency rows of its own and, at exit, the
+        errors of an interpreter shutting down (issue 8).
+        """
+        self.reader = True
+        self.stop()
+
     def flush(self, alias: str | None = None) -> None:
         """Send the deltas of ``alias`` (every alias when ``None``) now.
 
         Raises what the store raised; the deltas then wait for the next flush.
+        A reader (``only_read``) sends nothing.
         """
+        if self.reader:
+            return
         with self._lock:
             for name in [alias] if alias is not None else tiered_aliases():
                 self._flush(name)

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from tiered_cache.metrics import read_summary
 from tiered_cache.metrics.durations import parse_duration
-from tiered_cache.metrics.flusher import tiered_aliases
+from tiered_cache.metrics.flusher import flusher, tiered_aliases
 
 _COLUMNS = ("hits", "misses", "hit_ratio", "sets", "deletes", "errors")
 
@@ -43,6 +43,14 @@ class Command(BaseCommand):
             metavar="ALIAS",
             help="only this alias (repeatable); default every TieredCache",
         )
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        # Run as a process of its own (manage.py): a reader, so what it counts
+        # while it reads (its bus listener's calls, its exit) is not sent as
+        # the deployment's traffic. Not from call_command: a worker that runs
+        # the command in-process keeps sending its own counters.
+        flusher.only_read()
+        super().run_from_argv(argv)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
