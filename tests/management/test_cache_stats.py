@@ -60,7 +60,12 @@ def test_the_table_shows_every_tier_and_the_total(flushed):
 
 def test_since_limits_the_window(flushed):
     assert json.loads(run("--json", "--since", "15m"))[flushed]["since"] == 900
-    assert json.loads(run("--json", "--since", "2d"))[flushed]["since"] == 86400
+    assert json.loads(run("--json", "--since", "24h"))[flushed]["since"] == 86400
+
+
+def test_a_since_beyond_the_retention_is_refused_not_cut(flushed):
+    with pytest.raises(CommandError, match=r"--since: 2d is more than the store keeps"):
+        run("--since", "2d")
 
 
 @pytest.mark.parametrize("bad", ["1x", "15", "-1h", "0m", "h"])

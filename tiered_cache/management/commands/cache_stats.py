@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tiered_cache.metrics import read_summary
 from tiered_cache.metrics.durations import parse_duration
 from tiered_cache.metrics.flusher import flusher, tiered_aliases
+from tiered_cache.metrics.store import RETENTION
 
 _COLUMNS = ("hits", "misses", "hit_ratio", "sets", "deletes", "errors")
 
@@ -34,7 +35,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--since",
             default="24h",
-            help="how far back: 90s, 15m, 1h, 2d (default 24h, the retention)",
+            help="how far back: 90s, 15m, 1h, 24h (the default: all the store "
+            "keeps, 24 hours)",
         )
         parser.add_argument(
             "--cache",
@@ -57,6 +59,11 @@ class Command(BaseCommand):
             since = parse_duration(options["since"])
         except ValueError as exc:
             raise CommandError(f"--since: {exc}") from None
+        if since > RETENTION:
+            raise CommandError(
+                f"--since: {options['since']} is more than the store keeps "
+                f"({_human(RETENTION)}): ask for {_human(RETENTION)} or less"
+            )
         known = tiered_aliases()
         aliases = options["aliases"] or known
         unknown = [alias for alias in aliases if alias not in known]
