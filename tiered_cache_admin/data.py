@@ -21,8 +21,17 @@ from django.core.cache import caches
 
 from tiered_cache import metrics as _metrics
 from tiered_cache.backend import TieredCache
+from tiered_cache.metrics.summary import by_caller
 
-__all__ = ["WINDOWS", "aliases", "flush", "series", "summary", "tiered_cache"]
+__all__ = [
+    "WINDOWS",
+    "aliases",
+    "by_caller",
+    "flush",
+    "series",
+    "summary",
+    "tiered_cache",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -108,6 +108,7 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
     # ten minutes is not averaged over 24 h).
     covered = summary.get("covered") or 0
     requests = total.get("hits", 0) + total.get("misses", 0)
+    user_ops, internal_ops = data.by_caller(summary.get("latency") or {})
     tiers = [
         {"name": name, "colour": PALETTE[i % len(PALETTE)], **counters}
         for i, (name, counters) in enumerate(summary["tiers"].items())
@@ -121,7 +122,8 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
         total=total,
         tiers=tiers,
         requests_per_s=requests / covered if covered else None,
-        latency=sorted(summary.get("latency", {}).items()),
+        latency=sorted(user_ops.items()),
+        internal_latency=sorted(internal_ops.items()),
         bus=summary.get("bus") or {},
         window=window,
         windows=list(data.WINDOWS),

@@ -58,6 +58,24 @@ def test_the_table_shows_every_tier_and_the_total(flushed):
     assert total.split()[:4] == ["total", "2", "1", "66.7%"]
 
 
+def test_the_table_shows_the_latency_of_calls_apart_from_the_caches_own(flushed):
+    from tiered_cache.management.commands.cache_stats import Command
+    from tiered_cache.metrics import read_summary
+
+    summary = read_summary(flushed)
+    lat = {"p50_ms": 1.0, "p99_ms": 2.5, "count": 3, "mean_ms": 1.2}
+    summary["latency"] = {"get": lat, "read_journal": lat, "set_many_announced": lat}
+    lines = Command()._table("m", summary).splitlines()
+    start = lines.index("latency of calls below L1:")
+    assert [line.split(":")[0].strip() for line in lines[start:]] == [
+        "latency of calls below L1",
+        "get",
+        "set_many_announced",  # the L2 write of a set and its announcement
+        "latency of the cache's own calls below L1",
+        "read_journal",
+    ]
+
+
 def test_since_limits_the_window(flushed):
     assert json.loads(run("--json", "--since", "15m"))[flushed]["since"] == 900
     assert json.loads(run("--json", "--since", "24h"))[flushed]["since"] == 86400

@@ -28,6 +28,8 @@ from .flusher import flusher, own_fields, store_of
 from .store import RETENTION, LocalStore
 
 __all__ = [
+    "USER_OPERATIONS",
+    "by_caller",
     "latency_summary",
     "read_own_summary",
     "read_series",
@@ -37,6 +39,16 @@ __all__ = [
 
 #: A process that has not flushed for this long is not counted as live.
 LIVE_FOR = 180
+#: Timed calls the application asked for: Django's cache API, and the L2
+#: write carrying a set's announcement (``set_many_announced``). Every other
+#: timed call (the bus's journal and position, stampede leases, the counts
+#: kept for an outage) is the cache's own work, shown apart (issue 8).
+USER_OPERATIONS = frozenset(
+    {
+        "get", "get_many", "has_key", "set", "set_many", "set_many_announced",
+        "add", "delete", "delete_many", "incr", "touch", "clear",
+    }
+)  # fmt: skip
 _PER_TIER_TOTALS = ("sets", "deletes")
 
 
@@ -196,6 +208,12 @@ def _split(counts: Mapping[str, int], prefix: str) -> dict[str, int]:
         for field, value in counts.items()
         if field.startswith(prefix)
     }
+
+
+def by_caller(latency: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``{op: ...}`` into the application's operations and the cache's own."""
+    user = {op: v for op, v in latency.items() if op in USER_OPERATIONS}
+    return user, {op: v for op, v in latency.items() if op not in USER_OPERATIONS}
 
 
 def latency_summary(counts: Mapping[str, int], prefix: str) -> dict[str, dict]:

@@ -16,6 +16,7 @@ from tiered_cache.metrics import read_summary
 from tiered_cache.metrics.durations import parse_duration
 from tiered_cache.metrics.flusher import flusher, tiered_aliases
 from tiered_cache.metrics.store import RETENTION
+from tiered_cache.metrics.summary import by_caller
 
 _COLUMNS = ("hits", "misses", "hit_ratio", "sets", "deletes", "errors")
 
@@ -107,12 +108,15 @@ class Command(BaseCommand):
                     for i, cell in enumerate(cells)
                 )
             )
-        latency = summary["latency"]
-        for op, info in latency.items():
-            lines.append(
-                f"  {op}: {info['count']} calls below L1, p50 <= {info['p50_ms']} ms, "
-                f"p99 <= {info['p99_ms']} ms"
-            )
+        user, internal = by_caller(summary["latency"])
+        for heading, latency in (("calls", user), ("the cache's own calls", internal)):
+            if latency:
+                lines.append(f"latency of {heading} below L1:")
+            for op, info in latency.items():
+                lines.append(
+                    f"  {op}: {info['count']} calls, p50 <= {info['p50_ms']} ms, "
+                    f"p99 <= {info['p99_ms']} ms"
+                )
         return "\n".join(lines) + "\n"
 
 
