@@ -228,6 +228,7 @@ def test_key_groups_stay_bounded_across_processes(
     assert sorted(groups) == ["g0", "g1", "other"]
     assert groups["other"]["misses"] == 6
     assert {labels[1][1] for (metric, labels) in scrape(name) if "group" in metric} == {
+        "-",  # declared at zero
         "g0",
         "g1",
         "other",

@@ -28,9 +28,9 @@ from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from ..resilience import LogThrottle
 from ..stats import LATENCY_BUCKETS_MS
-from .fields import BREAKER_STATES, latency_field
+from .fields import BREAKER_STATES, declared, latency_field
 from .flusher import store_of, tiered_aliases
-from .summary import LIVE_FOR, _minutes, summarize, tier_order
+from .summary import LIVE_FOR, _minutes, read_totals, summarize, tier_order
 
 __all__ = ["TieredCacheCollector", "register"]
 
@@ -80,7 +80,7 @@ class TieredCacheCollector(Collector):
         for alias in aliases:
             try:
                 store = store_of(alias)
-                totals = store.totals()
+                totals = {**_declared(alias), **read_totals(alias, store)}
                 now = store.now()
                 order = tier_order(alias)
                 live = summarize(store.buckets(_minutes(LIVE_FOR, now)), now, order)
@@ -94,6 +94,13 @@ class TieredCacheCollector(Collector):
             families.store_up.add_metric([alias], 1)
             families.add(alias, totals, live, order)
         yield from families.all()
+
+
+def _declared(alias: str) -> dict[str, int]:
+    """The zero series of ``alias`` (``fields.declared``): a constant count."""
+    from django.core.cache import caches
+
+    return declared(caches[alias]._chain)
 
 
 class _Families:

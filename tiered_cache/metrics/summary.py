@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..stats import COUNTERS, LATENCY_BUCKETS_MS
-from .fields import breaker_state, latency_field
+from .fields import breaker_state, latency_field, top_groups
 from .flusher import flusher, own_fields, store_of
-from .store import RETENTION, LocalStore
+from .store import RETENTION, LocalStore, Store
 
 __all__ = [
     "USER_OPERATIONS",
@@ -33,6 +33,7 @@ __all__ = [
     "latency_summary",
     "read_own_summary",
     "read_series",
+    "read_totals",
     "read_summary",
     "summarize",
 ]
@@ -70,7 +71,7 @@ def read_summary(alias: str, since: float | None = None) -> dict[str, Any]:
     store = store_of(alias)
     now = store.now()
     buckets = store.buckets(_minutes(since, now))
-    summary = summarize(buckets, now, tier_order(alias))
+    summary = summarize(buckets, now, tier_order(alias), _group_limit(alias))
     summary["since"] = since
     if summary["covered"] is not None:
         summary["covered"] = min(summary["covered"], since)
@@ -97,6 +98,17 @@ def read_own_summary(alias: str) -> dict[str, Any]:
     return summary
 
 
+def read_totals(alias: str, store: Store) -> dict[str, int]:
+    """Return the running totals of ``alias``, its key groups bounded."""
+    return top_groups(store.totals(), _group_limit(alias))
+
+
+def _group_limit(alias: str) -> int:
+    from django.core.cache import caches
+
+    return caches[alias].options.metrics.groups
+
+
 def tier_order(alias: str) -> list[str]:
     """Return the tier names of ``alias`` in read order."""
     from django.core.cache import caches
@@ -105,12 +117,16 @@ def tier_order(alias: str) -> list[str]:
 
 
 def summarize(
-    buckets: Mapping[int, Mapping[str, int]], now: float, order: list[str]
+    buckets: Mapping[int, Mapping[str, int]],
+    now: float,
+    order: list[str],
+    groups: int | None = None,
 ) -> dict[str, Any]:
     """Return the summary of ``buckets`` (``{minute: fields}``).
 
     ``order``: the cache's tiers in read order, the only tiers shown (a
-    field of any other name, someone else's, makes no tier).
+    field of any other name, someone else's, makes no tier). ``groups``:
+    the most key groups shown, the busiest (``fields.top_groups``).
     """
     counts: dict[str, int] = {}
     last_seen: dict[str, int] = {}
@@ -142,6 +158,8 @@ def summarize(
                 gauges[name] = max(gauges.get(name, 0), value)
             else:
                 gauges[name] = gauges.get(name, 0) + value
+    if groups is not None:
+        counts = top_groups(counts, groups)
     return {
         **from_counts(counts, gauges, order),
         "processes": len(live),
