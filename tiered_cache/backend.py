@@ -85,7 +85,8 @@ from . import stampede
 from .chain import chain_for
 from .compat import ExpiryView
 from .conf import Refusal, options_for
-from .envelope import Record
+from .envelope import Record, materialize
+from .exceptions import EnvelopeError
 from .keys import (
     MAX_STORED_KEY_LENGTH,
     clear_namespace,
@@ -260,6 +261,10 @@ class TieredCache(BaseCache):
             value = top.get_value(key, MISSING)
             if value is not MISSING:
                 return value
+        return self._get_below_top(key, default)
+
+    def _get_below_top(self, key: str, default: Any) -> Any:
+        """Read the stored ``key`` from the tiers below the fast top, counted."""
         slots = self._slots
         for index in range(self._below, len(slots)):
             record = slots[index].get(key)
@@ -273,6 +278,31 @@ class TieredCache(BaseCache):
                 self._chain.promote_one(key, record, slots[:index])
             return record.value
         return default
+
+    def _get_top_counted(self, key: str) -> Any:
+        """``get`` of the stored ``key`` (or MISSING) whose top lookup was counted.
+
+        For ``get_or_set``, which looked at the fast top (counted) before
+        joining a flight: the leader's read looks at the top again uncounted
+        (a flight may have landed since) and counts the tiers below. One
+        call of the user is one lookup per tier (issue 8).
+        """
+        top = self._top
+        if top is not None:
+            value = _value_of(top.get(key))
+            if value is not MISSING:
+                return value
+        return self._get_below_top(key, MISSING)
+
+    def _peek(self, key: str, default: Any) -> Any:
+        """Return what ``get`` would for the stored ``key``: uncounted, unpromoted.
+
+        A second look inside one call of the user (``get_or_set`` reading
+        back what its ``add`` kept, a flight's leader looking again once it
+        holds the lease): the call's lookup was counted already (issue 8).
+        """
+        value = _value_of(self._chain.find(key))
+        return default if value is MISSING else value
 
     def _get_counting_group(
         self, key: Any, default: Any = None, version: int | None = None
@@ -491,3 +521,13 @@ class TieredCache(BaseCache):
     def check(self) -> list[str]:
         """Return broken invariants of the tiers (empty when healthy)."""
         return self._chain.check()
+
+
+def _value_of(record: Record | Any) -> Any:
+    """Return a record's value; MISSING for a miss or a payload that won't load."""
+    if record is MISSING or record is UNAVAILABLE:
+        return MISSING
+    try:
+        return materialize(record)
+    except EnvelopeError:
+        return MISSING

@@ -268,7 +268,7 @@ class _Call:
         flight, lease_key, lease_seconds, max_poll = self.coordinate()
         entry = self.coordinator.run(
             flight,
-            self.read,
+            self.read_again,
             self.produce,
             lease_key=lease_key,
             lease_seconds=lease_seconds,
@@ -278,7 +278,9 @@ class _Call:
 
     def read(self) -> Any:
         """Return the fresh entry, or MISSING (remembering a stale one)."""
-        entry = self.backend.get(self.key, MISSING)
+        return self._fresh(self.backend.get(self.key, MISSING))
+
+    def _fresh(self, entry: Any) -> Any:
         if not _is_entry(entry):
             return MISSING
         soft = entry[2]
@@ -286,6 +288,14 @@ class _Call:
             return entry
         self.stale = entry
         return MISSING
+
+    def read_again(self) -> Any:
+        """``read`` for the flight's leader: its first look was counted (issue 8)."""
+        backend = self.backend
+        if not isinstance(backend, TieredCache):
+            return self.read()
+        entry = backend._peek(backend.stored_key(self.key), MISSING)
+        return self._fresh(entry)
 
     def produce(self, outage: bool) -> tuple:
         """Compute, store and return a new entry (or serve a stale one)."""

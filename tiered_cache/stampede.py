@@ -368,15 +368,19 @@ def get_or_set(
     """``TieredCache.get_or_set``: Django's semantics, computed once (see above).
 
     As in Django, a computed value is stored with ``add`` and the key is read
-    again, so a value another caller stored first wins.
+    again, so a value another caller stored first wins. Each tier counts one
+    lookup per call, hit or miss: the reads after the first (the leader's
+    second look, the read back after ``add``) are uncounted (issue 8), and
+    the key group, if counted, is counted once.
     """
+    stored = cache.stored_key(key, version)
     if not callable(default):  # nothing to compute: Django's get, add, get
         value = cache.get(key, MISSING, version=version)
         if value is not MISSING:
             return value
         cache.add(key, default, timeout=timeout, version=version)
-        return cache.get(key, default, version=version)
-    stored = cache.stored_key(key, version)
+        return cache._peek(stored, default)
+    groups = chain.groups
     top = chain.fast_top
     if top is not None:
         # The hit costs what ``get``'s does. After a miss here the rest of the
@@ -384,15 +388,24 @@ def get_or_set(
         # is in the air join it without a round trip to L2 each.
         value = top.get_value(stored, MISSING)
         if value is not MISSING:
+            if groups is not None:
+                groups.count(key, True)
             return value
+    looks = []
 
     def read() -> Any:
-        return cache.get(key, MISSING, version=version)
+        if looks:  # a look again: counted already
+            return cache._peek(stored, MISSING)
+        looks.append(True)
+        value = cache._get_top_counted(stored)
+        if groups is not None:
+            groups.count(key, value is not MISSING)
+        return value
 
     def produce(outage: bool) -> Any:
         value = default()
         cache.add(key, value, timeout=timeout, version=version)
-        return cache.get(key, value, version=version)
+        return cache._peek(stored, value)
 
     options = cache.options.stampede
     return coordinator_for(chain).run(

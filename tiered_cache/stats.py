@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "COUNTERS",
     "LATENCY_BUCKETS_MS",
+    "POOLED_GROUPS",
     "ChainStats",
     "CounterSet",
     "GroupStats",
@@ -146,6 +147,10 @@ class ChainStats(CounterSet):
 
 
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+#: Group names that stand for many prefixes, not one: ``"-"`` (keys with no
+#: ":") and ``"other"`` (the groups past the limit). Nothing can be done to
+#: "every key of" them, so the dashboard offers no action on them.
+POOLED_GROUPS = frozenset({"-", "other"})
 
 
 class GroupStats:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from tiered_cache.stats import POOLED_GROUPS
+
 from .actions import ALL_TIERS
 
 __all__ = ["ClearTierForm", "InspectForm", "InvalidateGroupForm", "InvalidateKeyForm"]
@@ -36,3 +38,12 @@ class InvalidateGroupForm(forms.Form):
         help_text='Keys starting with "<group>:" are deleted.',
         error_messages={"invalid": "A group is the text before the first ':'."},
     )
+
+    def clean_group(self) -> str:
+        group = self.cleaned_data["group"]
+        if group in POOLED_GROUPS:
+            raise forms.ValidationError(
+                f'"{group}" pools many prefixes ("-": keys with no ":", "other": '
+                "the groups past METRICS GROUPS): it names no keys to invalidate."
+            )
+        return group

@@ -28,6 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from tiered_cache.exceptions import TierUnavailable
+from tiered_cache.stats import POOLED_GROUPS
 
 from . import actions, data
 from .chart import PALETTE, hit_ratio_svg
@@ -66,6 +67,14 @@ def _cache(alias: str) -> Any:
         raise Http404(f"no TieredCache called {alias!r}") from None
 
 
+def _summary(request: HttpRequest, alias: str) -> dict[str, Any]:
+    """Return ``data.summary``; say on the page why it is empty if it is."""
+    summary = data.summary(alias)
+    if "error" in summary:
+        messages.warning(request, f"Cache {alias}: {summary['error']}.")
+    return summary
+
+
 def _url(name: str, alias: str) -> str:
     return reverse(f"admin:tiered_cache_admin_{name}", args=[alias])
 
@@ -89,14 +98,17 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
     _require(request, VIEW)
     cache = _cache(alias)
     data.flush(alias)
-    summary = data.summary(alias)
+    summary = _summary(request, alias)
     window = request.GET.get("window", "hour")
     if window not in data.WINDOWS:
         window = "hour"
     history = data.series(alias, window)
     total = summary["total"]
-    since = summary.get("since") or 0
+    # Over the time the counts cover, not the whole window (a site up for
+    # ten minutes is not averaged over 24 h).
+    covered = summary.get("covered") or 0
     requests = total.get("hits", 0) + total.get("misses", 0)
+    user_ops, internal_ops = data.by_caller(summary.get("latency") or {})
     tiers = [
         {"name": name, "colour": PALETTE[i % len(PALETTE)], **counters}
         for i, (name, counters) in enumerate(summary["tiers"].items())
@@ -109,8 +121,9 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
         summary=summary,
         total=total,
         tiers=tiers,
-        requests_per_s=requests / since if since else None,
-        latency=sorted(summary.get("latency", {}).items()),
+        requests_per_s=requests / covered if covered else None,
+        latency=sorted(user_ops.items()),
+        internal_latency=sorted(internal_ops.items()),
         bus=summary.get("bus") or {},
         window=window,
         windows=list(data.WINDOWS),
@@ -131,12 +144,12 @@ def groups(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
     _cache(alias)
     data.flush(alias)
     rows = sorted(
-        data.summary(alias).get("groups", {}).items(),
+        _summary(request, alias).get("groups", {}).items(),
         key=lambda item: -(item[1].get("hits", 0) + item[1].get("misses", 0)),
     )
     ctx = _context(
         admin, request, f"Cache {alias}: key groups", alias=alias, rows=rows,
-        tab="groups",
+        pooled_groups=POOLED_GROUPS, tab="groups",
     )  # fmt: skip
     return TemplateResponse(request, "tiered_cache_admin/groups.html", ctx)
 

@@ -25,7 +25,7 @@ PERMS = {
 }
 
 
-def use_cache(settings: Any, tiers: list[dict[str, Any]]) -> Any:
+def use_cache(settings: Any, tiers: list[dict[str, Any]], **options: Any) -> Any:
     """Make ``caches["default"]`` a TieredCache over ``tiers``; return it."""
     from django.core.cache import caches
 
@@ -33,7 +33,7 @@ def use_cache(settings: Any, tiers: list[dict[str, Any]]) -> Any:
         "default": {
             "BACKEND": "tiered_cache.TieredCache",
             "KEY_PREFIX": f"dash{next(_prefixes)}",
-            "OPTIONS": {"TIERS": tiers},
+            "OPTIONS": {"TIERS": tiers, **options},
         }
     }
     cache = caches["default"]

@@ -70,6 +70,25 @@ def test_missing_csrf_token_is_refused(dash_cache, client_as):
     assert dash_cache.get("k") is None
 
 
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("clear_tier", {"tier": "l1"}),
+        ("invalidate_key", {"key": "user:1"}),
+        ("invalidate_group", {"group": "user"}),
+    ],
+)
+def test_every_action_refuses_a_post_without_csrf_token(
+    dash_cache, client_as, name, data
+):
+    dash_cache.set("user:1", "v")
+    client = client_as("superuser", enforce_csrf_checks=True)
+    refused = client.post(url(name), {**data, "confirm": "yes"})
+    assert refused.status_code == 403
+    assert dash_cache.get("user:1") == "v"
+    assert not LogEntry.objects.exists()
+
+
 def test_invalid_input_is_shown_again_not_run(dash_cache, client_as):
     dash_cache.set("user:1", "v")
     response = client_as("actor").post(
@@ -78,6 +97,18 @@ def test_invalid_input_is_shown_again_not_run(dash_cache, client_as):
     assert response.status_code == 200
     assert "text before the first" in response.content.decode()
     assert dash_cache.get("user:1") == "v"
+
+
+@pytest.mark.parametrize("group", ["-", "other"])
+def test_a_pooled_group_is_refused_not_invalidated(dash_cache, client_as, group):
+    dash_cache.set_many({f"{group}:1": 1, "plain": 2})
+    response = client_as("actor").post(
+        url("invalidate_group"), {"group": group, "confirm": "yes"}
+    )
+    assert response.status_code == 200  # the form again, with the reason
+    assert "pools many prefixes" in response.content.decode()
+    assert dash_cache.get_many([f"{group}:1", "plain"]) == {f"{group}:1": 1, "plain": 2}
+    assert not LogEntry.objects.exists()
 
 
 def test_clear_one_tier_leaves_the_others(dash_cache, client_as):

@@ -36,10 +36,15 @@ class Pipeline:
             "groups": {
                 "user": {"hits": 70, "misses": 5, "hit_ratio": 70 / 75},
                 "other": {"hits": 20, "misses": 5, "hit_ratio": 0.8},
+                "-": {"hits": 1, "misses": 1, "hit_ratio": 0.5},
             },
             "bus": {"last_gap": time.time() - 120},
-            "latency": {"get": {"p50_ms": 0.004, "p99_ms": 1.5, "count": 100}},
-            "since": 50.0,
+            "latency": {
+                "get": {"p50_ms": 0.004, "p99_ms": 1.5, "count": 100},
+                "read_journal": {"p50_ms": 100.0, "p99_ms": 250.0, "count": 7},
+            },
+            "since": 86400.0,  # the window asked for
+            "covered": 50.0,  # the part of it holding counts
             "processes": 3,
         }  # fmt: skip
 
@@ -78,8 +83,15 @@ def test_overview_shows_the_deployments_numbers(dash_cache, client_as, pipeline)
     assert total == "90.0 %"
     rows = dict(re.findall(r'data-tier="(\w+)">.*?tc-hit-ratio">([^<]*)<', page, re.S))
     assert rows == {"l1": "90.0 %", "l2": "60.0 %"}
-    assert ">2.00<" in page  # (90 + 10) requests / 50 s
+    assert ">2.00<" in page  # (90 + 10) requests / the 50 s holding counts
     assert "4 µs" in page and "1.5 ms" in page  # latency p50 / p99
+    user, internal = (
+        re.findall(r"<tr><td>(\w+)</td>", section)
+        for section in re.findall(
+            r'<tbody id="tc-latency-\w+">(.*?)</tbody>', page, re.S
+        )
+    )
+    assert (user, internal) == (["get"], ["read_journal"])  # apart (issue 8)
     assert "2 min ago" in page  # the last bus gap
     assert "open" in page and "timeout: 2" in page
     assert page.count("<polyline") == 2
@@ -87,7 +99,8 @@ def test_overview_shows_the_deployments_numbers(dash_cache, client_as, pipeline)
 
 def test_groups_page_lists_groups_most_used_first(dash_cache, client_as, pipeline):
     page = client_as("actor").get(url("groups")).content.decode()
-    cells = re.findall(r"<tr><td>(\w+)</td><td class=\"tc-num\">([^<]*)<", page)
-    assert cells == [("user", "93.3 %"), ("other", "80.0 %")]
-    # "other" gathers the groups past the top N: it has no prefix to invalidate.
+    cells = re.findall(r"<tr><td>([\w-]+)</td><td class=\"tc-num\">([^<]*)<", page)
+    assert cells == [("user", "93.3 %"), ("other", "80.0 %"), ("-", "50.0 %")]
+    # "other" gathers the groups past the top N, "-" the keys with no ":":
+    # neither is a prefix to invalidate.
     assert page.count('name="group" value=') == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from django.urls import reverse
@@ -115,3 +116,100 @@ def test_inspector_over_a_real_redis_shows_every_tier(redis_dash_cache, client_a
     # L3 below an L2 holds copies, served only once the bus vouches for them.
     assert rows["l1"] == rows["l2"] == "yes" and "l3" in rows
     assert page.count("never expires") >= 2
+
+
+def test_pages_render_while_the_metrics_store_is_down(settings, tmp_path, client_as):
+    from tests.admin.conftest import use_cache
+    from tests.matrix import L1, real_l2
+    from tests.support.redis_servers import RedisServer
+
+    server = RedisServer.start(tmp_path / "redis")
+    spec = real_l2(server.url(0))
+    spec["OPTIONS"] = {"SOCKET_TIMEOUT": 0.2, "SOCKET_CONNECT_TIMEOUT": 0.2}
+    cache = use_cache(settings, [L1, spec])
+    cache.set("k", "v")
+    assert cache.get("k") == "v"
+    server.stop()
+    client = client_as("superuser")
+    for name in ("overview", "groups"):
+        response = client.get(url(name))
+        assert response.status_code == 200, name
+        assert "metrics store" in response.content.decode(), name
+
+
+def test_with_the_store_down_the_overview_shows_this_process_numbers(
+    settings, tmp_path, client_as
+):
+    from tests.admin.conftest import use_cache
+    from tests.matrix import L1, real_l2
+    from tests.support.redis_servers import RedisServer
+
+    server = RedisServer.start(tmp_path / "redis")
+    spec = real_l2(server.url(0))
+    spec["OPTIONS"] = {"SOCKET_TIMEOUT": 0.2, "SOCKET_CONNECT_TIMEOUT": 0.2}
+    cache = use_cache(settings, [L1, spec])
+    cache.set("k", "v")
+    for _ in range(3):
+        assert cache.get("k") == "v"  # three L1 hits
+    assert cache.get("absent") is None  # an L1 miss, an L2 miss
+    server.stop()
+    page = client_as("superuser").get(url("overview")).content.decode()
+    assert "shared metrics unavailable" in page
+    total = re.search(r'id="tc-total-hit-ratio">([^<]*)<', page).group(1)
+    assert total == "75.0 %"  # this process's counters, not zeros
+    rows = dict(re.findall(r'data-tier="(\w+)">.*?tc-hit-ratio">([^<]*)<', page, re.S))
+    assert rows == {"l1": "75.0 %", "l2": "0.0 %"}
+
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def test_names_read_from_the_store_are_escaped(settings, redis_server, client_as):
+    import redis
+
+    from tests.admin.conftest import use_cache
+    from tests.matrix import L1, real_l2
+    from tiered_cache.metrics.flusher import store_of
+
+    # Groups counted: readers show the busiest, folding the rest in "other".
+    cache = use_cache(
+        settings, [L1, real_l2(redis_server.url(3))], METRICS={"GROUPS": 5}
+    )
+    cache.get("k")
+    store = store_of("default")
+    minute = int(time.time() // 60)
+    client = redis.Redis.from_url(redis_server.url(3))
+    for m in (minute, minute + 1):
+        client.hset(
+            f"{store.base}:{m}",
+            mapping={f"grp|{HOSTILE}|hits": 1, f"{HOSTILE}|hits": 1},
+        )
+    viewer = client_as("superuser")
+    assert HOSTILE not in viewer.get(url("overview")).content.decode()
+    page = viewer.get(url("groups")).content.decode()
+    assert HOSTILE not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_a_hostile_key_is_escaped_in_the_inspector_and_the_actions(
+    dash_cache, client_as
+):
+    key = f'"><{HOSTILE[1:]}'
+    dash_cache.set(key, "v")
+    client = client_as("superuser")
+    pages = [
+        _inspect(client, key),
+        client.get(
+            reverse("admin:tiered_cache_admin_invalidate_key", args=["default"]),
+            {"key": key},
+        ).content.decode(),
+        client.post(
+            reverse("admin:tiered_cache_admin_invalidate_key", args=["default"]),
+            {"key": key, "confirm": "yes"},
+            follow=True,
+        ).content.decode(),
+    ]
+    for page in pages:
+        assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[2]  # the message
+    assert dash_cache.get(key) is None

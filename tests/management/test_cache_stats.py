@@ -58,9 +58,32 @@ def test_the_table_shows_every_tier_and_the_total(flushed):
     assert total.split()[:4] == ["total", "2", "1", "66.7%"]
 
 
+def test_the_table_shows_the_latency_of_calls_apart_from_the_caches_own(flushed):
+    from tiered_cache.management.commands.cache_stats import Command
+    from tiered_cache.metrics import read_summary
+
+    summary = read_summary(flushed)
+    lat = {"p50_ms": 1.0, "p99_ms": 2.5, "count": 3, "mean_ms": 1.2}
+    summary["latency"] = {"get": lat, "read_journal": lat, "set_many_announced": lat}
+    lines = Command()._table("m", summary).splitlines()
+    start = lines.index("latency of calls below L1:")
+    assert [line.split(":")[0].strip() for line in lines[start:]] == [
+        "latency of calls below L1",
+        "get",
+        "set_many_announced",  # the L2 write of a set and its announcement
+        "latency of the cache's own calls below L1",
+        "read_journal",
+    ]
+
+
 def test_since_limits_the_window(flushed):
     assert json.loads(run("--json", "--since", "15m"))[flushed]["since"] == 900
-    assert json.loads(run("--json", "--since", "2d"))[flushed]["since"] == 86400
+    assert json.loads(run("--json", "--since", "24h"))[flushed]["since"] == 86400
+
+
+def test_a_since_beyond_the_retention_is_refused_not_cut(flushed):
+    with pytest.raises(CommandError, match=r"--since: 2d is more than the store keeps"):
+        run("--since", "2d")
 
 
 @pytest.mark.parametrize("bad", ["1x", "15", "-1h", "0m", "h"])
@@ -92,3 +115,40 @@ def test_a_store_that_does_not_answer_is_a_command_error(alias):
     alias([L1, nowhere])
     with pytest.raises(CommandError, match="m: cannot read the metrics store"):
         run()
+
+
+@pytest.fixture
+def global_flusher(monkeypatch):
+    """The process's flusher, made a sender again (and restarted) afterwards."""
+    from tiered_cache.metrics.flusher import flusher
+
+    running = flusher.running()
+    monkeypatch.setattr(flusher, "reader", False, raising=False)
+    yield flusher
+    monkeypatch.undo()
+    if running:
+        flusher.start()
+
+
+def test_the_command_sends_nothing_of_its_own(flushed, global_flusher, capsys):
+    """A run of ``manage.py cache_stats`` is no process of the deployment (issue 8).
+
+    Building the cache starts its bus listener, whose calls are counted: each
+    run was sent at exit as a live process, with latency rows of its own and
+    the L3 errors of an interpreter shutting down.
+    """
+    from tiered_cache.management.commands.cache_stats import Command
+    from tiered_cache.metrics.flusher import store_of
+
+    caches[flushed].get("counted-here")  # this process's, not yet sent
+    Command().run_from_argv(["manage.py", "cache_stats", "--json"])
+    before = store_of(flushed).totals()
+    global_flusher.flush(flushed)  # what the exit would send
+    assert store_of(flushed).totals() == before
+    assert not global_flusher.running()
+    assert flushed in capsys.readouterr().out
+
+
+def test_call_command_leaves_the_process_a_sender(flushed, global_flusher):
+    run("--json")  # in a worker's process: its counters are still sent
+    assert not global_flusher.reader

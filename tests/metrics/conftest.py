@@ -49,3 +49,23 @@ def process() -> Callable[[str], Flusher]:
         return flusher
 
     return make
+
+
+@pytest.fixture
+def forked() -> Callable[[Callable[[], None]], None]:
+    """Return ``forked(body)``: run ``body`` in a forked child; fail if it fails."""
+    import os
+
+    def run(body: Callable[[], None]) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                body()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+    return run

@@ -172,26 +172,19 @@ def test_latency_percentiles_are_bucket_upper_bounds():
     assert store_of  # imported for the monkeypatch-free reader path above
 
 
-def test_a_real_forked_child_sends_only_its_own_counts(alias, tmp_path):
-    import os
-
+def test_a_real_forked_child_sends_only_its_own_counts(alias, tmp_path, forked):
     from tiered_cache.metrics.flusher import flusher
 
     name = alias([L1, l3(str(tmp_path / "l3"))])
     cache = caches[name]
     traffic(cache)  # the parent's three hits, never flushed
-    pid = os.fork()
-    if pid == 0:  # the child: os.register_at_fork already reset the flusher
-        code = 1
-        try:
-            flusher.flush(name)  # what it inherited: not sent
-            cache.get("a")
-            flusher.flush(name)
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def child() -> None:  # os.register_at_fork already reset the flusher
+        flusher.flush(name)  # what it inherited: not sent
+        cache.get("a")
+        flusher.flush(name)
+
+    forked(child)
     summary = read_summary(name)
     assert summary["tiers"]["l1"]["hits"] == 1  # the child's one hit
     assert summary["processes"] == 1
@@ -207,3 +200,17 @@ def test_key_groups_reach_the_summary(alias, process, tmp_path):
     process("w").flush(name)
     groups = read_summary(name)["groups"]
     assert groups == {"user": {"hits": 1, "misses": 1, "hit_ratio": 0.5}}
+
+
+def test_the_summary_says_how_long_its_counts_cover():
+    from tiered_cache.metrics.summary import summarize
+
+    now = 1_000_000 * 60 + 30.0
+    minute = int(now // 60)
+    buckets = {
+        minute - 10: {"p|w": 1},  # a flush with nothing counted
+        minute - 5: {"l1|hits": 3},
+        minute: {"l1|misses": 1},
+    }
+    assert summarize(buckets, now, ["l1"])["covered"] == 5 * 60 + 30
+    assert summarize({}, now, ["l1"])["covered"] is None

@@ -60,4 +60,13 @@ facts["metrics"] = {
     "staff_body": scrape.content.decode(),
 }
 cache.clear()
+if os.environ.get("PROBE_STOP_REDIS") == "1":  # Redis goes away after start-up
+    import contextlib
+
+    import redis
+
+    with contextlib.suppress(redis.ConnectionError):
+        redis.Redis.from_url(os.environ["REDIS_URL"]).shutdown(nosave=True)
+    down = metrics(request)
+    facts["metrics_redis_down"] = [down.status_code, down.content.decode()]
 print(json.dumps(facts))

@@ -16,8 +16,8 @@ from tests.support.redis_servers import find_free_port
 PROBE = Path(__file__).with_name("probe.py")
 
 
-def run_probe(redis_url: str) -> dict:
-    env = {**os.environ, "REDIS_URL": redis_url}
+def run_probe(redis_url: str, **extra: str) -> dict:
+    env = {**os.environ, "REDIS_URL": redis_url, **extra}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.pop("TESTPROJECT_CHAOS", None)
     done = subprocess.run(
@@ -58,3 +58,15 @@ def test_demo_falls_back_to_l1_l3_without_redis():
     facts = run_probe(f"redis://127.0.0.1:{find_free_port()}/0")
     assert facts["tiers"] == ["l1", "l3"]
     assert facts["pages"]["/slow/7/"][1][0] == 200
+
+
+@pytest.mark.redis_server
+def test_demo_metrics_answer_when_redis_goes_away(tmp_path):
+    from tests.support.redis_servers import RedisServer
+
+    with RedisServer.start(tmp_path / "redis") as server:
+        facts = run_probe(server.url(0), PROBE_STOP_REDIS="1")
+    assert facts["tiers"] == ["l1", "l2", "l3"]
+    status, scrape = facts["metrics_redis_down"]
+    assert status == 200  # a scrape, not a server error (issue 8)
+    assert 'tiered_cache_store_up{cache="default"} 0.0' in scrape

@@ -25,8 +25,11 @@ The interface the admin dashboard and ``manage.py cache_stats`` use:
         "groups": {group: {"hits", "misses", "hit_ratio"}},  # METRICS GROUPS
         "bus": {BusStats counter: n},
         "latency": {op: {"p50_ms", "p99_ms", "count", "mean_ms"}},
-        "since": seconds, "processes": n, "processes_seen": n, "store": kind,
+        "since": seconds, "covered": seconds | None,
+        "processes": n, "processes_seen": n, "store": kind,
     }
+    read_own_summary(alias) -> the same shape, this process's counters only
+        (when the store cannot be read; "store": "process")
     read_series(alias, window, step) -> {
         "tiers": {tier: [{"t", "hits", "misses", "hit_ratio"}, ...]},
         "total": [{"t", "requests", "hits", "misses", "hit_ratio"}, ...],
@@ -39,15 +42,22 @@ there were no reads; ``latency`` is per tier operation below L1 (L1 is not
 timed, see docs/metrics.rst) and also appears per tier; ``groups`` is
 empty unless ``METRICS["GROUPS"]`` is set; ``total`` adds ``requests``,
 ``read_series`` adds ``total`` and ``step``, the summary adds
-``processes_seen`` and ``store``.
+``processes_seen``, ``store`` and ``covered`` (the seconds since the first
+minute holding counts: what a rate is averaged over, issue 8).
 """
 
 from __future__ import annotations
 
 from .flusher import flusher
-from .summary import read_series, read_summary
+from .summary import read_own_summary, read_series, read_summary
 
-__all__ = ["flush_now", "read_series", "read_summary", "start_flushing"]
+__all__ = [
+    "flush_now",
+    "read_own_summary",
+    "read_series",
+    "read_summary",
+    "start_flushing",
+]
 
 
 def flush_now(alias: str | None = None) -> None:

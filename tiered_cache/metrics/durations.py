@@ -1,4 +1,4 @@
-"""``15m``, ``1h``, ``2d``: durations as the command line writes them."""
+"""``15m``, ``1h``, ``1d``: durations as the command line writes them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 
 
 def parse_duration(text: str) -> float:
-    """Return the seconds of ``text`` (``90s``, ``15m``, ``1h``, ``2d``).
+    """Return the seconds of ``text`` (``90s``, ``15m``, ``1h``, ``1d``).
 
     Raise ``ValueError`` with the accepted forms for anything else (a bare
     number, a unit not listed, zero).
@@ -20,6 +20,6 @@ def parse_duration(text: str) -> float:
     if found is None or float(found.group(1)) <= 0:
         raise ValueError(
             f"{text!r} is not a duration: write a positive number and a unit, "
-            "s, m, h or d (90s, 15m, 1h, 2d)"
+            "s, m, h or d (90s, 15m, 1h, 1d)"
         )
     return float(found.group(1)) * _UNITS[found.group(2)]

@@ -3,13 +3,19 @@
 A daemon thread (never the request thread) wakes every ``FLUSH_INTERVAL``
 seconds and, for every TieredCache alias of ``settings.CACHES`` whose chain
 this process has built, sends what its counters gained since the last flush
-that succeeded (a flush that fails is retried whole by the next one: nothing
-is lost while the store is down, only delayed). It is started by the app's
+that succeeded. A flush that fails is kept as it was (a ``Batch``: its
+deltas and sequence number) and sent again, unchanged, before anything newer:
+nothing is lost while the store is down, only delayed, and a store that
+applied it without answering (a timeout) skips it the second time. What a
+process holds while the store is down is one batch per alias and its
+cumulative counters, however long the outage. It is started by the app's
 ``ready()``; at exit one last flush is tried (best effort).
 
 Forks: the thread does not survive ``fork()``. A child (a gunicorn worker of
 a ``--preload`` master) starts its own, under its own process id, and
-ignores the counts it inherited: they are the parent's to send.
+ignores the counts it inherited: they are the parent's to send. The counts
+are set aside in the fork hook itself, before the child serves anything, so
+what it serves before its first flush is sent.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -31,9 +39,9 @@ from ..conf import options_for
 from ..forksafe import Registry, after_fork_in_child, renewed_lock
 from ..resilience import LogThrottle
 from . import fields
-from .store import Store, store_for
+from .store import Batch, Store, store_for
 
-__all__ = ["Flusher", "flusher", "store_of", "tiered_aliases"]
+__all__ = ["Flusher", "flusher", "own_fields", "store_of", "tiered_aliases"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +78,14 @@ def _built(alias: str) -> tuple[Any, Chain] | None:
     return None if chain is None else (options, chain)
 
 
+def own_fields(alias: str) -> tuple[dict[str, int], dict[str, int]] | None:
+    """Return this process's counters and gauges of ``alias`` (``None``: unbuilt)."""
+    built = _built(alias)
+    if built is None:
+        return None
+    return fields.counters(built[1]), fields.gauges(built[1])
+
+
 def store_of(alias: str) -> Store:
     """Return the shared store of ``alias`` (building its cache if need be)."""
     from django.core.cache import caches
@@ -78,12 +94,25 @@ def store_of(alias: str) -> Store:
     namespace = cache.namespace
     return _stores.get_or_create(
         (alias, namespace, id(cache._chain)),
-        lambda: store_for(alias, namespace, cache.tiers),
+        lambda: store_for(alias, namespace, cache.tiers, cache.options.metrics.groups),
     )
 
 
 def _process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class _Pending:
+    """A flush not known to be applied: sent again as it is, first."""
+
+    batch: Batch
+    minute: int
+    deltas: dict[str, int]
+    gauges: dict[str, int]
+    now: float
+    #: The counters the deltas bring the store up to.
+    counters: dict[str, int]
 
 
 class Flusher:
@@ -93,18 +122,43 @@ class Flusher:
         self._lock = renewed_lock(self)
         #: Counters as last sent, per alias.
         self._sent: dict[str, dict[str, int]] = {}
-        #: Aliases whose counters came with a fork (the parent sends those).
-        self._inherited: set[str] = set()
+        #: The flush of each alias that failed, to send again unchanged.
+        self._pending: dict[str, _Pending] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._throttle = LogThrottle()
         self.process = _process_id()
+        #: This process only reads the metrics (``only_read``).
+        self.reader = False
+        self._new_sender()
+
+    def _new_sender(self) -> None:
+        """Name this process's life (a restart reusing the pid is another)."""
+        self.sender = f"{self.process}:{uuid.uuid4().hex[:12]}"
+        self._seq = 0
+        #: When this process's life began (its counters count from then).
+        self.started = time.time()
+
+    def only_read(self) -> None:
+        """Make this process a reader of the metrics: it sends nothing, ever.
+
+        ``manage.py cache_stats`` builds the caches to find their stores, and
+        a cache built starts its bus listener, whose calls are counted: sent,
+        they made each run of the command a live process of the deployment
+        for three minutes, with latency rows of its own and, at exit, the
+        errors of an interpreter shutting down (issue 8).
+        """
+        self.reader = True
+        self.stop()
 
     def flush(self, alias: str | None = None) -> None:
         """Send the deltas of ``alias`` (every alias when ``None``) now.
 
         Raises what the store raised; the deltas then wait for the next flush.
+        A reader (``only_read``) sends nothing.
         """
+        if self.reader:
+            return
         with self._lock:
             for name in [alias] if alias is not None else tiered_aliases():
                 self._flush(name)
@@ -114,13 +168,12 @@ class Flusher:
         if built is None or not built[0].metrics.enabled:
             return
         chain = built[1]
+        store = store_of(alias)
+        pending = self._pending.get(alias)
+        if pending is not None:  # raises again if the store still fails
+            self._send(store, alias, pending)
         current = fields.counters(chain)
         sent = self._sent.get(alias)
-        if sent is None and alias in self._inherited:
-            # The first flush in a forked child: what it holds is the parent's.
-            self._inherited.discard(alias)
-            self._sent[alias] = current
-            return
         deltas = {}
         for name, value in current.items():
             delta = value - (sent or {}).get(name, 0)
@@ -130,11 +183,30 @@ class Flusher:
                 deltas[name] = delta
         if not deltas and not current:
             return  # never served anything (a management command): not a worker
+        self._seq += 1
         now = time.time()
-        store_of(alias).add(
-            int(now // 60), deltas, fields.gauges(chain), self.process, now
+        pending = _Pending(
+            Batch(self.sender, self._seq),
+            int(now // 60),
+            deltas,
+            fields.gauges(chain),
+            now,
+            current,
         )
-        self._sent[alias] = current
+        self._pending[alias] = pending
+        self._send(store, alias, pending)
+
+    def _send(self, store: Store, alias: str, pending: _Pending) -> None:
+        store.add(
+            pending.minute,
+            pending.deltas,
+            pending.gauges,
+            self.process,
+            pending.now,
+            pending.batch,
+        )
+        self._sent[alias] = pending.counters
+        del self._pending[alias]
 
     # -- the thread --------------------------------------------------------
 
@@ -187,20 +259,23 @@ class Flusher:
         was_running = self._thread is not None
         self._thread = None
         self.process = _process_id()
-        self._inherited = set(self._sent) | set(_built_aliases())
-        self._sent = {}
+        self._new_sender()
+        self._pending = {}  # the parent's to send
+        # What the child holds now is the parent's: it is "sent" already.
+        self._sent = {alias: fields.counters(chain) for alias, chain in _built_chains()}
         if was_running:
             self.start()
 
 
-def _built_aliases() -> Iterator[str]:
+def _built_chains() -> Iterator[tuple[str, Chain]]:
     try:
         aliases = tiered_aliases()
     except Exception:  # settings not configured in this child
         return
     for alias in aliases:
-        if _built(alias) is not None:
-            yield alias
+        built = _built(alias)
+        if built is not None:
+            yield alias, built[1]
 
 
 #: The process's flusher.

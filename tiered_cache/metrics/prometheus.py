@@ -15,7 +15,7 @@ its URLconf) and serve ``prometheus_client``'s view.
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -26,12 +26,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from ..resilience import LogThrottle
 from ..stats import LATENCY_BUCKETS_MS
-from .fields import BREAKER_STATES
+from .fields import BREAKER_STATES, declared, latency_field
 from .flusher import store_of, tiered_aliases
-from .summary import LIVE_FOR, _minutes, summarize, tier_order
+from .summary import LIVE_FOR, _minutes, read_totals, summarize, tier_order
 
 __all__ = ["TieredCacheCollector", "register"]
+
+logger = logging.getLogger(__name__)
+_throttle = LogThrottle()
 
 #: Tier counters exported one to one: (counter field, metric, help).
 _TIER_COUNTERS = (
@@ -54,16 +58,49 @@ class TieredCacheCollector(Collector):
     def __init__(self, aliases: Iterable[str] | None = None) -> None:
         self.aliases = None if aliases is None else list(aliases)
 
+    def describe(self) -> Iterator[Any]:
+        """Yield the families, without samples: registering reads no store.
+
+        prometheus_client calls ``collect()`` at registration to learn the
+        names of a collector that has no ``describe()``: that read Redis
+        while the URLconf was imported, and a Redis down at start-up failed
+        every URL of the site (issue 8).
+        """
+        yield from _Families().all()
+
     def collect(self) -> Iterator[Any]:
+        """Yield every alias's families; an alias whose store fails has none.
+
+        A store that cannot be read (Redis down) is not a failed scrape: its
+        alias gets ``tiered_cache_store_up 0`` and no other sample (unknown
+        is not zero), and the other aliases are exported as usual.
+        """
         aliases = tiered_aliases() if self.aliases is None else self.aliases
         families = _Families()
         for alias in aliases:
-            store = store_of(alias)
-            totals = store.totals()
-            now = time.time()
-            live = summarize(store.buckets(_minutes(LIVE_FOR, now)), now, [])
-            families.add(alias, totals, live, tier_order(alias))
+            try:
+                store = store_of(alias)
+                totals = {**_declared(alias), **read_totals(alias, store)}
+                now = store.now()
+                order = tier_order(alias)
+                live = summarize(store.buckets(_minutes(LIVE_FOR, now)), now, order)
+            except Exception as exc:
+                if _throttle.allow(alias):
+                    logger.warning(
+                        "cache %s: metrics store unreadable at scrape (%s)", alias, exc
+                    )
+                families.store_up.add_metric([alias], 0)
+                continue
+            families.store_up.add_metric([alias], 1)
+            families.add(alias, totals, live, order)
         yield from families.all()
+
+
+def _declared(alias: str) -> dict[str, int]:
+    """The zero series of ``alias`` (``fields.declared``): a constant count."""
+    from django.core.cache import caches
+
+    return declared(caches[alias]._chain)
 
 
 class _Families:
@@ -145,6 +182,11 @@ class _Families:
             "Processes that flushed metrics in the last three minutes.",
             labels=["cache"],
         )
+        self.store_up = g(
+            "tiered_cache_store_up",
+            "1 when the shared metrics store answered this scrape, else 0.",
+            labels=["cache"],
+        )
 
     def add(
         self,
@@ -153,12 +195,9 @@ class _Families:
         live: dict[str, Any],
         order: list[str],
     ) -> None:
-        tiers = dict.fromkeys(order)
-        for field in totals:
-            name = field.split("|", 1)[0]
-            if name not in ("chain", "bus", "grp"):
-                tiers[name] = None
-        for tier in tiers:
+        # The configured tiers only: a field someone else put in the store
+        # makes no series (the series of a scrape stay bounded).
+        for tier in order:
             get = lambda n, t=tier: totals.get(f"{t}|{n}", 0)  # noqa: E731
             self.requests.add_metric([alias, tier, "hit"], get("hits"))
             self.requests.add_metric([alias, tier, "miss"], get("misses"))
@@ -190,18 +229,17 @@ class _Families:
                 self.bus.add_metric([alias, field[4:]], value)
             elif field.startswith("grp|"):
                 group, _, result = field[4:].rpartition("|")
-                self.groups.add_metric([alias, group, _RESULT[result]], value)
+                if result in _RESULT:  # else not a field this package wrote
+                    self.groups.add_metric([alias, group, _RESULT[result]], value)
         self.processes.add_metric([alias], live["processes"])
 
     def _latency(self, alias: str, tier: str, totals: dict[str, int]) -> None:
         ops: dict[str, list[int]] = {}
-        start = f"{tier}|lat|"
         for field, value in totals.items():
-            if field.startswith(start):
-                op, index = field[len(start) :].rsplit("|", 1)
-                ops.setdefault(op, [0] * (len(LATENCY_BUCKETS_MS) + 1))[int(index)] += (
-                    value
-                )
+            bucket = latency_field(field)
+            if bucket is not None and bucket[0] == tier:
+                _, op, index = bucket
+                ops.setdefault(op, [0] * (len(LATENCY_BUCKETS_MS) + 1))[index] += value
         for op, counts in sorted(ops.items()):
             cumulative, buckets = 0, []
             for bound, count in zip((*LATENCY_BUCKETS_MS, None), counts, strict=True):
@@ -218,6 +256,7 @@ class _Families:
         yield from (self.collapsed, self.stale, self.bus, self.groups)
         yield self.latency
         yield from (self.bytes, self.entries, self.breaker, self.processes)
+        yield self.store_up
 
 
 def register(registry: CollectorRegistry | None = None) -> TieredCacheCollector:

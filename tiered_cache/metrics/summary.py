@@ -23,14 +23,33 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..stats import COUNTERS, LATENCY_BUCKETS_MS
-from .fields import BREAKER_STATES
-from .flusher import store_of
-from .store import RETENTION
+from .fields import breaker_state, latency_field, top_groups
+from .flusher import flusher, own_fields, store_of
+from .store import RETENTION, LocalStore, Store
 
-__all__ = ["latency_summary", "read_series", "read_summary", "summarize"]
+__all__ = [
+    "USER_OPERATIONS",
+    "by_caller",
+    "latency_summary",
+    "read_own_summary",
+    "read_series",
+    "read_totals",
+    "read_summary",
+    "summarize",
+]
 
 #: A process that has not flushed for this long is not counted as live.
 LIVE_FOR = 180
+#: Timed calls the application asked for: Django's cache API, and the L2
+#: write carrying a set's announcement (``set_many_announced``). Every other
+#: timed call (the bus's journal and position, stampede leases, the counts
+#: kept for an outage) is the cache's own work, shown apart (issue 8).
+USER_OPERATIONS = frozenset(
+    {
+        "get", "get_many", "has_key", "set", "set_many", "set_many_announced",
+        "add", "delete", "delete_many", "incr", "touch", "clear",
+    }
+)  # fmt: skip
 _PER_TIER_TOTALS = ("sets", "deletes")
 
 
@@ -49,25 +68,45 @@ def read_summary(alias: str, since: float | None = None) -> dict[str, Any]:
     "processes", "store"}`` (see the package docstring).
     """
     since = float(RETENTION if since is None else min(since, RETENTION))
-    now = time.time()
     store = store_of(alias)
+    now = store.now()
     buckets = store.buckets(_minutes(since, now))
-    summary = summarize(buckets, now, tier_order(alias))
+    summary = summarize(buckets, now, tier_order(alias), _group_limit(alias))
     summary["since"] = since
+    if summary["covered"] is not None:
+        summary["covered"] = min(summary["covered"], since)
     summary["store"] = store.kind
     return summary
 
 
-def _tier_names(
-    order: list[str], counts: Mapping[str, int], gauges: Mapping[str, int]
-) -> list[str]:
-    """Return the tiers named in the fields, in read order (``order``) first."""
-    names: dict[str, None] = dict.fromkeys(order)
-    for field in [*counts, *gauges]:
-        tier = field.split("|", 1)[0]
-        if tier not in ("chain", "bus", "grp"):
-            names[tier] = None
-    return list(names)
+def read_own_summary(alias: str) -> dict[str, Any]:
+    """Return this process's own numbers of ``alias``, in ``read_summary``'s shape.
+
+    What a reader shows when the shared store cannot be read (Redis down):
+    the counters this process holds, since it started (``"store"``:
+    ``"process"``; ``since`` and ``covered``: the seconds since it started).
+    """
+    now = time.time()
+    minute = int(now // 60)
+    store = LocalStore()
+    own = own_fields(alias)
+    if own is not None:
+        store.add(minute, own[0], own[1], flusher.process, now)
+    summary = summarize(store.buckets([minute]), now, tier_order(alias))
+    up = max(now - flusher.started, 1.0)
+    summary.update(since=up, covered=up, store="process")
+    return summary
+
+
+def read_totals(alias: str, store: Store) -> dict[str, int]:
+    """Return the running totals of ``alias``, its key groups bounded."""
+    return top_groups(store.totals(), _group_limit(alias))
+
+
+def _group_limit(alias: str) -> int:
+    from django.core.cache import caches
+
+    return caches[alias].options.metrics.groups
 
 
 def tier_order(alias: str) -> list[str]:
@@ -78,18 +117,32 @@ def tier_order(alias: str) -> list[str]:
 
 
 def summarize(
-    buckets: Mapping[int, Mapping[str, int]], now: float, order: list[str]
+    buckets: Mapping[int, Mapping[str, int]],
+    now: float,
+    order: list[str],
+    groups: int | None = None,
 ) -> dict[str, Any]:
-    """Return the summary of ``buckets`` (``{minute: fields}``)."""
+    """Return the summary of ``buckets`` (``{minute: fields}``).
+
+    ``order``: the cache's tiers in read order, the only tiers shown (a
+    field of any other name, someone else's, makes no tier). ``groups``:
+    the most key groups shown, the busiest (``fields.top_groups``).
+    """
     counts: dict[str, int] = {}
     last_seen: dict[str, int] = {}
     latest: dict[str, tuple[int, dict[str, int]]] = {}  # process -> its gauges
+    first: int | None = None  # the first minute holding counts
     for minute in sorted(buckets):
+        if first is None and any(f[:2] not in ("p|", "g|") for f in buckets[minute]):
+            first = minute
         for field, value in buckets[minute].items():
             if field.startswith("p|"):
                 last_seen[field[2:]] = max(last_seen.get(field[2:], 0), value)
             elif field.startswith("g|"):
-                _, process, name = field.split("|", 2)
+                parts = field.split("|", 2)
+                if len(parts) != 3:
+                    continue  # not a gauge this package wrote
+                _, process, name = parts
                 if latest.get(process, (-1, {}))[0] < minute:
                     latest[process] = (minute, {})
                 latest[process][1][name] = value
@@ -105,10 +158,14 @@ def summarize(
                 gauges[name] = max(gauges.get(name, 0), value)
             else:
                 gauges[name] = gauges.get(name, 0) + value
+    if groups is not None:
+        counts = top_groups(counts, groups)
     return {
         **from_counts(counts, gauges, order),
         "processes": len(live),
         "processes_seen": len(last_seen),
+        # The seconds the counts cover (a rate's divisor, not the window's).
+        "covered": None if first is None else max(now - first * 60, 1.0),
     }
 
 
@@ -116,15 +173,14 @@ def from_counts(
     counts: Mapping[str, int], gauges: Mapping[str, int], order: list[str]
 ) -> dict[str, Any]:
     """Return ``total``, ``tiers``, ``bus``, ``latency`` and ``groups``."""
-    names = _tier_names(order, counts, gauges)
+    names = list(order)  # the configured tiers: a stored field makes none
     tiers: dict[str, dict[str, Any]] = {}
     for tier in names:
         info: dict[str, Any] = {n: counts.get(f"{tier}|{n}", 0) for n in COUNTERS}
         info["hit_ratio"] = _ratio(info["hits"], info["hits"] + info["misses"])
         info["errors_by_kind"] = _split(counts, f"{tier}|error|")
         info["refused_by_reason"] = _split(counts, f"{tier}|refused|")
-        state = gauges.get(f"{tier}|breaker")
-        info["breaker"] = None if state is None else BREAKER_STATES[state]
+        info["breaker"] = breaker_state(gauges.get(f"{tier}|breaker"))
         info["bytes"] = gauges.get(f"{tier}|bytes")
         info["entries"] = gauges.get(f"{tier}|entries")
         info["latency"] = latency_summary(counts, f"{tier}|")
@@ -172,6 +228,12 @@ def _split(counts: Mapping[str, int], prefix: str) -> dict[str, int]:
     }
 
 
+def by_caller(latency: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``{op: ...}`` into the application's operations and the cache's own."""
+    user = {op: v for op, v in latency.items() if op in USER_OPERATIONS}
+    return user, {op: v for op, v in latency.items() if op not in USER_OPERATIONS}
+
+
 def latency_summary(counts: Mapping[str, int], prefix: str) -> dict[str, dict]:
     """Return ``{op: {"p50_ms", "p99_ms", "count", "mean_ms"}}``.
 
@@ -183,11 +245,12 @@ def latency_summary(counts: Mapping[str, int], prefix: str) -> dict[str, dict]:
         if not field.startswith(prefix):
             continue
         parts = field.split("|")
-        if len(parts) == 4 and parts[1] == "lat":
+        bucket = latency_field(field)
+        if bucket is not None:
             counts_of = histograms.setdefault(
-                parts[2], [0] * (len(LATENCY_BUCKETS_MS) + 1)
+                bucket[1], [0] * (len(LATENCY_BUCKETS_MS) + 1)
             )
-            counts_of[int(parts[3])] += value
+            counts_of[bucket[2]] += value
         elif len(parts) == 3 and parts[1] == "lat_us":
             sums[parts[2]] = sums.get(parts[2], 0) + value
     out = {}
@@ -224,11 +287,12 @@ def read_series(alias: str, window: float, step: float) -> dict[str, Any]:
     """
     window = min(float(window), RETENTION)
     minutes_per_step = max(1, int(-(-float(step) // 60)))
-    now = time.time()
+    store = store_of(alias)
+    now = store.now()
     last = int(now // 60)
     first = last - int(window // 60)
     first -= (first - last) % minutes_per_step  # steps end at the current minute
-    buckets = store_of(alias).buckets(range(first, last + 1))
+    buckets = store.buckets(range(first, last + 1))
     order = tier_order(alias)
     tiers: dict[str, list[dict[str, Any]]] = {name: [] for name in order}
     total: list[dict[str, Any]] = []

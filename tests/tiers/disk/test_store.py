@@ -171,6 +171,31 @@ def test_the_first_read_of_a_process_starts_the_open_and_does_not_wait(make, loc
     assert tier.get_value("k", None) == "v"
 
 
+def test_an_open_at_interpreter_exit_opens_the_shards_without_a_pool(make, monkeypatch):
+    from tiered_cache.tiers.disk import opening
+
+    class AtExit:
+        """ThreadPoolExecutor once the interpreter is shutting down."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def map(self, *args):
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(opening, "ThreadPoolExecutor", AtExit)
+    tier = make(shards=2)  # a short command's listener, asking at exit (issue 8)
+    tier.set("k", rec("v"))
+    assert tier.get_value("k", None) == "v"
+    assert tier.stats.errors == 0
+
+
 # -- partial value files (docs/faults.rst #29) -------------------------------------
 
 

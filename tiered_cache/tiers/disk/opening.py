@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MARKS", "Store", "open_marks", "open_store"]
 
+_THREADS = "tiered_cache-l3"
+
 logger = logging.getLogger(__name__)
 
 #: Name of the marks cache, under ``<directory>/cache/`` (FanoutCache.cache).
@@ -145,8 +147,16 @@ def open_store(directory: CacheDirectory) -> Store:
         return diskcache.Cache(path, disk=SafeDisk, **settings)
 
     def attempt() -> Store:
-        with ThreadPoolExecutor(count, thread_name_prefix="tiered_cache-l3") as pool:
-            shards = tuple(pool.map(shard, range(count)))
+        try:
+            with ThreadPoolExecutor(count, thread_name_prefix=_THREADS) as pool:
+                shards = tuple(pool.map(shard, range(count)))
+        except RuntimeError as exc:
+            if "interpreter shutdown" not in str(exc):
+                raise
+            # The interpreter is exiting (a short command's bus listener asks
+            # at exit): no pool starts then, so open the shards one by one
+            # rather than fail the call and count it an L3 error (issue 8).
+            shards = tuple(shard(index) for index in range(count))
         for each in shards:
             each.disk.max_file_bytes = directory.read_limit
         return Store(shards)
