@@ -369,7 +369,14 @@ class RedisTier(BaseTier):
     @transport("incr")
     def incr(self, key: str, delta: int) -> int:
         """See ``BaseTier`` and ``counters``; counts on past 64 bits."""
-        return counters.incr(self, key, delta)
+        return counters.incr(self, key, delta)[0]
+
+    @transport("incr")
+    def incr_announced(
+        self, key: str, delta: int, stream: Any, fields: Mapping[str, str]
+    ) -> tuple[int, bool]:
+        """See ``OptionalMethods.incr_announced``: one script, one round trip."""
+        return counters.incr(self, key, delta, (stream.key, stream.maxlen, fields))
 
     @transport("add_count")
     def add_count(
