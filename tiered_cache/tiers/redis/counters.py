@@ -27,6 +27,7 @@ from ...envelope import MAGIC, Record, decode, materialize, new_stamp
 from ...exceptions import EnvelopeError, UntrustedRecord
 from ...sentinels import MISSING, Constant
 from ..base import Count
+from . import direct
 from .errors import is_wrongtype, unavailable
 from .wire import INT, int_record, pxat
 
@@ -158,10 +159,7 @@ def _incrby(client: Any, keys: list[str], argv: list[Any]) -> Any:
     so it never reaches the caller, not even as an exception's context.
     """
     try:
-        try:
-            result = client.evalsha(_INCR_SHA, len(keys), *keys, *argv)
-        except rex.NoScriptError:
-            result = client.eval(_INCR_LUA, len(keys), *keys, *argv)
+        result = direct.script(client, _INCR_SHA, _INCR_LUA, keys, argv)
         if result is not None and len(result) == 1:  # {1}: not a raw counter
             return _NOT_HERE
         return result

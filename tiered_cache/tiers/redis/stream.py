@@ -36,6 +36,7 @@ from typing import Any
 import redis.exceptions as rex
 
 from ..base import Stream, StreamState
+from . import direct
 from .errors import TRANSPORT_ERRORS, unavailable
 
 __all__ = ["RedisStream"]
@@ -136,11 +137,7 @@ class RedisStream(Stream):
         for name, key, *rest in commands:
             keys.append(key)
             argv += (len(rest) + 1, name, *rest)
-        client = self._client()
-        try:
-            appended = client.evalsha(_WRITE_SHA, len(keys), *keys, *argv)
-        except rex.NoScriptError:
-            appended = client.eval(_WRITE_LUA, len(keys), *keys, *argv)
+        appended = direct.script(self._client(), _WRITE_SHA, _WRITE_LUA, keys, argv)
         return bool(appended)
 
     def new_generation(self) -> None:
