@@ -96,6 +96,18 @@ def test_a_late_invalidation_leaves_a_newer_queued_copy(copies):
     assert tier.get_value("k", None) == "new"
 
 
+def test_a_copy_written_late_is_kept_as_when_it_was_queued(copies, clock):
+    """The bound shrinks while the bus cannot read; a copy queued before keeps
+    the lifetime it had then, and is trusted again when the bound comes back."""
+    tier = copies()
+    tier.set("k", rec("v"))
+    tier.bound_staleness(3.0)
+    clock.advance(5)
+    tier.drain()  # written now: as of when it was queued, not dropped as dead
+    tier.bound_staleness(60.0)
+    assert tier.get_value("k", None) == "v"
+
+
 def test_a_full_queue_makes_the_caller_write(copies):
     tier, other = copies(WRITE_BEHIND_MAX_BYTES=1), copies()
     tier.set("k", rec("v"))

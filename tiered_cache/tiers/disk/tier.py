@@ -36,7 +36,7 @@ from typing import Any
 
 import diskcache
 
-from ...envelope import Record, decode, materialize, new_stamp
+from ...envelope import MISSING_VALUE, Record, decode, materialize, new_stamp
 from ...exceptions import BadValue, EnvelopeError, TierUnavailable, UntrustedRecord
 from ...sentinels import MISSING
 from ..base import BaseTier, Count, Scope
@@ -179,7 +179,12 @@ class DiskTier(BaseTier):
     # -- rows <-> records ---------------------------------------------------------
 
     def _encode(
-        self, key: str, record: Record, copied_at: float | None = None
+        self,
+        key: str,
+        record: Record,
+        copied_at: float | None = None,
+        *,
+        queued: bool = False,
     ) -> tuple[bytes | int, float | None, Any]:
         """Return (stored value, seconds to live, tag) for ``record`` at ``key``.
 
@@ -187,11 +192,13 @@ class DiskTier(BaseTier):
         (now, or ``copied_at`` when it is rewritten), kept by diskcache only as
         long as it is trusted; the copy of a counter for its own lifetime: it
         is served only while trusted all the same, but ``incr`` counts on from
-        it while L2 does not answer.
+        it while L2 does not answer. A ``queued`` copy (``behind.py``) is
+        encoded as at ``copied_at``, when it was queued: the bound in force
+        later (shorter while the bus cannot read) must not drop it on its way.
         """
         data = self.encode(key, record)
         expires_at = record.expires_at
-        now = self.clock()
+        now = copied_at if queued and copied_at is not None else self.clock()
         expire = None if expires_at is None else expires_at - now
         if self.copy_of is not None and self.copy_of(record):
             counter = type(data) is int
@@ -361,7 +368,7 @@ class DiskTier(BaseTier):
         they were queued: that is when the copy was made. Kept counts are
         merged with the row, each in its own transaction."""
         rows = {
-            key: self._encode(key, record, queued_at)
+            key: self._encode(key, record, queued_at, queued=True)
             for key, (record, queued_at, rising) in batch.items()
             if rising is None
         }
@@ -382,7 +389,7 @@ class DiskTier(BaseTier):
             if rising is not None:
                 self._keep_now(key, record, rising)
                 return
-            data, expire, tag = self._encode(key, record, queued_at)
+            data, expire, tag = self._encode(key, record, queued_at, queued=True)
             with self.files.call("set", key) as shard:
                 shard.set(key, data, expire=expire, tag=tag)
 
@@ -417,9 +424,20 @@ class DiskTier(BaseTier):
         ) or self._judge(record, tag) is not MISSING
 
     def _pending_record(self, pending: Pending, *, served: bool = False) -> Any:
-        """Return a queued copy as a read would find it once written (or MISSING)."""
+        """Return a queued copy as a read would find it once written (or MISSING).
+
+        From its payload, not the caller's object: the value read must be the
+        serializer's round trip (a tuple comes back a list from JSON), and a
+        caller mutating what it set must not change what is read.
+        """
         record, queued_at, _ = pending
-        return self._judge(copy.copy(record), None, served=served, copied=queued_at)
+        payload = record.payload
+        if payload is None:  # a raw int: immutable
+            record = copy.copy(record)
+        else:
+            expires, stamp, writer = record.expires_at, record.stamp, record.serializer
+            record = Record(MISSING_VALUE, payload, expires, stamp, writer)
+        return self._judge(record, None, served=served, copied=queued_at)
 
     def invalidate(self, key: str, stamp: int) -> bool:
         """As ``BaseTier.invalidate``, without the memory of recent stamps: a
