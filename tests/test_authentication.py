@@ -108,6 +108,7 @@ def test_a_poisoned_l3_row_is_never_promoted(make_cache, redis_url, raw, tmp_pat
     cache = make_cache([L1, real_l2(redis_url), one_shard_l3(tmp_path)])
     rows = plain(tmp_path / "l3")
     cache.set("k", "legit")
+    cache.tier("l3").drain()  # L3's copy is written behind the call
     final = cache.stored_key("k")
     legit = rows.get(final)
     for n in SPLICES:
@@ -126,6 +127,7 @@ def test_a_record_copied_from_another_key_is_a_miss(
     rows = plain(tmp_path / "l3")
     cache.set("admin_session", "secret")
     cache.set("guest_session", "guest")
+    cache.tier("l3").drain()
     admin, guest = cache.stored_key("admin_session"), cache.stored_key("guest_session")
     raw.set(guest, raw.get(admin))
     rows.set(guest, rows.get(admin))

@@ -40,7 +40,7 @@ from .sentinels import REFUSED, UNAVAILABLE, Constant
 from .slot import Slot
 from .stats import ChainStats, GroupStats
 from .tiers import load_tier
-from .tiers.base import BaseTier, Scope, implements
+from .tiers.base import BaseTier, Count, Scope, implements
 
 __all__ = ["Chain", "Slot", "built_chain", "chain_for"]
 
@@ -279,10 +279,13 @@ class Chain:
         L2 also loses its older count at once (a plain ``DEL`` works out of
         memory), so no process reads a count lower than the one returned here.
         """
-        missed = refused = False
+        missed = refused = announced = False
         for slot in self._counters:
             try:
-                value = slot.attempt("incr", key, delta)
+                if slot is self._joined_counter and self._announcing() is not None:
+                    value, announced = self._incr_announced(slot, key, delta)
+                else:
+                    value = slot.attempt("incr", key, delta)
                 if value is UNAVAILABLE and missed and slot is self._counters[-1]:
                     # The last tier that can count, L2 down: a busy moment
                     # (its own queue) must not lose the count.
@@ -326,10 +329,37 @@ class Chain:
                 for other in keeping:
                     other.call("keep_count", key, count, delta >= 0)
             bus = self._announcing()
-            if bus is not None:
+            if bus is not None and not announced:
                 bus.announce_writes([(key, stamp)])
             return int(value)
         raise ValueError(f"Key '{key}' not found (no tier could answer)")
+
+    @functools.cached_property
+    def _joined_counter(self) -> Slot | None:
+        """The tier that counts and announces the count in one round trip
+        (``incr_announced``: the bus's tier, where the stream joins writes)."""
+        via = self._via
+        if via is None or not self.bus.stream.joins_writes:  # type: ignore[union-attr]
+            return None
+        return via if implements(via.tier, "incr_announced") else None
+
+    def _incr_announced(self, slot: Slot, key: str, delta: int) -> tuple[Any, bool]:
+        """``incr`` at ``slot`` with its announcement: (count, announced).
+
+        The stamp is taken before the count: the message says the key
+        changed at it, and the copies fenced at it are all older.
+        """
+        bus: InvalidationBus = self.bus  # type: ignore[assignment]
+        stamp = new_stamp()
+        fields = bus.writes_message([(key, stamp)])
+        result = slot.attempt("incr_announced", key, delta, bus.stream, fields)
+        if result is UNAVAILABLE or result is REFUSED:
+            return result, False
+        value, announced = result
+        if isinstance(value, Count) and value.stamp is None:
+            value.stamp = stamp
+        bus.stats.announced += announced
+        return value, announced
 
     @staticmethod
     def _again(slot: Slot, key: str, delta: int) -> Any:

@@ -11,7 +11,8 @@ holds what only some tiers can do, each part with its default (raise
 * the outage journal: ``replace_older`` at the authority, journal documents
   where they survive a restart (``tiered_cache.journal``);
 * the invalidation bus's transport: ``Stream``, returned by ``stream``, and
-  ``set_many_announced`` for tiers that write and announce in one step.
+  ``set_many_announced`` and ``incr_announced`` for tiers that write and
+  announce in one step.
 
 The chain asks ``base.implements(tier, name)`` (or ``holds_leases``) before
 relying on one of these; a tier written against ``BaseTier`` alone works in
@@ -242,6 +243,18 @@ class OptionalMethods:
         Only called when ``stream.joins_writes``. Either nothing is stored or
         every record is; return whether the message was appended as well
         (False: stored, but the message must be sent again).
+        """
+        raise NotImplementedError
+
+    def incr_announced(
+        self, key: str, delta: int, stream: Stream, fields: Mapping[str, str]
+    ) -> tuple[int, bool]:
+        """``incr``, appending ``fields`` to ``stream`` in the same atomic step.
+
+        Only called when ``stream.joins_writes``. Return the count and whether
+        the message was appended (False: counted, but the message must be
+        sent again). Raise as ``incr`` does; then nothing was appended, or
+        only the message (a reader's miss, never a silent change).
         """
         raise NotImplementedError
 

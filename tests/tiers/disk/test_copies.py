@@ -77,9 +77,11 @@ def test_invalidate_all_raises_a_floor_every_process_of_the_machine_sees(
 ):
     tier = copies()
     tier.set("old", rec("v"))
+    tier.drain()  # the copy is written behind the call (behind.py)
     clock.advance(1)
     tier.invalidate_all()
     tier.set("new", rec("v"))
+    tier.drain()
     assert tier.get("old") is MISSING
     assert tier.get_value("new", None) == "v"
     # Another process of the machine (another tier object on the directory)
@@ -96,6 +98,7 @@ def test_a_floor_that_could_not_be_written_goes_first_with_the_next_mark(
 ):
     tier = copies()
     tier.set("old", rec("v"))
+    tier.drain()
     clock.advance(1)
     marks = sqlite3.connect(location / "cache" / "tiered_cache" / "cache.db")
     marks.isolation_level = None
@@ -149,6 +152,7 @@ def test_rows_without_a_copy_time_are_not_trusted(make, copies, clock, location)
 def test_an_integer_copy_is_an_envelope_that_keeps_its_expiry(copies, clock):
     tier = copies()
     tier.set("n", rec(41, clock() + 30))
+    tier.drain()
     got = tier.get("n")
     assert got.payload is not None  # an envelope, not a raw int
     assert tier.get_value("n", None) == 41

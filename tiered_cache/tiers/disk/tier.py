@@ -27,6 +27,7 @@ become is ``store.py`` and ``errors.py``; what a stored row may look like is
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -35,12 +36,13 @@ from typing import Any
 
 import diskcache
 
-from ...envelope import Record, decode, materialize, new_stamp
+from ...envelope import MISSING_VALUE, Record, decode, materialize, new_stamp
 from ...exceptions import BadValue, EnvelopeError, TierUnavailable, UntrustedRecord
 from ...sentinels import MISSING
 from ..base import BaseTier, Count, Scope
 from . import batches
 from . import options as disk_options
+from .behind import Pending, WriteBehind
 from .copies import CopyTrust
 from .store import CacheDirectory
 
@@ -109,6 +111,13 @@ class DiskTier(BaseTier):
         ones at the directory's path (deleted, replaced or quarantined by
         another process); then the directory is opened again. ``0`` checks
         on every call.
+    ``WRITE_BEHIND_MAX_BYTES`` (default ``32 MiB``)
+        Below an L2, the copies of L2's values are written by a background
+        thread after the call returns (``behind.py``); this bounds the bytes
+        waiting. A write that finds the queue full is made by the caller.
+        ``0`` writes every copy on the caller's thread. Values L3 holds as
+        their own authority (no L2, or too big for it) are always written
+        before the call returns.
     ``MAX_VALUE_BYTES`` (default ``16 MiB``)
         As for every tier: larger values skip L3. Three 50 MB values cost
         5 s and 300 MB of memory on their way in; ``None`` lifts the limit.
@@ -120,7 +129,11 @@ class DiskTier(BaseTier):
     """
 
     scope = Scope.MACHINE
-    known_options = BaseTier.known_options | {"OPEN_TIMEOUT", "CHECK_INTERVAL"}
+    known_options = BaseTier.known_options | {
+        "OPEN_TIMEOUT",
+        "CHECK_INTERVAL",
+        "WRITE_BEHIND_MAX_BYTES",
+    }
     default_compress_min_bytes = 1024
     default_max_value_bytes = 16 * 2**20
 
@@ -154,11 +167,24 @@ class DiskTier(BaseTier):
         )
         #: Which copies this process serves (``copies.py``).
         self.trust = CopyTrust(self.files, self.clock)
+        #: Copies waiting to be written by a background thread (``behind.py``).
+        self.behind = WriteBehind(
+            name,
+            self._write_copies,
+            self._forget,
+            max_bytes=self.options.get("WRITE_BEHIND_MAX_BYTES", 32 * 2**20),
+            clock=self.clock,
+        )
 
     # -- rows <-> records ---------------------------------------------------------
 
     def _encode(
-        self, key: str, record: Record, copied_at: float | None = None
+        self,
+        key: str,
+        record: Record,
+        copied_at: float | None = None,
+        *,
+        queued: bool = False,
     ) -> tuple[bytes | int, float | None, Any]:
         """Return (stored value, seconds to live, tag) for ``record`` at ``key``.
 
@@ -166,11 +192,13 @@ class DiskTier(BaseTier):
         (now, or ``copied_at`` when it is rewritten), kept by diskcache only as
         long as it is trusted; the copy of a counter for its own lifetime: it
         is served only while trusted all the same, but ``incr`` counts on from
-        it while L2 does not answer.
+        it while L2 does not answer. A ``queued`` copy (``behind.py``) is
+        encoded as at ``copied_at``, when it was queued: the bound in force
+        later (shorter while the bus cannot read) must not drop it on its way.
         """
         data = self.encode(key, record)
         expires_at = record.expires_at
-        now = self.clock()
+        now = copied_at if queued and copied_at is not None else self.clock()
         expire = None if expires_at is None else expires_at - now
         if self.copy_of is not None and self.copy_of(record):
             counter = type(data) is int
@@ -230,11 +258,19 @@ class DiskTier(BaseTier):
                 self._drop(shard, key, exc)
             return MISSING, None
 
-    def _judge(self, record: Any, tag: Any, *, served: bool = False) -> Any:
+    def _judge(
+        self,
+        record: Any,
+        tag: Any,
+        *,
+        served: bool = False,
+        copied: float | None = None,
+    ) -> Any:
         """Return ``record`` if it may be served now, else MISSING.
 
-        A copy is also judged by ``copies.py``; ``served`` gives it the
-        lifetime it is trusted for (the caller hands it to faster tiers).
+        A copy is also judged by ``copies.py``, by when it was ``copied``
+        (else the row's tag says); ``served`` gives it the lifetime it is
+        trusted for (the caller hands it to faster tiers).
         """
         if record is MISSING:
             return MISSING
@@ -243,7 +279,8 @@ class DiskTier(BaseTier):
             return MISSING
         if self.copy_of is None or not self.copy_of(record):
             return record
-        copied = tag if type(tag) is float and record.payload is not None else None
+        if copied is None and type(tag) is float and record.payload is not None:
+            copied = tag
         until = self.trust.until(copied, self.max_staleness)
         if until is None or until <= now:
             return MISSING
@@ -266,6 +303,9 @@ class DiskTier(BaseTier):
     # -- the contract -------------------------------------------------------------
 
     def get(self, key: str) -> Record | Any:
+        pending = self.behind.peek(key)
+        if pending is not None:  # newer than any row: this process queued it
+            return self._pending_record(pending, served=True)
         with self.files.call("get", key) as shard:
             if shard is None:  # still opening: reads do not wait (store.py)
                 return MISSING
@@ -273,9 +313,13 @@ class DiskTier(BaseTier):
             return self._judge(record, tag, served=True)
 
     def set(self, key: str, record: Record) -> None:
-        """As ``BaseTier.set``; a write the full disk refused also removes the
-        value it would have replaced, so that value is not served again.
+        """As ``BaseTier.set``; a copy of L2's value is queued (``behind.py``).
+
+        A write the full disk refused also removes the value it would have
+        replaced, so that value is not served again.
         """
+        if self._queue_copy(key, record):
+            return
         data, expire, tag = self._encode(key, record)
         try:
             with self.files.call("set", key) as shard:
@@ -294,15 +338,75 @@ class DiskTier(BaseTier):
             raise
 
     def set_many(self, records: Mapping[str, Record]) -> None:
-        """As ``BaseTier.set_many``, in one transaction per shard and batch."""
-        rows = {key: self._encode(key, record) for key, record in records.items()}
-        batches.set_many(self.files, rows)
+        """As ``BaseTier.set_many``, in one transaction per shard and batch;
+        copies of L2's values are queued."""
+        rows = {
+            key: self._encode(key, record)
+            for key, record in records.items()
+            if not self._queue_copy(key, record)
+        }
+        if rows:
+            batches.set_many(self.files, rows)
+
+    def _queue_copy(self, key: str, record: Record) -> bool:
+        """Queue ``record`` if it is a copy and the queue takes it; else make
+        sure no queued copy of ``key`` lands after the caller's own write."""
+        behind = self.behind
+        if (
+            behind.max_bytes
+            and self.copy_of is not None
+            and self.copy_of(record)
+            and behind.put(key, record)
+        ):
+            return True
+        if behind.peek(key) is not None:
+            behind.cancel(key)
+        return False
+
+    def _write_copies(self, batch: Mapping[str, Pending]) -> None:
+        """Write queued copies (the write-behind thread), stamped with when
+        they were queued: that is when the copy was made. Kept counts are
+        merged with the row, each in its own transaction."""
+        rows = {
+            key: self._encode(key, record, queued_at, queued=True)
+            for key, (record, queued_at, rising) in batch.items()
+            if rising is None
+        }
+        if rows:
+            batches.set_many(self.files, rows)
+        for key, (record, _, rising) in batch.items():
+            if rising is not None:
+                self._keep_now(key, record, rising)
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        batches.delete_many(self.files, keys)
+
+    def _settle(self, key: str) -> None:
+        """Write ``key``'s queued copy now: the caller reads and changes the row."""
+        pending = self.behind.take(key) if self.behind.peek(key) else None
+        if pending is not None:
+            record, queued_at, rising = pending
+            if rising is not None:
+                self._keep_now(key, record, rising)
+                return
+            data, expire, tag = self._encode(key, record, queued_at, queued=True)
+            with self.files.call("set", key) as shard:
+                shard.set(key, data, expire=expire, tag=tag)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until the copies queued by this process are on disk; return
+        whether they are (another process of the machine reads them then)."""
+        return self.behind.drain(timeout)
 
     def delete_many(self, keys: Iterable[str]) -> None:
         """As ``BaseTier.delete_many``, in one transaction per shard and batch."""
+        keys = list(keys)
+        for key in keys:
+            self.behind.cancel(key)
         batches.delete_many(self.files, keys)
 
     def add(self, key: str, record: Record) -> bool:
+        self._settle(key)
         data, expire, tag = self._encode(key, record)
         with self.files.call("add", key) as shard, shard.transact():
             if self._read(shard, key)[0] is not MISSING:
@@ -312,18 +416,38 @@ class DiskTier(BaseTier):
             return True
 
     def delete(self, key: str) -> bool:
+        pending = self.behind.take(key) if self.behind.peek(key) else None
         with self.files.call("delete", key) as shard:
             record, tag = self._row(shard, key, take=True)
-        return self._judge(record, tag) is not MISSING
+        return (
+            pending is not None and self._pending_record(pending) is not MISSING
+        ) or self._judge(record, tag) is not MISSING
+
+    def _pending_record(self, pending: Pending, *, served: bool = False) -> Any:
+        """Return a queued copy as a read would find it once written (or MISSING).
+
+        From its payload, not the caller's object: the value read must be the
+        serializer's round trip (a tuple comes back a list from JSON), and a
+        caller mutating what it set must not change what is read.
+        """
+        record, queued_at, _ = pending
+        payload = record.payload
+        if payload is None:  # a raw int: immutable
+            record = copy.copy(record)
+        else:
+            expires, stamp, writer = record.expires_at, record.stamp, record.serializer
+            record = Record(MISSING_VALUE, payload, expires, stamp, writer)
+        return self._judge(record, None, served=served, copied=queued_at)
 
     def invalidate(self, key: str, stamp: int) -> bool:
         """As ``BaseTier.invalidate``, without the memory of recent stamps: a
         promotion racing the message can still install an older copy here.
         """
+        dropped = self.behind.peek(key) and self.behind.cancel(key, stamp)
         with self.files.call("invalidate", key) as shard, shard.transact():
             record = self._row(shard, key, take=False)[0]
             if record is MISSING or record.stamp >= stamp:
-                return False
+                return bool(dropped)
             shard.delete(key)
             return True
 
@@ -333,6 +457,12 @@ class DiskTier(BaseTier):
 
     def invalidate_all(self, before: float | None = None) -> None:
         """Stop trusting every copy made before ``before`` (a floor; ``copies.py``)."""
+        self.behind.cancel_where(
+            # kept counts stay: an outage counts on from them (docs/design.rst)
+            lambda _key, pending: (
+                pending[2] is None and (before is None or pending[1] < before)
+            )
+        )
         self.trust.drop_all(before)
 
     def trust_copies(self, trusted: bool) -> None:
@@ -348,6 +478,7 @@ class DiskTier(BaseTier):
         """As ``BaseTier.touch``; envelopes carry their expiry, so the entry is
         rewritten (in one transaction), not just given a new ``expire_time``.
         """
+        self._settle(key)
         with self.files.call("touch", key) as shard, shard.transact():
             record, copied_at = self._read(shard, key)
             if record is MISSING:
@@ -367,6 +498,7 @@ class DiskTier(BaseTier):
         trusted copy: the chain calls it only when L2 did not answer, and then
         the last count this machine knew is the best base there is
         (docs/design.rst, "Counters")."""
+        self._settle(key)
         with self.files.call("incr", key) as shard:
             with shard.transact():
                 result = self._incr(shard, key, delta)
@@ -402,7 +534,14 @@ class DiskTier(BaseTier):
         return Count(stored.value, stored.expires_at, stored.stamp)
 
     def keep_count(self, key: str, record: Record, rising: bool) -> None:
-        """See ``BaseTier.keep_count``: one shard transaction."""
+        """See ``BaseTier.keep_count``: queued like a copy (``behind.py``),
+        then one shard transaction."""
+        if self.behind.max_bytes and self.behind.put(key, record, rising):
+            return
+        self._settle(key)
+        self._keep_now(key, record, rising)
+
+    def _keep_now(self, key: str, record: Record, rising: bool) -> None:
         with self.files.call("keep_count", key) as shard, shard.transact():
             kept = self._row(shard, key, take=False)[0]
             if kept is not MISSING and kept.is_live(self.clock()):
@@ -419,12 +558,14 @@ class DiskTier(BaseTier):
         """As ``BaseTier.clear``; keys are compared literally (no patterns), and
         rows whose key diskcache stored pickled are skipped, never unpickled.
         """
+        self.behind.cancel_where(lambda key, _pending: key.startswith(namespace))
         return batches.clear(self.files, namespace)
 
     def keys(self, namespace: str) -> list[str]:
         """As ``BaseTier.keys``, shard by shard; keys diskcache stored pickled are
         skipped, never unpickled, and no value is read.
         """
+        self.behind.drain()
         return batches.keys(self.files, namespace)
 
     def read_journal(self, name: str) -> bytes | None:
@@ -458,6 +599,7 @@ class DiskTier(BaseTier):
             quarantined=self.files.quarantined,
             reopened=self.files.reopened,
             volume=self.files.volume(),  # never opens the store
+            write_behind=self.behind.stats.snapshot(self.behind.pending_count()),
         )
         if self.copy_of is not None:  # below an L2: its copies' trust (copies.py)
             info["copies"] = {"trusted": self.trust.trusted, "floor": self.trust.floor}

@@ -27,6 +27,7 @@ from ...envelope import MAGIC, Record, decode, materialize, new_stamp
 from ...exceptions import EnvelopeError, UntrustedRecord
 from ...sentinels import MISSING, Constant
 from ..base import Count
+from . import direct
 from .errors import is_wrongtype, unavailable
 from .wire import INT, int_record, pxat
 
@@ -44,6 +45,10 @@ __all__ = ["add_count", "incr"]
 # result is read back with GET, as a string: Lua holds numbers as doubles, so
 # returning INCRBY's reply would round every count above 2**53. The expiry
 # comes back with it: the chain keeps copies of the count until then.
+# With a second key, the bus's stream, the change is announced in the same
+# script (ARGV[3]: MAXLEN, ARGV[4]: field/value pairs, then the pairs), before
+# INCRBY: a refused INCRBY then leaves a message that costs readers a miss,
+# never a count no one was told of. The third value says whether it went out.
 _INCR_LUA = """\
 local expires = redis.call('PEXPIRETIME', KEYS[1])
 if expires == -2 then
@@ -55,8 +60,19 @@ end
 if expires >= 0 and expires <= tonumber(ARGV[2]) then
   return false
 end
+local appended = 0
+if #KEYS > 1 then
+  local xadd = {'XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*'}
+  for i = 5, 4 + 2 * tonumber(ARGV[4]) do
+    xadd[#xadd + 1] = ARGV[i]
+  end
+  local reply = redis.pcall(unpack(xadd))
+  if not (type(reply) == 'table' and reply.err) then
+    appended = 1
+  end
+end
 redis.call('INCRBY', KEYS[1], ARGV[1])
-return {redis.call('GET', KEYS[1]), expires}
+return {redis.call('GET', KEYS[1]), expires, appended}
 """
 _INCR_SHA = hashlib.sha1(_INCR_LUA.encode()).hexdigest()
 
@@ -95,20 +111,32 @@ _NOT_HERE = Constant("NOT_HERE")  # not a raw 64-bit counter: added in Python
 _ATTEMPTS = 10
 
 
-def incr(tier: RedisTier, key: str, delta: int) -> int:
-    """Add ``delta`` to the integer at ``key`` atomically; return the result.
+def incr(
+    tier: RedisTier, key: str, delta: int, announce: tuple[Any, ...] = ()
+) -> tuple[int, bool]:
+    """Add ``delta`` to the integer at ``key`` atomically; return the result
+    and whether the change was announced.
 
-    Raise ``ValueError`` when the key is absent (or dead on our clock),
+    ``announce`` is ``(stream key, MAXLEN, fields)``, or empty: then nothing
+    is. Raise ``ValueError`` when the key is absent (or dead on our clock),
     ``TypeError`` when its value is not an integer.
     """
     client = tier._writer(key)
-    result = _incrby(client, key, delta, math.floor(tier.clock() * 1000))
+    keys, argv = [key], [delta, math.floor(tier.clock() * 1000)]
+    if announce:
+        stream_key, maxlen, fields = announce
+        keys.append(stream_key)
+        argv += (maxlen, len(fields))
+        for field, value in fields.items():
+            argv += (field, value)
+    result = _incrby(client, keys, argv)
     if result is _NOT_HERE:
-        return _incr_in_python(tier, client, key, delta)
+        return _incr_in_python(tier, client, key, delta), False
     if result is None:
         raise ValueError(f"Key '{key}' not found")
-    value, expires_ms = result
-    return Count(int(value), None if expires_ms < 0 else expires_ms / 1000)
+    value, expires_ms, appended = result
+    count = Count(int(value), None if expires_ms < 0 else expires_ms / 1000)
+    return count, appended == 1
 
 
 def add_count(
@@ -124,17 +152,14 @@ def add_count(
     return None if count is None else int(count)
 
 
-def _incrby(client: Any, key: str, delta: int, now_ms: int) -> Any:
+def _incrby(client: Any, keys: list[str], argv: list[Any]) -> Any:
     """Run the script: the result, ``None`` (no live key) or ``_NOT_HERE``.
 
     ``_NOT_HERE`` stands for INCRBY's refusal; its text names the Lua script,
     so it never reaches the caller, not even as an exception's context.
     """
     try:
-        try:
-            result = client.evalsha(_INCR_SHA, 1, key, delta, now_ms)
-        except rex.NoScriptError:
-            result = client.eval(_INCR_LUA, 1, key, delta, now_ms)
+        result = direct.script(client, _INCR_SHA, _INCR_LUA, keys, argv)
         if result is not None and len(result) == 1:  # {1}: not a raw counter
             return _NOT_HERE
         return result

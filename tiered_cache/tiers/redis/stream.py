@@ -9,12 +9,14 @@ one it read), the stream was emptied (no entry, but it generated ids past the
 reader's) or deleted and made again (its last id is behind the reader's):
 ``StreamState.lost_after``.
 
-A write and its announcement go in one ``MULTI``/``EXEC`` when the stream and
-the written keys live on one server (single, replicas, Sentinel: the writes go
-to the primary, and so does the stream): one round trip, and either both
-happen or neither (a connection that dies before ``EXEC`` discards both). On
-Cluster the stream's slot is not the key's, so ``joins_writes`` is False and
-the chain appends separately (``coherence`` queues what fails).
+A write and its announcement go in one script (``_WRITE_LUA``) when the stream
+and the written keys live on one server (single, replicas, Sentinel: the
+writes go to the primary, and so does the stream): one round trip, one
+command and one reply, run atomically, so no reader sees the value without its
+announcement. A ``MULTI``/``EXEC`` did the same with four commands and four
+replies to parse: twice django-redis's client work for a ``set``. On Cluster
+the stream's slot is not the key's, so ``joins_writes`` is False and the
+chain appends separately (``coherence`` queues what fails).
 
 A restart that loses the data (no persistence, a flush) would leave a reader
 waiting on ids that no longer mean anything. The *generation* key holds a
@@ -26,6 +28,7 @@ slot; when that slot's master fails over, its replica serves both.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,12 +36,51 @@ from typing import Any
 import redis.exceptions as rex
 
 from ..base import Stream, StreamState
+from . import direct
 from .errors import TRANSPORT_ERRORS, unavailable
 
 __all__ = ["RedisStream"]
 
 #: Entries kept (approximately): a reader away for longer has a gap.
 DEFAULT_MAXLEN = 100_000
+
+#: Append the message, then run the writes. KEYS: the stream, then one key per
+#: write; ARGV: MAXLEN, the number of field/value pairs and the pairs, then per
+#: write its argument count and its arguments (the command's name first, the
+#: key left out: it is in KEYS). The message goes first: if Redis refuses a
+#: write (out of memory), an announcement without its value costs readers a
+#: miss, while a value without its announcement would leave other processes'
+#: copies stale. A message refused (out of memory, no permission) refuses
+#: the writes, but for one reason: the stream key holds another type, which
+#: only the message can fix (a new stream); then the writes are made and the
+#: reply is 0.
+_WRITE_LUA = """
+local xadd = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+local i = 3
+for _ = 1, 2 * tonumber(ARGV[2]) do
+    xadd[#xadd + 1] = ARGV[i]
+    i = i + 1
+end
+local appended = redis.pcall(unpack(xadd))
+local refused = type(appended) == 'table' and appended.err
+if refused and string.sub(appended.err, 1, 9) ~= 'WRONGTYPE' then
+    return redis.error_reply(appended.err)
+end
+for k = 2, #KEYS do
+    local argc = tonumber(ARGV[i])
+    local command = {ARGV[i + 1], KEYS[k]}
+    for a = 2, argc do
+        command[#command + 1] = ARGV[i + a]
+    end
+    i = i + argc + 1
+    redis.call(unpack(command))
+end
+if refused then
+    return 0
+end
+return 1
+"""
+_WRITE_SHA = hashlib.sha1(_WRITE_LUA.encode()).hexdigest()
 
 
 class RedisStream(Stream):
@@ -79,24 +121,24 @@ class RedisStream(Stream):
     def append_after(
         self, commands: Sequence[tuple], fields: Mapping[str, str]
     ) -> bool:
-        """Run write ``commands`` and append ``fields`` in one transaction.
+        """Append ``fields`` and run write ``commands`` in one script.
 
-        Return whether the message was appended. Transport errors are raised
-        as they are (the calling tier method maps them): then nothing was
-        stored, or, if the connection died after ``EXEC``, both were. A
-        command Redis refuses while queueing (``OOM``, ``NOPERM``) aborts the
-        whole transaction. Only a message refused while executing (the
-        stream key holds another type) leaves the writes stored without it.
+        ``commands`` are ``(name, key, *args)``. Return whether the message was
+        appended. Transport errors are raised as they are (the calling tier
+        method maps them): then nothing was stored, or, if the connection died
+        after the script ran, both were. A write Redis refuses (``OOM``,
+        ``READONLY``, ``NOPERM``) raises its error: the message may have gone
+        out, the value did not (``_WRITE_LUA``).
         """
-        pipe = self._client().pipeline(transaction=True)
-        for args in commands:
-            pipe.execute_command(*args)
-        pipe.xadd(self.key, dict(fields), maxlen=self.maxlen, approximate=True)
-        *written, appended = pipe.execute(raise_on_error=False)
-        for result in written:
-            if isinstance(result, Exception):
-                raise result
-        return not isinstance(appended, Exception)
+        keys = [self.key]
+        argv: list[Any] = [self.maxlen, len(fields)]
+        for field, value in fields.items():
+            argv += (field, value)
+        for name, key, *rest in commands:
+            keys.append(key)
+            argv += (len(rest) + 1, name, *rest)
+        appended = direct.script(self._client(), _WRITE_SHA, _WRITE_LUA, keys, argv)
+        return bool(appended)
 
     def new_generation(self) -> None:
         try:

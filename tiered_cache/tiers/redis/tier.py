@@ -25,7 +25,7 @@ from ...resilience import LogThrottle
 from ...sentinels import MISSING
 from ..base import BaseTier
 from ..values import option_problems
-from . import counters, expiry, leases, namespaces, replay, wire
+from . import counters, direct, expiry, leases, namespaces, replay, wire
 from .connections import (
     DJANGO_REDIS_OPTIONS,
     INEFFECTIVE_DJANGO_REDIS_OPTIONS,
@@ -157,7 +157,7 @@ class RedisTier(BaseTier):
         goes to the helpers below, which are the whole read."""
         client = self._reader(key)
         try:
-            data = client.get(key)
+            data = direct.call(client, "GET", key)
         except TRANSPORT_ERRORS as exc:
             return self._get_after(key, exc)
         if data is None:
@@ -267,7 +267,7 @@ class RedisTier(BaseTier):
     def set(self, key: str, record: Record) -> None:
         client = self._writer(key)
         try:
-            client.execute_command(*self._set_args(key, record))
+            direct.call(client, *self._set_args(key, record))
         except rex.OutOfMemoryError:
             self._drop_refused([key])
             raise
@@ -369,7 +369,14 @@ class RedisTier(BaseTier):
     @transport("incr")
     def incr(self, key: str, delta: int) -> int:
         """See ``BaseTier`` and ``counters``; counts on past 64 bits."""
-        return counters.incr(self, key, delta)
+        return counters.incr(self, key, delta)[0]
+
+    @transport("incr")
+    def incr_announced(
+        self, key: str, delta: int, stream: Any, fields: Mapping[str, str]
+    ) -> tuple[int, bool]:
+        """See ``OptionalMethods.incr_announced``: one script, one round trip."""
+        return counters.incr(self, key, delta, (stream.key, stream.maxlen, fields))
 
     @transport("add_count")
     def add_count(
