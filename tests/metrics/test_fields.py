@@ -191,6 +191,10 @@ def test_metrics_off_times_nothing(make_cache):
     assert moved == {"l1|sets": 1, "l2|sets": 1}
 
 
+#: Counters that only failures make (each by a bounded kind).
+FAILURES = {"errors", "error", "busy", "skipped", "breaker_opened"}
+
+
 def test_the_fields_stay_the_same_after_10000_distinct_keys(three):
     def traffic(keys: range) -> None:
         for n in keys:
@@ -202,8 +206,11 @@ def test_the_fields_stay_the_same_after_10000_distinct_keys(three):
     traffic(range(20))  # every operation seen once
     names = set(fields.counters(three._chain))
     traffic(range(20, 10_020))
-    assert set(fields.counters(three._chain)) == names
-    assert not any("user" in name or "absent" in name for name in names)
+    after = set(fields.counters(three._chain))
+    # A loaded machine may add real events (an L3 shard busy, an L2 timeout):
+    # failures, never a field made from a key.
+    assert {name.split("|")[1] for name in after - names} <= FAILURES, after - names
+    assert not any("user" in name or "absent" in name for name in after)
 
 
 def test_key_groups_are_bounded_and_counted_only_when_asked(make_cache):
