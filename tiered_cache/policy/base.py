@@ -41,6 +41,12 @@ class BasePolicy:
     #: Short name used in ``OPTIONS["POLICY"]`` and metric labels.
     name = "base"
 
+    #: Bytes this policy keeps per resident key (its queues, bits, sketch
+    #: share), counted against the tier's ``MAX_BYTES``. Measured as RSS
+    #: growth over 1 000 000 entries (``bench/memory.py``); a policy that
+    #: keeps more should say so.
+    entry_bytes = 100
+
     def on_insert(self, key: str, size: int, expires_at: float | None) -> None:
         """Record that ``key`` entered the store (or was replaced)."""
         raise NotImplementedError

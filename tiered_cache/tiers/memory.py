@@ -39,9 +39,13 @@ from .values import POSITIVE_INT_OR_NONE, option_problems
 
 __all__ = ["MemoryTier"]
 
-# Bookkeeping per entry beyond key and value: the dict slot, the entry tuple
-# and the policy's record (measured ~200 B on CPython 3.11).
-ENTRY_OVERHEAD = 200
+# Bytes an entry costs beyond its key's and payload's lengths, apart from the
+# policy's own (``BasePolicy.entry_bytes``): the key's and payload's object
+# headers, the dict slot (with its growth slack), the entry tuple, its floats
+# and stamp. Measured as RSS growth over 1 000 000 small entries on CPython
+# 3.11 (``bench/memory.py``), so that ``MAX_BYTES`` bounds what the process
+# really grows by, within 10 %: it was 200, and 64 MiB of L1 took 110 MiB.
+ENTRY_OVERHEAD = 330
 
 # Entry tuple fields (a tuple is the cheapest record to read on the hit path).
 # _LOADS: the ``loads`` of the serializer that wrote the stored payload (called
@@ -114,6 +118,7 @@ class MemoryTier(BaseTier):
         self._lock = renewed_lock(self)
         self._bytes = 0
         self._on_hit = self.policy.on_hit
+        self._entry_overhead = ENTRY_OVERHEAD + self.policy.entry_bytes
         #: Values of these exact types are kept live (``Serializer.live_types``).
         self._live_types = self.serializer.live_types
         #: The serializers whose payloads an entry may hold (``_writer``).
@@ -320,7 +325,7 @@ class MemoryTier(BaseTier):
             if stored is None:  # a raw int record without a live value
                 raise TypeError("record carries neither a value nor a payload")
             size = len(stored)
-        size += len(key) + ENTRY_OVERHEAD
+        size += len(key) + self._entry_overhead
         expires_at = record.expires_at
         return (
             stored,
