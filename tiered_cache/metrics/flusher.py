@@ -10,6 +10,9 @@ is lost while the store is down, only delayed). It is started by the app's
 Forks: the thread does not survive ``fork()``. A child (a gunicorn worker of
 a ``--preload`` master) starts its own, under its own process id, and
 ignores the counts it inherited: they are the parent's to send.
+
+Other periodic sends of the same kind ride on the same thread as *jobs*
+(``add_job``): the access history (``tiered_cache.history.flush``) is one.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -99,6 +102,17 @@ class Flusher:
         self._stop = threading.Event()
         self._throttle = LogThrottle()
         self.process = _process_id()
+        #: Called after each flush, on this thread (``add_job``).
+        self.jobs: list[Callable[[], None]] = []
+
+    def add_job(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` after every flush, on the flusher's thread.
+
+        A job catches and logs its own errors; one that raises is logged here
+        and runs again next time.
+        """
+        if job not in self.jobs:
+            self.jobs.append(job)
 
     def flush(self, alias: str | None = None) -> None:
         """Send the deltas of ``alias`` (every alias when ``None``) now.
@@ -175,6 +189,16 @@ class Flusher:
         stop = self._stop
         while not stop.wait(self.interval()):
             self._flush_logged()
+            self.run_jobs()
+
+    def run_jobs(self) -> None:
+        """Run every job once (the thread does after each flush; tests call it)."""
+        for job in list(self.jobs):
+            try:
+                job()
+            except Exception:
+                if self._throttle.allow(f"job {job!r}"):
+                    logger.exception("cache metrics: job %r failed", job)
 
     def _flush_logged(self) -> None:
         try:
@@ -213,3 +237,4 @@ def _flush_at_exit() -> None:
     if flusher.running():
         flusher.stop()
         flusher._flush_logged()
+        flusher.run_jobs()

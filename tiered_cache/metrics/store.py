@@ -29,7 +29,15 @@ from typing import Any
 
 from ..tiers.base import BaseTier, Scope
 
-__all__ = ["RETENTION", "DiskStore", "LocalStore", "RedisStore", "Store", "store_for"]
+__all__ = [
+    "RETENTION",
+    "DiskStore",
+    "LocalStore",
+    "RedisStore",
+    "Store",
+    "shared_tier",
+    "store_for",
+]
 
 #: How long a minute bucket is kept (seconds): 24 hours, and two minutes of slack.
 RETENTION = 24 * 3600
@@ -195,13 +203,28 @@ class DiskStore(Store):
         return dict(self.cache.get(f"{self.base}:total") or {})
 
 
-def store_for(alias: str, namespace: str, tiers: Iterable[BaseTier]) -> Store:
-    """Return the store of a cache over ``tiers``: L2, else L3, else this process."""
+def shared_tier(tiers: Iterable[BaseTier]) -> tuple[str, BaseTier | None]:
+    """Return where a cache over ``tiers`` keeps what its processes share.
+
+    ``("l2", tier)`` for a Redis tier, else ``("l3", tier)`` for a disk tier,
+    else ``("local", None)``. The access history (``tiered_cache.history``)
+    keeps its log in the same place.
+    """
     tiers = list(tiers)
     for tier in tiers:
         if tier.scope == Scope.DEPLOYMENT and hasattr(tier, "_writer"):
-            return RedisStore(tier, alias, namespace)
+            return "l2", tier
     for tier in tiers:
         if tier.scope == Scope.MACHINE and hasattr(tier, "directory"):
-            return DiskStore(tier.directory, alias, namespace)  # type: ignore[attr-defined]
+            return "l3", tier
+    return "local", None
+
+
+def store_for(alias: str, namespace: str, tiers: Iterable[BaseTier]) -> Store:
+    """Return the store of a cache over ``tiers``: L2, else L3, else this process."""
+    kind, tier = shared_tier(tiers)
+    if kind == "l2":
+        return RedisStore(tier, alias, namespace)  # type: ignore[arg-type]
+    if kind == "l3":
+        return DiskStore(tier.directory, alias, namespace)  # type: ignore[union-attr]
     return LocalStore()

@@ -1,0 +1,144 @@
+"""What a read of a sampled key costs the request thread, and nothing more.
+
+``Recorder.wrap`` returns the ``get`` the backend installs on an instance
+when ``OPTIONS["HISTORY"]`` is set (the one seam in ``backend.py``; a cache
+without HISTORY keeps its plain ``get``). Per read:
+
+* a key outside the sample: one dict lookup in the instance's memo (the
+  decision is remembered per key; the hash is computed once per key), then
+  the plain ``get``;
+* a sampled key: the plain ``get``, a look at whether L1 held it, and one
+  tuple appended to a bounded ``deque`` (atomic under the GIL, no lock). When
+  the buffer is full the oldest accesses are dropped: the history is a sample.
+
+Only string keys at the instance's default version are recorded (every key
+Django's own helpers build); others are read as usual and not recorded.
+
+The tier of a hit is the name of the first tier whose hit counter moved
+during the read; under concurrent reads another thread's hit can move it
+first, so the tier of a below-L1 hit is approximate (it is exact for L1).
+The size is ``sys.getsizeof`` of the value read (shallow), 0 for a miss.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..forksafe import Registry
+from ..sentinels import MISSING
+from .options import HistoryOptions
+from .sampling import Sampler
+from .shards import MissRatioCurve
+
+__all__ = ["Access", "Recorder", "built_recorder", "recorder_for"]
+
+#: One recorded read: (key hash, time, size, hit, tier name or "").
+Access = tuple[int, float, int, bool, str]
+
+_MEMO_SIZE = 16384
+#: Sampled reads after which the curve's histogram is halved (it follows
+#: the workload instead of averaging the process's whole life).
+MRC_WINDOW = 100_000
+_UNSEEN = object()
+
+
+class Recorder:
+    """The in-process side of one cache configuration's history."""
+
+    def __init__(self, options: HistoryOptions, clock: Callable[[], float]) -> None:
+        self.options = options
+        self.clock = clock
+        self.sampler = Sampler(options.sample_rate)
+        self.buffer: deque[Access] = deque(maxlen=options.buffer)
+        #: Sampled keys seen since the last drain: {hash: key}.
+        self.names: dict[int, str] = {}
+        #: This process's L1 reuse distances (fed by the flush, not here).
+        self.curve = MissRatioCurve(
+            options.sample_rate, options.mrc_keys, window=MRC_WINDOW
+        )
+
+    def wrap(self, cache: Any, get: Callable[..., Any]) -> Callable[..., Any]:
+        """Return ``get`` recording the reads of sampled keys of ``cache``."""
+        memo: dict[str, Any] = {}
+        append = self.buffer.append
+        clock = self.clock
+        top = cache._top
+        slots = cache._slots
+        names = self.names
+        sampler = self.sampler
+
+        def decide(key: str) -> tuple[int, str] | None:
+            final = cache.stored_key(key)
+            hashed = sampler(final)
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = decision = None if hashed is None else (hashed, final)
+            if hashed is not None:
+                names[hashed] = key
+            return decision
+
+        def get_recorded(key: Any, default: Any = None, version: Any = None) -> Any:
+            if version is not None or type(key) is not str:
+                return get(key, default, version)
+            decision = memo.get(key, _UNSEEN)
+            if decision is None:
+                return get(key, default)
+            if decision is _UNSEEN:
+                decision = decide(key)
+                if decision is None:
+                    return get(key, default)
+            hashed, final = decision
+            before = [slot.stats.hits for slot in slots]
+            value = get(key, MISSING)
+            if value is MISSING:
+                append((hashed, clock(), 0, False, ""))
+                return default
+            tier = ""
+            for slot, hits in zip(slots, before, strict=True):
+                if slot.stats.hits != hits:
+                    tier = slot.name
+                    break
+            if not tier and top is not None:
+                tier = slots[0].name
+            append((hashed, clock(), sys.getsizeof(value), True, tier))
+            return value
+
+        return get_recorded
+
+    def drain(self) -> tuple[list[Access], dict[int, str]]:
+        """Take the buffered accesses and new names (the flush thread calls it).
+
+        The accesses also feed this process's miss-ratio curve here, off the
+        request thread.
+        """
+        buffer = self.buffer
+        records = [buffer.popleft() for _ in range(len(buffer))]
+        names = {hashed: self.names.pop(hashed) for hashed in list(self.names)}
+        self.curve.feed(record[0] for record in records)
+        return records, names
+
+
+_recorders: Registry[Recorder] = Registry()
+
+
+def recorder_for(options: Any) -> Recorder | None:
+    """Return this process's recorder for ``TieredOptions`` (None: HISTORY off).
+
+    One per configuration (every backend instance of it appends to the same
+    buffer); a forked child keeps the object (its buffer holds the parent's
+    last unflushed reads, sent once by whichever process flushes first).
+    """
+    history = options.history
+    if not history.enabled:
+        return None
+    return _recorders.get_or_create(
+        (options.share_key, history), lambda: Recorder(history, options.clock)
+    )
+
+
+def built_recorder(options: Any) -> Recorder | None:
+    """Return the recorder of ``options`` if this process built one (no build)."""
+    return _recorders.get((options.share_key, options.history))
