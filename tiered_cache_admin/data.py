@@ -15,8 +15,17 @@ from django.core.cache import caches
 
 from tiered_cache import metrics as _metrics
 from tiered_cache.backend import TieredCache
+from tiered_cache.history.flush import read_curve
 
-__all__ = ["WINDOWS", "aliases", "flush", "series", "summary", "tiered_cache"]
+__all__ = [
+    "WINDOWS",
+    "aliases",
+    "flush",
+    "l1_curve",
+    "series",
+    "summary",
+    "tiered_cache",
+]
 
 #: Chart windows offered on the overview: name -> (seconds, step in seconds).
 WINDOWS = {"hour": (3600.0, 60.0), "day": (86400.0, 900.0)}
@@ -55,3 +64,15 @@ def series(alias: str, window: str) -> dict[str, Any]:
 def flush(alias: str) -> None:
     """Push this process's pending counters, so a page shows its own requests."""
     _metrics.flush_now(alias)
+
+
+def l1_curve(alias: str) -> dict[str, Any] | None:
+    """Return the L1 miss-ratio curve estimate (``read_curve``), None if unknown.
+
+    A store that does not answer shows as unknown: the rest of the page
+    still renders.
+    """
+    try:
+        return read_curve(alias)
+    except Exception:
+        return None

@@ -112,6 +112,7 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
         requests_per_s=requests / since if since else None,
         latency=sorted(summary.get("latency", {}).items()),
         bus=summary.get("bus") or {},
+        l1_curve=data.l1_curve(alias),
         window=window,
         windows=list(data.WINDOWS),
         chart=hit_ratio_svg(

@@ -32,6 +32,7 @@ __all__ = [
     "curve_of",
     "flush_history",
     "history_enabled",
+    "read_curve",
     "store_of",
 ]
 
@@ -131,3 +132,47 @@ def _l1_entries(alias: str) -> int | None:
 
 
 flusher.add_job(flush_history)
+
+
+#: A process whose curve is older than this (seconds) is not counted.
+CURVE_MAX_AGE = 600.0
+
+
+def read_curve(alias: str) -> dict[str, Any] | None:
+    """Return ``alias``'s L1 miss-ratio curve over its live processes, or None.
+
+    ``{"hit_ratio": {"0.5x": r, "1x": r, "2x": r, "4x": r}, "entries": n,
+    "processes": n, "sampled": n}``: each process's estimate weighted by the
+    sampled reads it saw (each process has its own L1), ``entries`` their
+    mean L1 size. ``None`` when HISTORY is off or no process published one
+    in the last ``CURVE_MAX_AGE`` seconds.
+    """
+    from django.core.cache import caches
+
+    if not caches[alias].options.history.enabled:
+        return None
+    now = time.time()
+    curves = []
+    for text in store_of(alias).fields(CURVE_FIELD).values():
+        try:
+            curve = json.loads(text)
+        except ValueError:
+            continue
+        if now - curve.get("at", 0) <= CURVE_MAX_AGE and curve.get("sampled"):
+            curves.append(curve)
+    if not curves:
+        return None
+    weight = sum(curve["sampled"] for curve in curves)
+    ratios = {}
+    for name in curves[0]["hit_ratio"]:
+        values = [(c["hit_ratio"].get(name), c["sampled"]) for c in curves]
+        known = [(v, w) for v, w in values if v is not None]
+        ratios[name] = (
+            sum(v * w for v, w in known) / sum(w for _, w in known) if known else None
+        )
+    return {
+        "hit_ratio": ratios,
+        "entries": round(sum(c["entries"] for c in curves) / len(curves)),
+        "processes": len(curves),
+        "sampled": weight,
+    }

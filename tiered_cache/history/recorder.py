@@ -80,12 +80,20 @@ class Recorder:
                 names[hashed] = key
             return decision
 
+        memo_get = memo.get
+
         def get_recorded(key: Any, default: Any = None, version: Any = None) -> Any:
+            # The path of a key outside the sample is kept as short as can
+            # be: one dict lookup (only str keys are ever in the memo).
+            if version is None:
+                try:
+                    decision = memo_get(key, _UNSEEN)
+                except TypeError:  # an unhashable key: read, never recorded
+                    return get(key, default)
+                if decision is None:
+                    return get(key, default)
             if version is not None or type(key) is not str:
                 return get(key, default, version)
-            decision = memo.get(key, _UNSEEN)
-            if decision is None:
-                return get(key, default)
             if decision is _UNSEEN:
                 decision = decide(key)
                 if decision is None:

@@ -1,0 +1,94 @@
+"""The recording ``get``: installed only with HISTORY, sampled keys only."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.matrix import L1, l3
+from tiered_cache.history.recorder import built_recorder
+
+
+def recorder_of(cache):
+    return built_recorder(cache.options)
+
+
+def drained(cache):
+    recorder = recorder_of(cache)
+    recorder.buffer.clear()
+    recorder.names.clear()
+    return recorder
+
+
+def test_without_history_get_is_the_plain_method(make_cache):
+    cache = make_cache([L1])
+    assert "get" not in vars(cache)
+    assert recorder_of(cache) is None
+
+
+def test_every_read_of_a_sampled_key_is_recorded_with_its_tier(
+    make_cache, tmp_path, clock
+):
+    cache = make_cache([L1, l3(str(tmp_path / "l3"))], HISTORY={"SAMPLE_RATE": 1.0})
+    recorder = drained(cache)
+    cache.set("p:1", "x" * 50)
+    cache.tier("l1").delete(cache.stored_key("p:1"))
+    assert cache.get("p:1") == "x" * 50  # from L3
+    assert cache.get("p:1") == "x" * 50  # from L1 now
+    assert cache.get("p:2", "dflt") == "dflt"
+    accesses = list(recorder.buffer)
+    assert [(a[3], a[4]) for a in accesses] == [(True, "l3"), (True, "l1"), (False, "")]
+    assert accesses[0][1] == clock.now
+    assert accesses[0][2] > 50 and accesses[2][2] == 0
+    assert set(recorder.names.values()) == {"p:1", "p:2"}
+
+
+def test_keys_outside_the_sample_are_not_recorded(make_cache):
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1e-12})
+    recorder = drained(cache)
+    cache.set("k", 1)
+    assert cache.get("k") == 1
+    assert cache.get("missing", 2) == 2
+    assert list(recorder.buffer) == [] and recorder.names == {}
+
+
+def test_keys_with_a_version_or_not_str_are_read_but_not_recorded(make_cache):
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1.0})
+    recorder = drained(cache)
+    cache.set("k", 1, version=3)
+    assert cache.get("k", version=3) == 1
+    assert list(recorder.buffer) == []
+
+
+def test_the_buffer_is_bounded_and_keeps_the_newest(make_cache):
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1.0, "BUFFER": 3})
+    recorder = drained(cache)
+    for i in range(5):
+        cache.get(f"k{i}")
+    assert len(recorder.buffer) == 3
+    assert [recorder.names[a[0]] for a in recorder.buffer] == ["k2", "k3", "k4"]
+
+
+def test_drain_empties_the_buffer_and_feeds_the_curve(make_cache):
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1.0})
+    recorder = drained(cache)
+    recorder.curve.__init__(1.0)
+    cache.set("a", 1)
+    for _ in range(3):
+        cache.get("a")
+    accesses, names = recorder.drain()
+    assert len(accesses) == 3 and list(names.values()) == ["a"]
+    assert list(recorder.buffer) == [] and recorder.names == {}
+    assert recorder.curve.hit_ratios([1]) == [pytest.approx(2 / 3)]
+
+
+@pytest.mark.parametrize(
+    "history",
+    [{"SAMPLE_RATE": 0}, {"SAMPLE_RATE": 2}, {"MAX_RECORDS": 0}, {"NOPE": 1}, "yes"],
+)
+def test_bad_history_options_are_refused(history):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tiered_cache.conf import parse_options
+
+    with pytest.raises(ImproperlyConfigured):
+        parse_options({"TIERS": [L1], "HISTORY": history})

@@ -1,0 +1,93 @@
+"""``manage.py warm_cache`` against a real redis-server the test stops midway."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.cache import caches
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from tests.warming.conftest import record_reads, server, warm_alias, warmers  # noqa: F401
+from tiered_cache.warming.registry import warmer
+
+pytestmark = pytest.mark.redis_server
+
+READS = {"p:1": 5, "p:2": 4, "p:3": 3, "p:4": 2}
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("warm_cache", "--cache", "w", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def counted(warm_alias, warmers):  # noqa: F811
+    alias = warm_alias()
+    calls = []
+
+    @warmer("p", cache=alias)
+    def product(key):
+        calls.append(key)
+        return f"value of {key}"
+
+    record_reads(alias, READS)
+    return calls
+
+
+def test_dry_run_plans_and_writes_nothing(counted):
+    data = json.loads(run("--dry-run", "--json"))
+    assert (data["planned"], data["would_warm"], data["warmed"]) == (4, 4, 0)
+    assert data["ok"] and data["published"] is None
+    assert counted == []
+    cache = caches["w"]
+    assert not cache.tier("l2").has_key(cache.stored_key("p:1"))
+
+
+def test_a_second_run_does_nothing_new(counted):
+    first = json.loads(run("--json"))
+    assert first["warmed"] == 4 and first["ok"]
+    second = json.loads(run("--json"))
+    assert (second["warmed"], second["held"], second["failed"]) == (0, 4, 0)
+    assert len(counted) == 4  # no warmer ran again
+
+
+def test_limit_and_the_table_summary(counted):
+    text = run("--limit", "2")
+    assert counted == ["p:1", "p:2"]
+    assert "w: 2 key(s) planned" in text
+    assert "warmed: 2" in text and "warm set published: 2 key(s)" in text
+    assert "\r" not in text  # no progress bar off a TTY
+
+
+def test_redis_going_down_midway_exits_non_zero_with_a_summary(
+    warm_alias,  # noqa: F811
+    warmers,  # noqa: F811
+    server,  # noqa: F811
+):
+    alias = warm_alias()
+    calls = []
+
+    @warmer("p", cache=alias)
+    def product(key):
+        calls.append(key)
+        if len(calls) == 2:
+            server.stop()  # Redis goes down while the second value is computed
+        return 1
+
+    record_reads(alias, READS)
+    out = StringIO()
+    with pytest.raises(CommandError, match=r"warming incomplete \(3 key\(s\) failed"):
+        call_command("warm_cache", "--cache", alias, stdout=out)
+    text = out.getvalue()
+    assert "warmed: 1" in text and "failed: 3" in text
+    assert "error: p:2: not stored by its authority tier" in text
+    assert "warm set not published" in text
+
+
+def test_unknown_alias_is_a_command_error():
+    with pytest.raises(CommandError, match="not a TieredCache alias"):
+        call_command("warm_cache", "--cache", "nope", stdout=StringIO())

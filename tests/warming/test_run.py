@@ -1,0 +1,85 @@
+"""``warm()`` over a real redis-server: plan, warm, resume, publish, preload."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+
+from tests.warming.conftest import record_reads
+from tiered_cache.warming.preload import preload
+from tiered_cache.warming.registry import group_of, warmer
+from tiered_cache.warming.run import CHECKPOINT, read_warm_set, warm
+
+pytestmark = pytest.mark.redis_server
+
+
+def test_group_is_the_part_before_the_first_colon():
+    assert group_of("product:4:2") == "product"
+    assert group_of("plain") == "plain"
+    with pytest.raises(ValueError):
+        warmer("a:b")
+
+
+def test_hot_missing_keys_are_warmed_best_first_and_published(warm_alias, warmers):
+    alias = warm_alias()
+    calls = []
+
+    @warmer("p", cache=alias)
+    def product(key):
+        calls.append(key)
+        return key.upper()
+
+    record_reads(alias, {"p:1": 3, "p:2": 5, "p:3": 1, "other:1": 2})
+    report = warm(alias, limit=3)
+    assert calls == ["p:2", "p:1"]  # other:1 has no warmer; p:3 is past the limit
+    assert (report.planned, report.warmed, report.no_warmer) == (3, 2, 1)
+    assert report.ok and report.published == 2
+    assert [key for key, _ in read_warm_set(alias)] == ["p:2", "p:1"]
+    assert caches[alias].tier("l2").has_key(caches[alias].stored_key("p:2"))
+
+
+def test_a_key_held_by_l2_is_not_warmed_again(warm_alias, warmers):
+    alias = warm_alias()
+    calls = []
+    warmer("p", cache=alias)(calls.append)
+    record_reads(alias, {"p:1": 2})
+    caches[alias].set("p:1", "already")
+    report = warm(alias)
+    assert (report.held, report.warmed, calls) == (1, 0, [])
+
+
+def test_interrupted_run_saves_a_checkpoint_and_resumes_there(warm_alias, warmers):
+    alias = warm_alias()
+    calls = []
+
+    @warmer("p", cache=alias)
+    def product(key):
+        calls.append(key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return 1
+
+    record_reads(alias, {"p:1": 4, "p:2": 3, "p:3": 2})
+    first = warm(alias)
+    assert first.interrupted and not first.ok
+    from tiered_cache.history.flush import store_of
+
+    assert store_of(alias).get(CHECKPOINT) is not None
+    second = warm(alias)
+    assert second.resumed_from == 1
+    assert calls == ["p:1", "p:2", "p:2", "p:3"]
+    assert second.ok and second.warmed == 2
+    assert store_of(alias).get(CHECKPOINT) is None
+
+
+def test_preload_copies_the_warm_set_into_l1(warm_alias, warmers):
+    alias = warm_alias()
+    warmer("p", cache=alias)(lambda key: f"v{key}")
+    record_reads(alias, {"p:1": 2, "p:2": 1})
+    assert warm(alias).published == 2
+    cache = caches[alias]
+    l1 = cache.tier("l1")
+    for key in ("p:1", "p:2"):
+        l1.delete(cache.stored_key(key))
+    assert preload(alias, rate=1e9) == 2
+    assert l1.get_value(cache.stored_key("p:1"), None) == "vp:1"
