@@ -115,3 +115,33 @@ def test_inspector_over_a_real_redis_shows_every_tier(redis_dash_cache, client_a
     # L3 below an L2 holds copies, served only once the bus vouches for them.
     assert rows["l1"] == rows["l2"] == "yes" and "l3" in rows
     assert page.count("never expires") >= 2
+
+
+def test_overview_shows_the_l1_curve_only_with_history(settings, tmp_path, client_as):
+    from django.core.cache import caches
+
+    from tests.matrix import L1, l3
+    from tiered_cache.history.flush import flush_history
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "tiered_cache.TieredCache",
+            "KEY_PREFIX": "dash-curve",
+            "OPTIONS": {
+                "TIERS": [{**L1, "OPTIONS": {"MAX_ENTRIES": 4}}, l3(str(tmp_path))],
+                "HISTORY": {"SAMPLE_RATE": 1.0},
+            },
+        }
+    }
+    cache = caches["default"]
+    for key in ("a", "b", "a", "b"):
+        cache.get(key)
+    flush_history()
+    page = client_as("viewer").get(url("overview")).content.decode()
+    assert 'id="tc-l1-curve"' in page
+    assert "current L1 size, 4 entries" in page
+
+
+def test_overview_has_no_l1_curve_without_history(dash_cache, client_as):
+    page = client_as("viewer").get(url("overview")).content.decode()
+    assert 'id="tc-l1-curve"' not in page

@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from ..forksafe import Registry
@@ -43,6 +44,7 @@ _MEMO_SIZE = 16384
 #: the workload instead of averaging the process's whole life).
 MRC_WINDOW = 100_000
 _UNSEEN = object()
+_hits = attrgetter("hits")
 
 
 class Recorder:
@@ -65,9 +67,10 @@ class Recorder:
         memo: dict[str, Any] = {}
         append = self.buffer.append
         clock = self.clock
-        top = cache._top
-        slots = cache._slots
-        names = self.names
+        stats = [slot.stats for slot in cache._slots]
+        names = [slot.name for slot in cache._slots]
+        first = names[0]
+        seen = self.names
         sampler = self.sampler
 
         def decide(key: str) -> tuple[int, str] | None:
@@ -77,7 +80,7 @@ class Recorder:
                 memo.clear()
             memo[key] = decision = None if hashed is None else (hashed, final)
             if hashed is not None:
-                names[hashed] = key
+                seen[hashed] = key
             return decision
 
         memo_get = memo.get
@@ -98,19 +101,19 @@ class Recorder:
                 decision = decide(key)
                 if decision is None:
                     return get(key, default)
-            hashed, final = decision
-            before = [slot.stats.hits for slot in slots]
+            hashed = decision[0]
+            before = list(map(_hits, stats))
             value = get(key, MISSING)
             if value is MISSING:
                 append((hashed, clock(), 0, False, ""))
                 return default
-            tier = ""
-            for slot, hits in zip(slots, before, strict=True):
-                if slot.stats.hits != hits:
-                    tier = slot.name
-                    break
-            if not tier and top is not None:
-                tier = slots[0].name
+            tier = first
+            if stats[0].hits == before[0]:  # not an L1 hit: which tier moved
+                tier = ""
+                for index in range(1, len(stats)):
+                    if stats[index].hits != before[index]:
+                        tier = names[index]
+                        break
             append((hashed, clock(), sys.getsizeof(value), True, tier))
             return value
 
