@@ -10,8 +10,13 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.warming.conftest import record_reads, server, warm_alias, warmers  # noqa: F401
-from tiered_cache.warming.registry import warmer
+from tests.warming.conftest import (  # noqa: F401  (shared fixtures)
+    product_warmer,
+    record_reads,
+    server,
+    warm_alias,
+    warmers,
+)
 
 pytestmark = pytest.mark.redis_server
 
@@ -25,15 +30,8 @@ def run(*args: str) -> str:
 
 
 @pytest.fixture
-def counted(warm_alias, warmers):  # noqa: F811
-    alias = warm_alias()
-    calls = []
-
-    @warmer("p", cache=alias)
-    def product(key):
-        calls.append(key)
-        return f"value of {key}"
-
+def counted(product_warmer):  # noqa: F811
+    alias, calls = product_warmer()
     record_reads(alias, READS)
     return calls
 
@@ -64,20 +62,14 @@ def test_limit_and_the_table_summary(counted):
 
 
 def test_redis_going_down_midway_exits_non_zero_with_a_summary(
-    warm_alias,  # noqa: F811
-    warmers,  # noqa: F811
+    product_warmer,  # noqa: F811
     server,  # noqa: F811
 ):
-    alias = warm_alias()
-    calls = []
-
-    @warmer("p", cache=alias)
-    def product(key):
-        calls.append(key)
-        if len(calls) == 2:
+    def stop_redis(calls: int) -> None:
+        if calls == 2:
             server.stop()  # Redis goes down while the second value is computed
-        return 1
 
+    alias, calls = product_warmer(stop_redis)
     record_reads(alias, READS)
     out = StringIO()
     with pytest.raises(CommandError, match=r"warming incomplete \(3 key\(s\) failed"):

@@ -68,3 +68,26 @@ def record_reads(alias: str, reads: dict[str, int]) -> None:
         for _ in range(times):
             cache.get(key)
     flush_history()
+
+
+@pytest.fixture
+def product_warmer(warm_alias, warmers) -> Callable[..., tuple[str, list[str]]]:
+    """Return ``add(then=None)``: a new alias and the keys its ``p`` warmer ran for.
+
+    ``then(n)`` runs after the n-th call (it may stop Redis, or raise).
+    """
+
+    def add(then: Callable[[int], None] | None = None) -> tuple[str, list[str]]:
+        alias = warm_alias()
+        calls: list[str] = []
+
+        def product(key: str) -> str:
+            calls.append(key)
+            if then is not None:
+                then(len(calls))
+            return f"value of {key}"
+
+        registry.warmer("p", cache=alias)(product)
+        return alias, calls
+
+    return add

@@ -20,15 +20,8 @@ def test_group_is_the_part_before_the_first_colon():
         warmer("a:b")
 
 
-def test_hot_missing_keys_are_warmed_best_first_and_published(warm_alias, warmers):
-    alias = warm_alias()
-    calls = []
-
-    @warmer("p", cache=alias)
-    def product(key):
-        calls.append(key)
-        return key.upper()
-
+def test_hot_missing_keys_are_warmed_best_first_and_published(product_warmer):
+    alias, calls = product_warmer()
     record_reads(alias, {"p:1": 3, "p:2": 5, "p:3": 1, "other:1": 2})
     report = warm(alias, limit=3)
     assert calls == ["p:2", "p:1"]  # other:1 has no warmer; p:3 is past the limit
@@ -38,27 +31,20 @@ def test_hot_missing_keys_are_warmed_best_first_and_published(warm_alias, warmer
     assert caches[alias].tier("l2").has_key(caches[alias].stored_key("p:2"))
 
 
-def test_a_key_held_by_l2_is_not_warmed_again(warm_alias, warmers):
-    alias = warm_alias()
-    calls = []
-    warmer("p", cache=alias)(calls.append)
+def test_a_key_held_by_l2_is_not_warmed_again(product_warmer):
+    alias, calls = product_warmer()
     record_reads(alias, {"p:1": 2})
     caches[alias].set("p:1", "already")
     report = warm(alias)
     assert (report.held, report.warmed, calls) == (1, 0, [])
 
 
-def test_interrupted_run_saves_a_checkpoint_and_resumes_there(warm_alias, warmers):
-    alias = warm_alias()
-    calls = []
-
-    @warmer("p", cache=alias)
-    def product(key):
-        calls.append(key)
-        if len(calls) == 2:
+def test_interrupted_run_saves_a_checkpoint_and_resumes_there(product_warmer):
+    def interrupt(calls: int) -> None:
+        if calls == 2:
             raise KeyboardInterrupt
-        return 1
 
+    alias, calls = product_warmer(interrupt)
     record_reads(alias, {"p:1": 4, "p:2": 3, "p:3": 2})
     first = warm(alias)
     assert first.interrupted and not first.ok
@@ -72,9 +58,8 @@ def test_interrupted_run_saves_a_checkpoint_and_resumes_there(warm_alias, warmer
     assert store_of(alias).get(CHECKPOINT) is None
 
 
-def test_preload_copies_the_warm_set_into_l1(warm_alias, warmers):
-    alias = warm_alias()
-    warmer("p", cache=alias)(lambda key: f"v{key}")
+def test_preload_copies_the_warm_set_into_l1(product_warmer):
+    alias, _ = product_warmer()
     record_reads(alias, {"p:1": 2, "p:2": 1})
     assert warm(alias).published == 2
     cache = caches[alias]
@@ -82,4 +67,4 @@ def test_preload_copies_the_warm_set_into_l1(warm_alias, warmers):
     for key in ("p:1", "p:2"):
         l1.delete(cache.stored_key(key))
     assert preload(alias, rate=1e9) == 2
-    assert l1.get_value(cache.stored_key("p:1"), None) == "vp:1"
+    assert l1.get_value(cache.stored_key("p:1"), None) == "value of p:1"

@@ -67,14 +67,11 @@ class WarmingOptions:
 
 
 def _merged(name: str, raw: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured(f"{name} must be a dict, True, False or None")
-    unknown = sorted(str(key) for key in raw if key not in defaults)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"unknown {name} keys {unknown}; known: {sorted(defaults)}"
-        )
-    return {**defaults, **raw}
+    # conf's own merge (unknown keys refused); imported here because conf
+    # imports this module while it loads.
+    from ..conf import _merged
+
+    return _merged(name, raw, defaults)
 
 
 def _positive_int(name: str, value: Any) -> int:
