@@ -83,3 +83,18 @@ def test_redis_going_down_midway_exits_non_zero_with_a_summary(
 def test_unknown_alias_is_a_command_error():
     with pytest.raises(CommandError, match="not a TieredCache alias"):
         call_command("warm_cache", "--cache", "nope", stdout=StringIO())
+
+
+class TTY(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_tty_only_and_never_with_json(counted):
+    tty = TTY()
+    call_command("warm_cache", "--cache", "w", "--dry-run", stdout=tty)
+    assert "\r[" + "#" * 30 + "] 4/4" in tty.getvalue()
+    tty = TTY()
+    call_command("warm_cache", "--cache", "w", "--dry-run", "--json", stdout=tty)
+    assert "\r" not in tty.getvalue()
+    json.loads(tty.getvalue())

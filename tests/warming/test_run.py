@@ -68,3 +68,58 @@ def test_preload_copies_the_warm_set_into_l1(product_warmer):
         l1.delete(cache.stored_key(key))
     assert preload(alias, rate=1e9) == 2
     assert l1.get_value(cache.stored_key("p:1"), None) == "value of p:1"
+
+
+def test_hot_keys_without_warmer_get_their_pages_requested_once(warm_alias, settings):
+    settings.ROOT_URLCONF = "tests.warming.urls"
+    alias = warm_alias(WARMING={"URLS": ["/home/"], "SITEMAP": "/sitemap.xml"})
+    record_reads(alias, {"page:home": 2, "page:about": 1})
+    first = warm(alias)
+    assert (first.no_warmer, first.pages, first.pages_failed) == (2, 2, 0)
+    assert first.ok and first.published == 2  # the views filled both keys
+    second = warm(alias)
+    assert (second.held, second.pages) == (2, 0)
+
+
+def test_a_page_that_fails_is_counted_and_the_run_is_not_ok(warm_alias, settings):
+    settings.ROOT_URLCONF = "tests.warming.urls"
+    alias = warm_alias(WARMING={"URLS": ["/nowhere/"]})
+    record_reads(alias, {"page:home": 1})
+    report = warm(alias)
+    assert (report.pages, report.pages_failed, report.ok) == (1, 1, False)
+    assert report.errors == ["/nowhere/: HTTP 404"]
+
+
+def test_start_preloads_starts_a_thread_only_with_preload_on(product_warmer, settings):
+    from tiered_cache.warming.preload import start_preloads
+
+    alias, _ = product_warmer()
+    record_reads(alias, {"p:1": 1})
+    warm(alias)
+    cache = caches[alias]
+    cache.tier("l1").delete(cache.stored_key("p:1"))
+    assert start_preloads([alias]) == []  # PRELOAD is off by default
+    options = settings.CACHES[alias]["OPTIONS"]
+    options["WARMING"] = {"PRELOAD": True, "PRELOAD_RATE": 1e9}
+    (thread,) = start_preloads([alias])
+    thread.join(timeout=10)
+    l1 = caches[alias].tier("l1")
+    assert l1.get_value(caches[alias].stored_key("p:1"), None) == "value of p:1"
+
+
+def test_preload_stops_when_l1_is_nearly_full(warm_alias, warmers, settings):
+    from tiered_cache.warming.registry import warmer as register
+
+    alias = warm_alias()
+    small = {
+        **settings.CACHES[alias]["OPTIONS"]["TIERS"][0],
+        "OPTIONS": {"MAX_ENTRIES": 10},
+    }
+    settings.CACHES[alias]["OPTIONS"]["TIERS"][0] = small
+    register("p", cache=alias)(str.upper)
+    record_reads(alias, {f"p:{i}": 1 for i in range(20)})
+    assert warm(alias).published == 20
+    cache = caches[alias]
+    for i in range(20):
+        cache.tier("l1").delete(cache.stored_key(f"p:{i}"))
+    assert preload(alias, rate=1e9) == 9  # 90% of 10 entries

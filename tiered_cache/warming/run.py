@@ -248,6 +248,16 @@ def _save_checkpoint(
         report.error(f"checkpoint not saved ({exc})")
 
 
+def _host() -> str:
+    """Return a host ``ALLOWED_HOSTS`` accepts, for the pages' requests."""
+    from django.conf import settings
+
+    for host in settings.ALLOWED_HOSTS:
+        if host != "*":
+            return host.lstrip(".")
+    return "testserver"
+
+
 def _page_paths(cache: Any) -> list[str]:
     options = cache.options.warming
     paths = list(options.urls)
@@ -257,7 +267,7 @@ def _page_paths(cache: Any) -> list[str]:
 
         from django.test import Client
 
-        response = Client().get(options.sitemap)
+        response = Client(HTTP_HOST=_host()).get(options.sitemap)
         if response.status_code == 200:
             tree = ElementTree.fromstring(response.content)
             for loc in tree.iter("{http://www.sitemaps.org/schemas/sitemap/0.9}loc"):
@@ -278,7 +288,7 @@ def _request_pages(
         report.pages_failed += 1
         report.error(f"sitemap not read ({exc})")
         return
-    client = Client(raise_request_exception=False)
+    client = Client(raise_request_exception=False, HTTP_HOST=_host())
     for path in paths:
         response = client.get(path)
         report.pages += 1
