@@ -1,4 +1,8 @@
-"""Django app config: registers the system checks, starts the metrics flush."""
+"""Django app config: registers the system checks, starts the background work.
+
+The metrics flush (with the access history's, a job of the same thread) and
+the opt-in L1 preload of the warm set.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,14 @@ class TieredCacheConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the checks)
         from .history.flush import history_enabled
         from .metrics.flusher import flusher, options_enabled, tiered_aliases
-
-        # Every process that may serve a TieredCache sends its counters to
-        # the shared store; the thread only looks at chains already built,
-        # so a process that never uses the cache sends nothing.
-        if any(options_enabled(alias) for alias in tiered_aliases()):
-            flusher.start()
-        # The access history and the L1 preload (issue 9), each opt-in.
         from .warming.preload import start_preloads
 
-        if history_enabled(tiered_aliases()):  # its flush is a job of the flusher
+        aliases = tiered_aliases()
+        # Every process that may serve a TieredCache sends its counters to
+        # the shared store, and its sampled reads when HISTORY is on (a job
+        # of the same thread); the thread only looks at chains already
+        # built, so a process that never uses the cache sends nothing.
+        if any(options_enabled(alias) for alias in aliases) or history_enabled(aliases):
             flusher.start()
-        start_preloads(tiered_aliases())
+        # WARMING["PRELOAD"] (opt-in): load the warm set into L1.
+        start_preloads(aliases)

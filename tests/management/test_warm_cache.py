@@ -10,6 +10,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from tests.support.redis_servers import wait_until
 from tests.warming.conftest import (  # noqa: F401  (shared fixtures)
     product_warmer,
     record_reads,
@@ -98,3 +99,62 @@ def test_progress_bar_on_a_tty_only_and_never_with_json(counted):
     call_command("warm_cache", "--cache", "w", "--dry-run", "--json", stdout=tty)
     assert "\r" not in tty.getvalue()
     json.loads(tty.getvalue())
+
+
+def test_sigint_stops_the_command_which_resumes_where_it_stopped(
+    product_warmer,  # noqa: F811
+    server,  # noqa: F811
+    settings,
+    tmp_path,
+):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tiered_cache.warming.run import warm
+
+    alias, calls = product_warmer()
+    record_reads(alias, READS)
+    params = settings.CACHES[alias]
+    worker = Path(__file__).resolve().parents[1] / "warming" / "warm_worker.py"
+    root = str(Path(__file__).resolve().parents[2])
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(worker),
+            server.url(0),
+            params["KEY_PREFIX"],
+            params["OPTIONS"]["TIERS"][2]["LOCATION"],
+            "--rate",
+            "0.1",  # ten seconds between two keys: SIGINT comes in between
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
+    )
+    cache = caches[alias]
+    try:
+        assert process.stdout.readline() == "warming p:1\n"
+        # Once p:1 is in Redis the command waits ten seconds (--rate 0.1).
+        wait_until(
+            lambda: cache.tier("l2").has_key(cache.stored_key("p:1")),
+            timeout=10,
+            what="p:1 in Redis",
+        )
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 1
+    assert "interrupted: the checkpoint is saved" in out
+    assert "interrupted, run again to resume" in err
+    assert "Traceback" not in err
+    resumed = warm(alias)
+    # 1 when SIGINT came during the wait after p:1; 0 when it came while p:1
+    # was still being written below L2 (then p:1 is found held, not redone).
+    assert resumed.resumed_from in (0, 1) and resumed.ok
+    assert calls == ["p:2", "p:3", "p:4"]  # p:1 was warmed by the process

@@ -123,3 +123,20 @@ def test_preload_stops_when_l1_is_nearly_full(warm_alias, warmers, settings):
     for i in range(20):
         cache.tier("l1").delete(cache.stored_key(f"p:{i}"))
     assert preload(alias, rate=1e9) == 9  # 90% of 10 entries
+
+
+class InterruptedWait:
+    """A ``stop`` event whose first wait is interrupted (SIGINT while pacing)."""
+
+    def wait(self, seconds: float) -> bool:
+        raise KeyboardInterrupt
+
+
+def test_interrupted_while_pacing_resumes_after_the_key_it_warmed(product_warmer):
+    alias, calls = product_warmer()
+    record_reads(alias, {"p:1": 2, "p:2": 1})
+    first = warm(alias, rate=1.0, stop=InterruptedWait())
+    assert first.interrupted and first.warmed == 1
+    second = warm(alias)
+    assert second.resumed_from == 1 and second.held == 0
+    assert calls == ["p:1", "p:2"]

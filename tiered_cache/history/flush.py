@@ -6,7 +6,9 @@ every flush interval: for each TieredCache alias with HISTORY on whose
 recorder this process built, drain the buffer (which also feeds the L1
 miss-ratio curve), append it to the store and publish this process's curve.
 A store that does not answer loses that flush's accesses (the history is a
-sample; nothing waits for it) and logs once per burst.
+sample; nothing waits for it) and logs once per burst. A process that read
+nothing since the last flush sends nothing (a management command, an idle
+worker), so its curve ages out of ``read_curve``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ def flush_history() -> None:
         if built is None:
             continue
         accesses, names = built[1].drain()
+        if not accesses and not names:
+            continue  # nothing read since: the published curve stands
         try:
             store = store_of(alias)
             store.append(accesses, names)

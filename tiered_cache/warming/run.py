@@ -164,11 +164,12 @@ def warm(
     report.planned = len(plan)
     slots = _shared_slots(cache)
     pending_pages = False
-    index = start
+    done = start  # keys of the plan dealt with: where a resumed run starts
     try:
         for index in range(start, len(plan)):
             key = plan[index][0]
             outcome = _warm_one(cache, alias, slots, key, report, dry_run)
+            done = index + 1
             pending_pages = pending_pages or outcome == "no_warmer"
             if outcome == "warmed" and rate:
                 stop.wait(1.0 / rate)
@@ -181,7 +182,7 @@ def warm(
     except KeyboardInterrupt:
         report.interrupted = True
         if not dry_run:
-            _save_checkpoint(store, plan, index, report)
+            _save_checkpoint(store, plan, done, report)
         return report
     if dry_run:
         return report
