@@ -92,3 +92,19 @@ def test_bad_history_options_are_refused(history):
 
     with pytest.raises(ImproperlyConfigured):
         parse_options({"TIERS": [L1], "HISTORY": history})
+
+
+def test_a_forked_child_does_not_send_its_parents_reads(make_cache):
+    import os
+
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1.0})
+    recorder = drained(cache)
+    cache.get("k")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what its buffer holds, then leave
+        os.write(write, str(len(recorder.buffer)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"0"
+    assert len(recorder.buffer) == 1  # the parent keeps them

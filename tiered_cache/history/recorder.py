@@ -28,7 +28,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
-from ..forksafe import Registry
+from ..forksafe import Registry, after_fork_in_child
 from ..sentinels import MISSING
 from .options import HistoryOptions
 from .sampling import Sampler
@@ -139,8 +139,9 @@ def recorder_for(options: Any) -> Recorder | None:
     """Return this process's recorder for ``TieredOptions`` (None: HISTORY off).
 
     One per configuration (every backend instance of it appends to the same
-    buffer); a forked child keeps the object (its buffer holds the parent's
-    last unflushed reads, sent once by whichever process flushes first).
+    buffer). A forked child keeps the object and its curve, but not the
+    parent's unflushed reads (``_forget_parent_reads``): the parent sends
+    those.
     """
     history = options.history
     if not history.enabled:
@@ -153,3 +154,12 @@ def recorder_for(options: Any) -> Recorder | None:
 def built_recorder(options: Any) -> Recorder | None:
     """Return the recorder of ``options`` if this process built one (no build)."""
     return _recorders.get((options.share_key, options.history))
+
+
+def _forget_parent_reads() -> None:
+    for _, recorder in _recorders.items():
+        recorder.buffer.clear()
+        recorder.names.clear()
+
+
+after_fork_in_child(_forget_parent_reads)
