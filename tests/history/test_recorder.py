@@ -15,7 +15,7 @@ def recorder_of(cache):
 def drained(cache):
     recorder = recorder_of(cache)
     recorder.buffer.clear()
-    recorder.names.clear()
+    recorder.known.clear()
     return recorder
 
 
@@ -39,7 +39,7 @@ def test_every_read_of_a_sampled_key_is_recorded_with_its_tier(
     assert [(a[3], a[4]) for a in accesses] == [(True, "l3"), (True, "l1"), (False, "")]
     assert accesses[0][1] == clock.now
     assert accesses[0][2] > 50 and accesses[2][2] == 0
-    assert set(recorder.names.values()) == {"p:1", "p:2"}
+    assert set(recorder.known.values()) == {"p:1", "p:2"}
 
 
 def test_keys_outside_the_sample_are_not_recorded(make_cache):
@@ -48,7 +48,7 @@ def test_keys_outside_the_sample_are_not_recorded(make_cache):
     cache.set("k", 1)
     assert cache.get("k") == 1
     assert cache.get("missing", 2) == 2
-    assert list(recorder.buffer) == [] and recorder.names == {}
+    assert list(recorder.buffer) == [] and recorder.known == {}
 
 
 def test_keys_with_a_version_or_not_str_are_read_but_not_recorded(make_cache):
@@ -65,7 +65,7 @@ def test_the_buffer_is_bounded_and_keeps_the_newest(make_cache):
     for i in range(5):
         cache.get(f"k{i}")
     assert len(recorder.buffer) == 3
-    assert [recorder.names[a[0]] for a in recorder.buffer] == ["k2", "k3", "k4"]
+    assert [recorder.known[a[0]] for a in recorder.buffer] == ["k2", "k3", "k4"]
 
 
 def test_drain_empties_the_buffer_and_feeds_the_curve(make_cache):
@@ -77,8 +77,12 @@ def test_drain_empties_the_buffer_and_feeds_the_curve(make_cache):
         cache.get("a")
     accesses, names = recorder.drain()
     assert len(accesses) == 3 and list(names.values()) == ["a"]
-    assert list(recorder.buffer) == [] and recorder.names == {}
+    assert list(recorder.buffer) == []
     assert recorder.curve.hit_ratios([1]) == [pytest.approx(2 / 3)]
+    cache.get("a")
+    # Every drain names the keys its reads are of: a hot key's name stays
+    # fresh in the store's side table.
+    assert recorder.drain()[1] == names
 
 
 @pytest.mark.parametrize(

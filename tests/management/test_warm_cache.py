@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 
 from tests.support.redis_servers import wait_until
 from tests.warming.conftest import (  # noqa: F401  (shared fixtures)
+    no_background_flush,
     product_warmer,
     record_reads,
     server,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.history.conftest import no_background_flush  # noqa: F401  (autouse)
 from tests.matrix import L1, l3, real_l2
 from tests.support.redis_servers import RedisServer
 from tiered_cache.warming import registry

@@ -55,8 +55,11 @@ class Recorder:
         self.clock = clock
         self.sampler = Sampler(options.sample_rate)
         self.buffer: deque[Access] = deque(maxlen=options.buffer)
-        #: Sampled keys seen since the last drain: {hash: key}.
-        self.names: dict[int, str] = {}
+        #: The names of sampled keys read lately, {hash: key} (bounded: the
+        #: oldest entries go). Each drain sends the names of the keys its
+        #: reads are of, so the store's side table keeps hot keys' names.
+        self.known: dict[int, str] = {}
+        self._known_max = 2 * options.max_keys
         #: This process's L1 reuse distances (fed by the flush, not here).
         self.curve = MissRatioCurve(
             options.sample_rate, options.mrc_keys, window=MRC_WINDOW
@@ -70,18 +73,16 @@ class Recorder:
         stats = [slot.stats for slot in cache._slots]
         names = [slot.name for slot in cache._slots]
         first = names[0]
-        seen = self.names
         sampler = self.sampler
 
-        def decide(key: str) -> tuple[int, str] | None:
-            final = cache.stored_key(key)
-            hashed = sampler(final)
+        def decide(key: str) -> int | None:
+            hashed = sampler(cache.stored_key(key))
             if len(memo) >= _MEMO_SIZE:
                 memo.clear()
-            memo[key] = decision = None if hashed is None else (hashed, final)
+            memo[key] = hashed
             if hashed is not None:
-                seen[hashed] = key
-            return decision
+                self._know(hashed, key)
+            return hashed
 
         memo_get = memo.get
 
@@ -97,11 +98,9 @@ class Recorder:
                     return get(key, default)
             if version is not None or type(key) is not str:
                 return get(key, default, version)
-            if decision is _UNSEEN:
-                decision = decide(key)
-                if decision is None:
-                    return get(key, default)
-            hashed = decision[0]
+            hashed = decide(key) if decision is _UNSEEN else decision
+            if hashed is None:
+                return get(key, default)
             before = list(map(_hits, stats))
             value = get(key, MISSING)
             if value is MISSING:
@@ -119,15 +118,29 @@ class Recorder:
 
         return get_recorded
 
+    def _know(self, hashed: int, key: str) -> None:
+        known = self.known
+        known[hashed] = key
+        while len(known) > self._known_max:
+            try:
+                del known[next(iter(known))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread
+                break
+
     def drain(self) -> tuple[list[Access], dict[int, str]]:
-        """Take the buffered accesses and new names (the flush thread calls it).
+        """Take the buffered accesses and their keys' names (the flush thread).
 
         The accesses also feed this process's miss-ratio curve here, off the
         request thread.
         """
         buffer = self.buffer
         records = [buffer.popleft() for _ in range(len(buffer))]
-        names = {hashed: self.names.pop(hashed) for hashed in list(self.names)}
+        known = self.known
+        names = {}
+        for record in records:
+            name = known.get(record[0])
+            if name is not None:
+                names[record[0]] = name
         self.curve.feed(record[0] for record in records)
         return records, names
 
@@ -159,7 +172,6 @@ def built_recorder(options: Any) -> Recorder | None:
 def _forget_parent_reads() -> None:
     for _, recorder in _recorders.items():
         recorder.buffer.clear()
-        recorder.names.clear()
 
 
 after_fork_in_child(_forget_parent_reads)

@@ -8,12 +8,14 @@ bus, and outside every cache's namespace, so a ``clear()`` keeps it.
   (Redis: a list trimmed on each flush; L3: a ``diskcache.Deque`` with
   ``maxlen``), each ``hash,time,size,hit,tier``;
 * the *names*: the sampled keys by name, which warming needs (a hash cannot
-  be re-run): Redis, a sorted set by last flush time trimmed to ``MAX_KEYS``;
-  L3, a ``Deque`` of ``(hash, key)`` pairs with ``maxlen``;
+  be re-run), sent again by each flush that has reads of them: Redis, a
+  sorted set by last flush time trimmed to ``MAX_KEYS``; L3, a ``Deque`` of
+  ``(hash, key)`` pairs with ``maxlen`` (a key sent by several flushes takes
+  several places);
 * *fields*: small values under a name: the warm set, the checkpoint of an
   interrupted ``warm_cache``, each process's L1 miss-ratio curve.
 
-``LocalStore`` (no shared tier) keeps all of it in this process.
+``HistoryStore`` itself (no shared tier) keeps all of it in this process.
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ class HistoryStore:
     def append(self, accesses: Iterable[Access], names: Mapping[int, str]) -> None:
         """Add accesses to the log and names to the side table (both bounded)."""
         self._log.extend(_pack(a) for a in accesses)
-        self._names.update(names)
+        for hashed, key in names.items():  # to the newest end, as Redis' ZADD
+            self._names.pop(hashed, None)
+            self._names[hashed] = key
         while len(self._names) > self.options.max_keys:
             del self._names[next(iter(self._names))]
 
