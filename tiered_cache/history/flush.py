@@ -18,12 +18,8 @@ import logging
 import time
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-
-from ..conf import options_for
 from ..forksafe import Registry
-from ..metrics.flusher import flusher, tiered_aliases
+from ..metrics.flusher import flusher, options_of, tiered_aliases
 from ..resilience import LogThrottle
 from .recorder import Recorder, built_recorder
 from .store import HistoryStore, history_store_for
@@ -61,24 +57,17 @@ def store_of(alias: str) -> HistoryStore:
     )
 
 
-def _recorder(alias: str) -> tuple[Any, Recorder] | None:
-    try:
-        options = options_for(settings.CACHES[alias].get("OPTIONS"))
-    except ImproperlyConfigured:
-        return None
-    recorder = built_recorder(options)
-    return None if recorder is None else (options, recorder)
+def _recorder(alias: str) -> Recorder | None:
+    options = options_of(alias)
+    return None if options is None else built_recorder(options)
 
 
 def history_enabled(aliases: list[str]) -> bool:
     """Return whether one of ``aliases`` is configured with HISTORY on."""
-    for alias in aliases:
-        try:
-            if options_for(settings.CACHES[alias].get("OPTIONS")).history.enabled:
-                return True
-        except ImproperlyConfigured:
-            continue
-    return False
+    return any(
+        options is not None and options.history.enabled
+        for options in map(options_of, aliases)
+    )
 
 
 def curve_of(recorder: Recorder, l1_entries: int) -> dict[str, Any]:
@@ -101,10 +90,10 @@ def curve_of(recorder: Recorder, l1_entries: int) -> dict[str, Any]:
 def flush_history() -> None:
     """Drain every built recorder into its store (the flusher thread's job)."""
     for alias in tiered_aliases():
-        built = _recorder(alias)
-        if built is None:
+        recorder = _recorder(alias)
+        if recorder is None:
             continue
-        accesses, names = built[1].drain()
+        accesses, names = recorder.drain()
         if not accesses and not names:
             continue  # nothing read since: the published curve stands
         try:
@@ -112,7 +101,7 @@ def flush_history() -> None:
             store.append(accesses, names)
             top = _l1_entries(alias)
             if top is not None:
-                curve = curve_of(built[1], top)
+                curve = curve_of(recorder, top)
                 store.put(CURVE_FIELD + flusher.process, json.dumps(curve))
         except Exception as exc:  # the store is down: this sample is lost
             if _throttle.allow(alias):

@@ -30,13 +30,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..chain import Chain, built_chain
-from ..conf import options_for
+from ..conf import TieredOptions, options_for
 from ..forksafe import Registry, after_fork_in_child, renewed_lock
 from ..resilience import LogThrottle
 from . import fields
 from .store import Store, store_for
 
-__all__ = ["Flusher", "flusher", "store_of", "tiered_aliases"]
+__all__ = ["Flusher", "flusher", "options_of", "store_of", "tiered_aliases"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +63,22 @@ def options_enabled(alias: str) -> bool:
         return False
 
 
+def options_of(alias: str) -> TieredOptions | None:
+    """Return the parsed OPTIONS of ``alias``; None when misconfigured.
+
+    A misconfigured cache is the system checks' to report; background work
+    skips it.
+    """
+    try:
+        return options_for(settings.CACHES[alias].get("OPTIONS"))
+    except ImproperlyConfigured:
+        return None
+
+
 def _built(alias: str) -> tuple[Any, Chain] | None:
     """Return ``(options, chain)`` of ``alias`` if this process built its chain."""
-    try:
-        options = options_for(settings.CACHES[alias].get("OPTIONS"))
-    except ImproperlyConfigured:
+    options = options_of(alias)
+    if options is None:
         return None
     chain = built_chain(options)
     return None if chain is None else (options, chain)

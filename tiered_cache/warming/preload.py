@@ -80,18 +80,12 @@ def _run(alias: str) -> None:
 
 def start_preloads(aliases: list[str]) -> list[threading.Thread]:
     """Start a preload thread for each of ``aliases`` with ``WARMING["PRELOAD"]``."""
-    from django.conf import settings
-    from django.core.exceptions import ImproperlyConfigured
-
-    from ..conf import options_for
+    from ..metrics.flusher import options_of
 
     threads = []
     for alias in aliases:
-        try:
-            options = options_for(settings.CACHES[alias].get("OPTIONS"))
-        except ImproperlyConfigured:
-            continue
-        if not options.warming.preload:
+        options = options_of(alias)
+        if options is None or not options.warming.preload:
             continue
         if alias not in _started:
             _started.append(alias)
