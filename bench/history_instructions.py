@@ -9,12 +9,13 @@ the extra gets is the cost of one hit, CPython's interpreter included.
 
 * ``off``: no HISTORY (the default): the plain ``get``;
 * ``unsampled``: HISTORY on, the key outside the sample (SAMPLE_RATE set so
-  that the key's hash falls outside it): what 99% of keys pay at the default
-  1% rate;
+  that the key's hash falls outside it), READ_EVERY at its default (10: one
+  read in ten recorded): what 99% of keys pay on average at the defaults;
+* ``unsampled0``: the same with READ_EVERY 0 (no read of it recorded);
 * ``sampled``: HISTORY on with SAMPLE_RATE 1: every read recorded;
 * ``baseline`` (``--baseline CHECKOUT``): ``off`` over another checkout.
 
-    python bench/history_instructions.py            # needs valgrind, ~2 min
+    python bench/history_instructions.py            # needs valgrind, ~5 min
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # history is compared to), whose path the child gets in BENCH_ROOT.
 sys.path.insert(0, os.environ.get("BENCH_ROOT", str(ROOT)))
 
-CASES = ("off", "unsampled", "sampled")
+CASES = ("off", "unsampled", "unsampled0", "sampled")
 
 
 def _history(case: str) -> dict | None:
@@ -41,6 +42,8 @@ def _history(case: str) -> dict | None:
         return None
     if case == "sampled":
         return {"SAMPLE_RATE": 1.0}
+    if case == "unsampled0":
+        return {"SAMPLE_RATE": 1e-9, "READ_EVERY": 0}
     return {"SAMPLE_RATE": 1e-9}  # no key of this run is in the sample
 
 

@@ -7,8 +7,9 @@ given, one key per line) and each capacity (a share of the distinct keys):
 1. *Before the restart*: replay the first half of the trace through an L1
    policy holding ``capacity`` objects (the policy objects ``MemoryTier``
    uses, called in the simulator's order), and record the access history as
-   the backend does: keys sampled by hash (``--sample-rate``), time = the
-   request's index.
+   the backend does: every read of the keys sampled by hash
+   (``--sample-rate``) and one read in ``--read-every`` of the others (both
+   HISTORY's defaults unless given), time = the request's index.
 2. *Warm set*: the history's best ``capacity`` keys by the scorer
    ``warm_cache`` uses (``score.decayed_frequency``); its half-life is the
    cache's *eviction age* measured on the first half: the number of requests
@@ -40,7 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tiered_cache.history.sampling import Sampler  # noqa: E402
+from tiered_cache.history.options import HISTORY_DEFAULTS  # noqa: E402
+from tiered_cache.history.sampling import Sampler, key_hash  # noqa: E402
 from tiered_cache.history.store import History  # noqa: E402
 from tiered_cache.policy import load_policy  # noqa: E402
 from tiered_cache.simulate import capacities, read_trace  # noqa: E402
@@ -105,20 +107,28 @@ def run_one(
     sample_rate: float,
     preload_share: float = 1.0,
     min_score: float = 0.0,
+    read_every: int = 0,
 ) -> dict:
     half = len(keys) // 2
     before, window = keys[:half], keys[half : half + capacity]
     steady = L1(policy, capacity)
     sampler = Sampler(sample_rate)
     accesses, names = [], {}
+    countdown = read_every
     for at, key in enumerate(before):
         hashed = sampler(key)
+        if hashed is None and read_every:  # as the recorder's countdown
+            countdown -= 1
+            if not countdown:
+                countdown = read_every
+                hashed = key_hash(key)
         if hashed is not None:
             names[hashed] = key
             accesses.append((hashed, float(at), 1, key in steady.store, "l1"))
         steady.access(key)
     half_life = float(eviction_age(before, capacity))
-    ranked = decayed_frequency(History(accesses, names), half_life=half_life)
+    history = History(accesses, names, sample_rate, read_every)
+    ranked = decayed_frequency(history, half_life=half_life)
     best = ranked[: max(1, round(preload_share * capacity))]
     warm_set = [key for key, score in best if score >= min_score]
     warm = L1(policy, capacity)
@@ -161,7 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("traces", help="a folder of *.txt traces")
     parser.add_argument("--policy", default="lru,s3fifo")
     parser.add_argument("--capacity-ratio", default="0.001,0.01,0.1")
-    parser.add_argument("--sample-rate", type=float, default=1.0)
+    parser.add_argument(
+        "--sample-rate", type=float, default=HISTORY_DEFAULTS["SAMPLE_RATE"]
+    )
+    parser.add_argument(
+        "--read-every",
+        type=int,
+        default=HISTORY_DEFAULTS["READ_EVERY"],
+        help="one read in N of the keys outside the sample (0: none)",
+    )
     parser.add_argument(
         "--preload-share",
         type=float,
@@ -189,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.sample_rate,
                     args.preload_share,
                     args.min_score,
+                    args.read_every,
                 )
                 rows.append({"trace": path.stem, "ratio": ratio, **row})
                 if not args.json:

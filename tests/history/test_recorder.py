@@ -43,7 +43,7 @@ def test_every_read_of_a_sampled_key_is_recorded_with_its_tier(
 
 
 def test_keys_outside_the_sample_are_not_recorded(make_cache):
-    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1e-12})
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1e-12, "READ_EVERY": 0})
     recorder = drained(cache)
     cache.set("k", 1)
     assert cache.get("k") == 1
@@ -87,7 +87,14 @@ def test_drain_empties_the_buffer_and_feeds_the_curve(make_cache):
 
 @pytest.mark.parametrize(
     "history",
-    [{"SAMPLE_RATE": 0}, {"SAMPLE_RATE": 2}, {"MAX_RECORDS": 0}, {"NOPE": 1}, "yes"],
+    [
+        {"SAMPLE_RATE": 0},
+        {"SAMPLE_RATE": 2},
+        {"MAX_RECORDS": 0},
+        {"READ_EVERY": -1},
+        {"NOPE": 1},
+        "yes",
+    ],
 )
 def test_bad_history_options_are_refused(history):
     from django.core.exceptions import ImproperlyConfigured
@@ -112,3 +119,25 @@ def test_a_forked_child_does_not_send_its_parents_reads(make_cache):
     os.waitpid(pid, 0)
     assert os.read(read, 16) == b"0"
     assert len(recorder.buffer) == 1  # the parent keeps them
+
+
+def test_one_read_in_read_every_of_other_keys_is_recorded(make_cache):
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1e-12, "READ_EVERY": 3})
+    recorder = drained(cache)
+    recorder.curve.__init__(1e-12)
+    cache.set("hot", 1)
+    for _ in range(7):  # the first read decides the key is outside the sample
+        assert cache.get("hot") == 1
+    assert [(a[3], a[4]) for a in recorder.buffer] == [(True, "l1")] * 2
+    assert list(recorder.known.values()) == ["hot"]
+    accesses, names = recorder.drain()
+    assert list(names.values()) == ["hot"]
+    assert recorder.curve.accesses == 0  # only the spatial sample feeds the curve
+
+
+def test_read_every_0_records_no_other_key(make_cache):
+    cache = make_cache([L1], HISTORY={"SAMPLE_RATE": 1e-12, "READ_EVERY": 0})
+    recorder = drained(cache)
+    for _ in range(50):
+        cache.get("k")
+    assert list(recorder.buffer) == []

@@ -25,3 +25,16 @@ def test_frequent_keys_come_first_and_unnamed_keys_are_left_out():
 
 def test_an_empty_history_scores_nothing():
     assert decayed_frequency(History()) == []
+
+
+def test_a_record_of_the_read_sample_counts_read_every_reads():
+    spatial = 5  # under 1e-3 of the hash space: the spatial sample
+    other = 2**63  # outside it: one read in 10
+    history = History(
+        [(spatial, 0.0, 0, True, "")] * 5 + [(other, 0.0, 0, True, "")],
+        {spatial: "s", other: "o"},
+        sample_rate=1e-3,
+        read_every=10,
+    )
+    assert (history.weight(spatial), history.weight(other)) == (1, 10)
+    assert decayed_frequency(history) == [("o", 10.0), ("s", 5.0)]

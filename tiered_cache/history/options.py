@@ -25,6 +25,7 @@ __all__ = [
 #: ``OPTIONS["HISTORY"]`` keys and defaults (a dict turns the history on).
 HISTORY_DEFAULTS: dict[str, Any] = {
     "SAMPLE_RATE": 0.01,  # share of keys recorded (by key hash: always the same)
+    "READ_EVERY": 10,  # and one read in N of the other keys (0: none), for warming
     "MAX_RECORDS": 100_000,  # accesses kept in the shared store (oldest go)
     "MAX_KEYS": 20_000,  # sampled keys kept by name, for warming (oldest go)
     "BUFFER": 10_000,  # accesses held in process between two flushes
@@ -48,6 +49,7 @@ class HistoryOptions:
 
     enabled: bool = False
     sample_rate: float = HISTORY_DEFAULTS["SAMPLE_RATE"]
+    read_every: int = HISTORY_DEFAULTS["READ_EVERY"]
     max_records: int = HISTORY_DEFAULTS["MAX_RECORDS"]
     max_keys: int = HISTORY_DEFAULTS["MAX_KEYS"]
     buffer: int = HISTORY_DEFAULTS["BUFFER"]
@@ -98,9 +100,13 @@ def parse_history(raw: Any) -> HistoryOptions:
     rate = _positive("HISTORY['SAMPLE_RATE']", merged["SAMPLE_RATE"])
     if rate > 1:
         raise ImproperlyConfigured("HISTORY['SAMPLE_RATE'] must be at most 1")
+    read_every = merged["READ_EVERY"]
+    if type(read_every) is not int or read_every < 0:
+        raise ImproperlyConfigured("HISTORY['READ_EVERY'] must be 0 or more")
     return HistoryOptions(
         enabled=True,
         sample_rate=rate,
+        read_every=read_every,
         max_records=_positive_int("HISTORY['MAX_RECORDS']", merged["MAX_RECORDS"]),
         max_keys=_positive_int("HISTORY['MAX_KEYS']", merged["MAX_KEYS"]),
         buffer=_positive_int("HISTORY['BUFFER']", merged["BUFFER"]),

@@ -5,8 +5,10 @@ when ``OPTIONS["HISTORY"]`` is set (the one seam in ``backend.py``; a cache
 without HISTORY keeps its plain ``get``). Per read:
 
 * a key outside the sample: one dict lookup in the instance's memo (the
-  decision is remembered per key; the hash is computed once per key), then
-  the plain ``get``;
+  decision is remembered per key; the hash is computed once per key), a
+  countdown, then the plain ``get``; every ``READ_EVERY``-th such read is
+  recorded as a sampled key's is (a sample weighted by reads: it names the
+  hot keys, which warming needs and the spatial sample mostly misses);
 * a sampled key: the plain ``get``, a look at whether L1 held it, and one
   tuple appended to a bounded ``deque`` (atomic under the GIL, no lock). When
   the buffer is full the oldest accesses are dropped: the history is a sample.
@@ -31,7 +33,7 @@ from typing import Any
 from ..forksafe import Registry, after_fork_in_child
 from ..sentinels import MISSING
 from .options import HistoryOptions
-from .sampling import Sampler
+from .sampling import Sampler, key_hash
 from .shards import MissRatioCurve
 
 __all__ = ["Access", "Recorder", "built_recorder", "recorder_for"]
@@ -43,7 +45,8 @@ _MEMO_SIZE = 16384
 #: Sampled reads after which the curve's histogram is halved (it follows
 #: the workload instead of averaging the process's whole life).
 MRC_WINDOW = 100_000
-_UNSEEN = object()
+#: The countdown of READ_EVERY 0: never reaches zero.
+_NEVER = 2**62
 _hits = attrgetter("hits")
 
 
@@ -67,40 +70,33 @@ class Recorder:
 
     def wrap(self, cache: Any, get: Callable[..., Any]) -> Callable[..., Any]:
         """Return ``get`` recording the reads of sampled keys of ``cache``."""
-        memo: dict[str, Any] = {}
+        # The memo: key -> hash + 1 for a key in the sample, -(hash + 1) for
+        # one outside it (its hash kept for the read in READ_EVERY), absent
+        # (0) before its first read. One lookup and one comparison tell.
+        memo: dict[str, int] = {}
+        memo_get = memo.get
         append = self.buffer.append
         clock = self.clock
+        every = self.options.read_every
+        countdown = every or _NEVER
         stats = [slot.stats for slot in cache._slots]
         names = [slot.name for slot in cache._slots]
         first = names[0]
-        sampler = self.sampler
+        threshold = self.sampler.threshold
+        know = self._know
 
         def decide(key: str) -> int | None:
-            hashed = sampler(cache.stored_key(key))
+            hashed = key_hash(cache.stored_key(key))
             if len(memo) >= _MEMO_SIZE:
                 memo.clear()
-            memo[key] = hashed
-            if hashed is not None:
-                self._know(hashed, key)
-            return hashed
+            if hashed < threshold:
+                memo[key] = hashed + 1
+                know(hashed, key)
+                return hashed
+            memo[key] = -hashed - 1
+            return None
 
-        memo_get = memo.get
-
-        def get_recorded(key: Any, default: Any = None, version: Any = None) -> Any:
-            # The path of a key outside the sample is kept as short as can
-            # be: one dict lookup (only str keys are ever in the memo).
-            if version is None:
-                try:
-                    decision = memo_get(key, _UNSEEN)
-                except TypeError:  # an unhashable key: read, never recorded
-                    return get(key, default)
-                if decision is None:
-                    return get(key, default)
-            if version is not None or type(key) is not str:
-                return get(key, default, version)
-            hashed = decide(key) if decision is _UNSEEN else decision
-            if hashed is None:
-                return get(key, default)
+        def record(key: str, hashed: int, default: Any) -> Any:
             before = list(map(_hits, stats))
             value = get(key, MISSING)
             if value is MISSING:
@@ -115,6 +111,34 @@ class Recorder:
                         break
             append((hashed, clock(), sys.getsizeof(value), True, tier))
             return value
+
+        def get_recorded(key: Any, default: Any = None, version: Any = None) -> Any:
+            # The path of a key outside the sample is kept as short as can
+            # be: one dict lookup (only str keys are ever in the memo), one
+            # comparison and a countdown to the next read recorded whatever
+            # its key.
+            nonlocal countdown
+            if version is None:
+                try:
+                    decision = memo_get(key, 0)
+                except TypeError:  # an unhashable key: read, never recorded
+                    return get(key, default)
+                if decision < 0:
+                    countdown -= 1
+                    if countdown:
+                        return get(key, default)
+                    countdown = every
+                    hashed = -decision - 1
+                    know(hashed, key)
+                    return record(key, hashed, default)
+                if decision:
+                    return record(key, decision - 1, default)
+            if version is not None or type(key) is not str:
+                return get(key, default, version)
+            hashed = decide(key)  # the key's first read here
+            if hashed is None:
+                return get(key, default)
+            return record(key, hashed, default)
 
         return get_recorded
 
@@ -141,7 +165,9 @@ class Recorder:
             name = known.get(record[0])
             if name is not None:
                 names[record[0]] = name
-        self.curve.feed(record[0] for record in records)
+        # Only the spatial sample measures reuse distances (SHARDS).
+        threshold = self.sampler.threshold
+        self.curve.feed(record[0] for record in records if record[0] < threshold)
         return records, names
 
 

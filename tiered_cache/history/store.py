@@ -30,16 +30,30 @@ from ..metrics.store import shared_tier
 from ..tiers.base import BaseTier
 from .options import HistoryOptions
 from .recorder import Access
+from .sampling import MODULUS
 
 __all__ = ["History", "HistoryStore", "history_store_for"]
 
 
 @dataclass
 class History:
-    """What the store holds: accesses (oldest first) and sampled keys' names."""
+    """What the store holds: accesses (oldest first) and sampled keys' names.
+
+    Two samples share the log: every read of a key whose hash is under
+    ``sample_rate`` of the hash space, and one read in ``read_every`` of the
+    other keys; ``weight(hash)`` says how many reads one record stands for.
+    """
 
     accesses: list[Access] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
+    sample_rate: float = 1.0
+    read_every: int = 0
+
+    def weight(self, hashed: int) -> int:
+        """Return how many reads a record of the key hashed ``hashed`` stands for."""
+        if hashed < int(self.sample_rate * MODULUS) or not self.read_every:
+            return 1
+        return self.read_every
 
 
 def _pack(access: Access) -> str:
@@ -79,7 +93,11 @@ class HistoryStore:
 
     def read(self) -> History:
         """Return the whole history held."""
-        return History(_accesses(self._log), dict(self._names))
+        return self._history(_accesses(self._log), dict(self._names))
+
+    def _history(self, accesses: list[Access], names: dict[int, str]) -> History:
+        options = self.options
+        return History(accesses, names, options.sample_rate, options.read_every)
 
     def put(self, name: str, value: str) -> None:
         self._fields[name] = value
@@ -133,7 +151,7 @@ class RedisHistoryStore(HistoryStore):
             text = member.decode() if isinstance(member, bytes) else member
             hashed, _, key = text.partition(":")
             names[int(hashed)] = key
-        return History(_accesses(log), names)
+        return self._history(_accesses(log), names)
 
     def put(self, name: str, value: str) -> None:
         self._client().hset(f"{self.base}:fields", name, value)
@@ -176,7 +194,7 @@ class DiskHistoryStore(HistoryStore):
         self._pairs.extend(names.items())
 
     def read(self) -> History:
-        return History(_accesses(self._log), dict(self._pairs))
+        return self._history(_accesses(self._log), dict(self._pairs))
 
     def put(self, name: str, value: str) -> None:
         self._cache.set(name, value)

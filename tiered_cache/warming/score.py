@@ -1,7 +1,9 @@
 """Rank sampled keys by predicted reuse: exponentially decayed frequency.
 
 A key's score is the sum over its recorded reads of ``2 ** (-age / half_life)``
-(``age``: seconds between the read and the newest read in the history). It
+(``age``: seconds between the read and the newest read in the history), each
+read weighted by how many reads its record stands for (``History.weight``:
+1 for a key of the spatial sample, ``READ_EVERY`` for one read in N). It
 blends frequency (each read adds up to 1) and recency (a read one half-life
 old counts half): a key read 10 times an hour ago scores like one read 5
 times now, with the default one-hour half-life. Keys the history has no
@@ -41,9 +43,11 @@ def decayed_frequency(
     if now is None:
         now = max(access[1] for access in accesses)
     rate = math.log(2) / half_life
+    weight = history.weight
     scores: dict[int, float] = {}
     for hashed, at, _size, _hit, _tier in accesses:
-        scores[hashed] = scores.get(hashed, 0.0) + math.exp(-rate * max(0.0, now - at))
+        read = weight(hashed) * math.exp(-rate * max(0.0, now - at))
+        scores[hashed] = scores.get(hashed, 0.0) + read
     names = history.names
     ranked = [(names[h], s) for h, s in scores.items() if h in names]
     ranked.sort(key=lambda pair: (-pair[1], pair[0]))
