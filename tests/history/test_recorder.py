@@ -16,6 +16,9 @@ def drained(cache):
     recorder = recorder_of(cache)
     recorder.buffer.clear()
     recorder.known.clear()
+    # Shared by every test of the same configuration: start afresh.
+    recorder._memos.clear()
+    recorder._countdown[0] = recorder.options.read_every or 2**62
     return recorder
 
 
@@ -141,3 +144,25 @@ def test_read_every_0_records_no_other_key(make_cache):
     for _ in range(50):
         cache.get("k")
     assert list(recorder.buffer) == []
+
+
+def test_instances_of_one_cache_share_the_memo_and_the_countdown(clock):
+    # Under ASGI Django builds a backend instance per request.
+    from tiered_cache.backend import TieredCache
+
+    params = {
+        "KEY_PREFIX": "twins",
+        "OPTIONS": {
+            "CLOCK": clock,
+            "TIERS": [L1],
+            "HISTORY": {"SAMPLE_RATE": 1e-12, "READ_EVERY": 3},
+        },
+    }
+    first, second = TieredCache("", params), TieredCache("", params)
+    recorder = drained(first)
+    for cache in (first, second):
+        for _ in range(5):
+            cache.get("hot")
+    # 10 reads: the first decides, and one in three of the other 9 is recorded
+    # (per instance it would be one in each: the countdown restarting).
+    assert len(recorder.buffer) == 3

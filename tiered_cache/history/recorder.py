@@ -63,6 +63,10 @@ class Recorder:
         #: reads are of, so the store's side table keeps hot keys' names.
         self.known: dict[int, str] = {}
         self._known_max = 2 * options.max_keys
+        #: Per key-making identity of a cache: {key: encoded decision} (``wrap``).
+        self._memos: dict[tuple, dict[str, int]] = {}
+        #: Reads of keys outside the sample until the next one is recorded.
+        self._countdown = [options.read_every or _NEVER]
         #: This process's L1 reuse distances (fed by the flush, not here).
         self.curve = MissRatioCurve(
             options.sample_rate, options.mrc_keys, window=MRC_WINDOW
@@ -72,13 +76,16 @@ class Recorder:
         """Return ``get`` recording the reads of sampled keys of ``cache``."""
         # The memo: key -> hash + 1 for a key in the sample, -(hash + 1) for
         # one outside it (its hash kept for the read in READ_EVERY), absent
-        # (0) before its first read. One lookup and one comparison tell.
-        memo: dict[str, int] = {}
+        # (0) before its first read. One lookup and one comparison tell. It
+        # and the countdown are shared by every instance of the cache (under
+        # ASGI Django builds one per request), by what makes its keys.
+        identity = (cache.location, cache.key_prefix, cache.version, cache.key_func)
+        memo = self._memos.setdefault(identity, {})
         memo_get = memo.get
+        countdown = self._countdown
         append = self.buffer.append
         clock = self.clock
         every = self.options.read_every
-        countdown = every or _NEVER
         stats = [slot.stats for slot in cache._slots]
         names = [slot.name for slot in cache._slots]
         first = names[0]
@@ -117,17 +124,17 @@ class Recorder:
             # be: one dict lookup (only str keys are ever in the memo), one
             # comparison and a countdown to the next read recorded whatever
             # its key.
-            nonlocal countdown
             if version is None:
                 try:
                     decision = memo_get(key, 0)
                 except TypeError:  # an unhashable key: read, never recorded
                     return get(key, default)
                 if decision < 0:
-                    countdown -= 1
-                    if countdown:
+                    left = countdown[0] - 1  # lossy across threads: a sample
+                    if left:
+                        countdown[0] = left
                         return get(key, default)
-                    countdown = every
+                    countdown[0] = every
                     hashed = -decision - 1
                     know(hashed, key)
                     return record(key, hashed, default)
