@@ -4,8 +4,8 @@
 when ``OPTIONS["HISTORY"]`` is set (the one seam in ``backend.py``; a cache
 without HISTORY keeps its plain ``get``). Per read:
 
-* a key outside the sample: one dict lookup in the instance's memo (the
-  decision is remembered per key; the hash is computed once per key), a
+* a key outside the sample: one dict lookup in the cache's memo (shared by
+  its instances; the decision and the hash are computed once per key), a
   countdown, then the plain ``get``; every ``READ_EVERY``-th such read is
   recorded as a sampled key's is (a sample weighted by reads: it names the
   hot keys, which warming needs and the spatial sample mostly misses);
