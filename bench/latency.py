@@ -216,6 +216,14 @@ ROWS = [
         anchor="lm.get", target=0.50,
         ratio_label="TieredCache L1 hit / LocMemCache.get hit"),
     Row("lm.get", "LocMemCache get hit", "locmem", "get", FAST),
+    # OPTIONS["HISTORY"] wraps get (docs/warming.rst): what a key outside the
+    # sample pays, and what a sampled one does.
+    Row("tc.l1_hit_history", "TieredCache get: L1 hit, HISTORY on, key not sampled",
+        "tiered_history", "get", FAST, expect={"l1.hits": 1, "l2.hits": 0},
+        anchor="tc.l1_hit", ratio_label="L1 hit with HISTORY / without"),
+    Row("tc.l1_hit_sampled", "TieredCache get: L1 hit, HISTORY on, key sampled",
+        "tiered_sampled", "get", FAST, expect={"l1.hits": 1, "l2.hits": 0},
+        anchor="tc.l1_hit", ratio_label="L1 hit of a sampled key / without HISTORY"),
     Row("tc.l2_hit", "TieredCache get: L1 miss, L2 hit", "default", "get", SLOW,
         evict=("l1",), expect={"l1.misses": 1, "l2.hits": 1, "l3.hits": 0},
         anchor="dr.get", target=1.10,
@@ -446,6 +454,11 @@ def build_caches(redis_url: Callable[[int], str], tmp: str, status: dict) -> dic
             "KEY_PREFIX": "bench",
         },
     }
+    for alias, rate in (("tiered_history", 1e-9), ("tiered_sampled", 1.0)):
+        caches[alias] = {
+            **caches["default"],
+            "OPTIONS": {"TIERS": full, "HISTORY": {"SAMPLE_RATE": rate}},
+        }
     if status["disk"] is None:
         caches["tiered_l13"] = {
             "BACKEND": "tiered_cache.TieredCache",

@@ -11,12 +11,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["MemoryTier", "TieredCache", "__version__", "cached"]
+__all__ = ["MemoryTier", "TieredCache", "__version__", "cached", "warmer"]
 
 _LAZY = {
     "TieredCache": "tiered_cache.backend",
     "MemoryTier": "tiered_cache.tiers.memory",
     "cached": "tiered_cache.decorators",
+    "warmer": "tiered_cache.warming.registry",
 }
 
 

@@ -87,6 +87,7 @@ from .compat import ExpiryView
 from .conf import Refusal, options_for
 from .envelope import Record, materialize
 from .exceptions import EnvelopeError
+from .history.recorder import recorder_for
 from .keys import (
     MAX_STORED_KEY_LENGTH,
     clear_namespace,
@@ -162,6 +163,11 @@ class TieredCache(BaseCache):
             # Counting per key group wraps ``get`` on this instance only, so
             # a cache without METRICS["GROUPS"] pays nothing on its hit path.
             self.get = self._get_counting_group  # type: ignore[method-assign]
+        recorder = recorder_for(self.options)
+        if recorder is not None:
+            # OPTIONS["HISTORY"] (issue 9): reads of sampled keys are recorded;
+            # without it ``get`` stays the plain method.
+            self.get = recorder.wrap(self, self.get)  # type: ignore[method-assign]
 
     def _refuse_every_call(self, error: ImproperlyConfigured) -> None:
         """Make every cache call raise ``error`` (see "Failure" above)."""

@@ -28,6 +28,12 @@ from django.utils.module_loading import import_string
 
 from . import serializers
 from .exceptions import BadValue, BadValues
+from .history.options import (
+    HistoryOptions,
+    WarmingOptions,
+    parse_history,
+    parse_warming,
+)
 from .resilience import BreakerOptions
 from .serializers import Serializer
 
@@ -58,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "STAMPEDE": {},
     "SERIALIZER": "pickle",  # or "json", or a dotted path (``serializers.load``)
     "METRICS": {},
+    "HISTORY": None,  # None: no access history (tiered_cache.history)
+    "WARMING": None,  # None: warming defaults, no preload (tiered_cache.warming)
 }
 #: Read by Django's BaseCache itself; accepted but of no effect on the tiers.
 BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
@@ -168,6 +176,8 @@ class TieredOptions:
     stampede: StampedeOptions = field(default_factory=StampedeOptions)
     serializer: Serializer = serializers.PICKLE
     metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    history: HistoryOptions = field(default_factory=HistoryOptions)
+    warming: WarmingOptions = field(default_factory=WarmingOptions)
     embedded_default: bool = False
     unknown: tuple[str, ...] = ()
     #: Identity of what the tiers share: equal keys share one chain per process.
@@ -212,6 +222,8 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
     serializer = serializers.load(options.get("SERIALIZER"))
 
     metrics = _parse_metrics(options.get("METRICS", {}))
+    history = parse_history(options.get("HISTORY"))
+    warming = parse_warming(options.get("WARMING"))
 
     raw_tiers = options.get("TIERS")
     embedded = raw_tiers is None
@@ -276,6 +288,8 @@ def parse_options(options: Mapping[str, Any] | None) -> TieredOptions:
         stampede=stampede,
         serializer=serializer,
         metrics=metrics,
+        history=history,
+        warming=warming,
         embedded_default=embedded,
         unknown=unknown,
         share_key=share_key,

@@ -21,6 +21,7 @@ from django.core.cache import caches
 
 from tiered_cache import metrics as _metrics
 from tiered_cache.backend import TieredCache
+from tiered_cache.history.flush import read_curve
 from tiered_cache.metrics.summary import by_caller
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "aliases",
     "by_caller",
     "flush",
+    "l1_curve",
     "series",
     "summary",
     "tiered_cache",
@@ -97,3 +99,15 @@ def flush(alias: str) -> None:
         _metrics.flush_now(alias)
     except Exception as exc:
         logger.warning("cache %s: metrics flush failed (%s)", alias, exc)
+
+
+def l1_curve(alias: str) -> dict[str, Any] | None:
+    """Return the L1 miss-ratio curve estimate (``read_curve``), None if unknown.
+
+    A store that does not answer shows as unknown: the rest of the page
+    still renders.
+    """
+    try:
+        return read_curve(alias)
+    except Exception:
+        return None

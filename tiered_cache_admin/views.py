@@ -125,6 +125,7 @@ def overview(admin: Any, request: HttpRequest, alias: str) -> HttpResponse:
         latency=sorted(user_ops.items()),
         internal_latency=sorted(internal_ops.items()),
         bus=summary.get("bus") or {},
+        l1_curve=data.l1_curve(alias),
         window=window,
         windows=list(data.WINDOWS),
         chart=hit_ratio_svg(

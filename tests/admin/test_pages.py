@@ -213,3 +213,33 @@ def test_a_hostile_key_is_escaped_in_the_inspector_and_the_actions(
         assert "<script>alert(1)" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[2]  # the message
     assert dash_cache.get(key) is None
+
+
+def test_overview_shows_the_l1_curve_only_with_history(settings, tmp_path, client_as):
+    from django.core.cache import caches
+
+    from tests.matrix import L1, l3
+    from tiered_cache.history.flush import flush_history
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "tiered_cache.TieredCache",
+            "KEY_PREFIX": "dash-curve",
+            "OPTIONS": {
+                "TIERS": [{**L1, "OPTIONS": {"MAX_ENTRIES": 4}}, l3(str(tmp_path))],
+                "HISTORY": {"SAMPLE_RATE": 1.0},
+            },
+        }
+    }
+    cache = caches["default"]
+    for key in ("a", "b", "a", "b"):
+        cache.get(key)
+    flush_history()
+    page = client_as("viewer").get(url("overview")).content.decode()
+    assert 'id="tc-l1-curve"' in page
+    assert "current L1 size, 4 entries" in page
+
+
+def test_overview_has_no_l1_curve_without_history(dash_cache, client_as):
+    page = client_as("viewer").get(url("overview")).content.decode()
+    assert 'id="tc-l1-curve"' not in page

@@ -16,6 +16,9 @@ a ``--preload`` master) starts its own, under its own process id, and
 ignores the counts it inherited: they are the parent's to send. The counts
 are set aside in the fork hook itself, before the child serves anything, so
 what it serves before its first flush is sent.
+
+Other periodic sends of the same kind ride on the same thread as *jobs*
+(``add_job``): the access history (``tiered_cache.history.flush``) is one.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +38,20 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..chain import Chain, built_chain
-from ..conf import options_for
+from ..conf import TieredOptions, options_for
 from ..forksafe import Registry, after_fork_in_child, renewed_lock
 from ..resilience import LogThrottle
 from . import fields
 from .store import Batch, Store, store_for
 
-__all__ = ["Flusher", "flusher", "own_fields", "store_of", "tiered_aliases"]
+__all__ = [
+    "Flusher",
+    "flusher",
+    "options_of",
+    "own_fields",
+    "store_of",
+    "tiered_aliases",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +78,22 @@ def options_enabled(alias: str) -> bool:
         return False
 
 
+def options_of(alias: str) -> TieredOptions | None:
+    """Return the parsed OPTIONS of ``alias``; None when misconfigured.
+
+    A misconfigured cache is the system checks' to report; background work
+    skips it.
+    """
+    try:
+        return options_for(settings.CACHES[alias].get("OPTIONS"))
+    except ImproperlyConfigured:
+        return None
+
+
 def _built(alias: str) -> tuple[Any, Chain] | None:
     """Return ``(options, chain)`` of ``alias`` if this process built its chain."""
-    try:
-        options = options_for(settings.CACHES[alias].get("OPTIONS"))
-    except ImproperlyConfigured:
+    options = options_of(alias)
+    if options is None:
         return None
     chain = built_chain(options)
     return None if chain is None else (options, chain)
@@ -130,6 +151,8 @@ class Flusher:
         self.process = _process_id()
         #: This process only reads the metrics (``only_read``).
         self.reader = False
+        #: Called after each flush, on this thread (``add_job``).
+        self.jobs: list[Callable[[], None]] = []
         self._new_sender()
 
     def _new_sender(self) -> None:
@@ -150,6 +173,15 @@ class Flusher:
         """
         self.reader = True
         self.stop()
+
+    def add_job(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` after every flush, on the flusher's thread.
+
+        A job catches and logs its own errors; one that raises is logged here
+        and runs again next time.
+        """
+        if job not in self.jobs:
+            self.jobs.append(job)
 
     def flush(self, alias: str | None = None) -> None:
         """Send the deltas of ``alias`` (every alias when ``None``) now.
@@ -247,6 +279,16 @@ class Flusher:
         stop = self._stop
         while not stop.wait(self.interval()):
             self._flush_logged()
+            self.run_jobs()
+
+    def run_jobs(self) -> None:
+        """Run every job once (the thread does after each flush; tests call it)."""
+        for job in list(self.jobs):
+            try:
+                job()
+            except Exception:
+                if self._throttle.allow(f"job {job!r}"):
+                    logger.exception("cache metrics: job %r failed", job)
 
     def _flush_logged(self) -> None:
         try:
@@ -288,3 +330,4 @@ def _flush_at_exit() -> None:
     if flusher.running():
         flusher.stop()
         flusher._flush_logged()
+        flusher.run_jobs()

@@ -56,6 +56,7 @@ __all__ = [
     "RedisStore",
     "Store",
     "readable",
+    "shared_tier",
     "store_for",
 ]
 
@@ -412,6 +413,23 @@ class DiskStore(Store):
         return readable(self.cache.get(key) or {}, f"{self.directory}:{key}")
 
 
+def shared_tier(tiers: Iterable[BaseTier]) -> tuple[str, BaseTier | None]:
+    """Return where a cache over ``tiers`` keeps what its processes share.
+
+    ``("l2", tier)`` for a Redis tier, else ``("l3", tier)`` for a disk tier,
+    else ``("local", None)``. The access history (``tiered_cache.history``)
+    keeps its log in the same place.
+    """
+    tiers = list(tiers)
+    for tier in tiers:
+        if tier.scope == Scope.DEPLOYMENT and hasattr(tier, "_writer"):
+            return "l2", tier
+    for tier in tiers:
+        if tier.scope == Scope.MACHINE and hasattr(tier, "directory"):
+            return "l3", tier
+    return "local", None
+
+
 def store_for(
     alias: str, namespace: str, tiers: Iterable[BaseTier], groups: int = 0
 ) -> Store:
@@ -420,12 +438,10 @@ def store_for(
     ``groups``: how many key groups the deployment counts by name
     (``METRICS["GROUPS"]``).
     """
-    tiers = list(tiers)
-    for tier in tiers:
-        if tier.scope == Scope.DEPLOYMENT and hasattr(tier, "_writer"):
-            return RedisStore(tier, alias, namespace, groups)
-    for tier in tiers:
-        if tier.scope == Scope.MACHINE and hasattr(tier, "directory"):
-            directory = tier.directory  # type: ignore[attr-defined]
-            return DiskStore(directory, alias, namespace, groups)
+    kind, tier = shared_tier(tiers)
+    if kind == "l2":
+        return RedisStore(tier, alias, namespace, groups)  # type: ignore[arg-type]
+    if kind == "l3":
+        directory = tier.directory  # type: ignore[union-attr]
+        return DiskStore(directory, alias, namespace, groups)
     return LocalStore()

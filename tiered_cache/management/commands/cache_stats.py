@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from tiered_cache.history.flush import read_curve
 from tiered_cache.metrics import read_summary
 from tiered_cache.metrics.durations import parse_duration
 from tiered_cache.metrics.flusher import flusher, tiered_aliases
@@ -77,6 +78,8 @@ class Command(BaseCommand):
         for alias in aliases:
             try:
                 summaries[alias] = read_summary(alias, since)
+                # HISTORY on: the L1 miss-ratio curve (None when off).
+                summaries[alias]["l1_curve"] = read_curve(alias)
             except Exception as exc:  # the store (L2) does not answer
                 raise CommandError(
                     f"{alias}: cannot read the metrics store ({exc})"
@@ -107,6 +110,16 @@ class Command(BaseCommand):
                     cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
                     for i, cell in enumerate(cells)
                 )
+            )
+        curve = summary.get("l1_curve")
+        if curve is not None:
+            points = ", ".join(
+                f"{size} {_cell(ratio) if ratio is not None else '-'}"
+                for size, ratio in curve["hit_ratio"].items()
+            )
+            lines.append(
+                f"  L1 hit ratio at {points} of its size ({curve['entries']} "
+                f"entries; LRU estimate over {curve['processes']} process(es))"
             )
         user, internal = by_caller(summary["latency"])
         for heading, latency in (("calls", user), ("the cache's own calls", internal)):
