@@ -40,7 +40,11 @@ sys.path.insert(0, str(ROOT))
 from tiered_cache.simulate import capacities, read_trace, replay  # noqa: E402
 
 RATIOS = (0.001, 0.01, 0.1)
-POLICIES = ("lru", "s3fifo", "sieve", "tinylfu")
+POLICIES = ("lru", "s3fifo", "sieve", "tinylfu", "learned")
+#: Options by policy. The learned policy waits for each background fit at the
+#: eviction after it starts, so its replay does not depend on the machine's
+#: load (its labels and fits still use only the requests replayed so far).
+OPTIONS = {"learned": {"wait_for_fit": True}}
 START = "<!-- bench/policies.py: start (generated, do not edit by hand) -->"
 END = "<!-- bench/policies.py: end -->"
 
@@ -101,7 +105,14 @@ def run(trace_dir: Path, policies: list[str], ratios: list[float]) -> list[dict]
         for capacity, ratio in zip(capacities(keys, ratios), ratios, strict=True):
             for name in policies:
                 result = asdict(
-                    replay(keys, name, capacity, trace=path.name, capacity_ratio=ratio)
+                    replay(
+                        keys,
+                        name,
+                        capacity,
+                        options=OPTIONS.get(name),
+                        trace=path.name,
+                        capacity_ratio=ratio,
+                    )
                 )
                 rows.append(result)
                 print(
