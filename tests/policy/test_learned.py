@@ -76,12 +76,16 @@ def test_a_losing_model_is_benched_counted_and_logged(caplog):
     assert "model -> losing" in caplog.text
 
 
-def test_a_sensible_model_keeps_deciding():
-    policy = LearnedPolicy(choices=["s3fifo"], train=False)
-    policy.load_model(model_of(age=-3.0, count=1.0))  # LRU-with-frequency
-    Store(policy, 40).run(zipf_with_scans(20000))
+def test_a_model_that_beats_its_heuristic_keeps_deciding():
+    # Over LRU, on scans: keeping keys read more than once wins the duels.
+    trace = zipf_with_scans(20000)
+    policy = LearnedPolicy(base="lru", choices=["lru"], train=False)
+    policy.load_model(model_of(age=-1.0, count=3.0))
+    hits = Store(policy, 40).run(trace)
+    assert policy.board.wins > policy.board.losses
     assert policy.counts["model"] > policy.counts["losing"]
     assert policy.counts["overridden"] > 0
+    assert hits > Store(load_policy("lru"), 40).run(trace)
 
 
 def test_a_model_that_stops_being_refreshed_goes_stale():

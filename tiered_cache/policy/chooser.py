@@ -50,10 +50,12 @@ class Chooser:
         mini = max(1, round(capacity * rate))
         self.shadows = [CountStore(p, mini, n) for n, p in policies.items()]
 
-    def access(self, key: str, key_hash: int) -> str | None:
-        """Replay a sampled access; return a heuristic to switch to, or ``None``."""
-        if key_hash >= self.threshold:
-            return None
+    def access(self, key: str) -> str | None:
+        """Replay a sampled access; return a heuristic to switch to, or ``None``.
+
+        Only keys whose 32-bit hash is below ``threshold`` are sampled; the
+        caller checks, to save a call per unsampled access.
+        """
         for shadow in self.shadows:
             shadow.access(key)
         self.sampled += 1

@@ -53,9 +53,25 @@ def group_of(key: str) -> int:
 
 
 class KeyStats:
-    """Per-key statistics; ``touch`` is the only update."""
+    """Per-key statistics, updated by the policy's drain (inlined there for speed).
 
-    __slots__ = ("count", "expires", "freq", "gap1", "gap2", "group", "hash", "last")
+    On an access at ``now``: ``gap2, gap1 = gap1, now - last``; ``freq`` decays
+    by ``0.5 ** (gap / half_life)`` and gains 1; ``count`` gains 1; ``last =
+    now``. The group is computed when first needed (``group_of`` costs more
+    than the rest of an access).
+    """
+
+    __slots__ = (
+        "count",
+        "expires",
+        "freq",
+        "gap1",
+        "gap2",
+        "group",
+        "hash",
+        "last",
+        "size",
+    )
 
     def __init__(self, key: str, now: int) -> None:
         self.last = now
@@ -64,28 +80,17 @@ class KeyStats:
         self.gap2 = -1
         self.freq = 0.0
         self.expires: float | None = None
-        self.group = group_of(key)
+        self.size = 1
+        self.group = -1  # -1: not computed yet (see ``group_of``)
         #: Stable 32-bit hash of the key, for spatial sampling (``chooser.py``).
         self.hash = zlib.crc32(key.encode("utf-8", "surrogatepass"))
 
-    def touch(self, now: int, half_life: float) -> None:
-        """Record an access at logical time ``now``."""
-        if self.count:
-            gap = now - self.last
-            self.gap2 = self.gap1
-            self.gap1 = gap
-            self.freq = self.freq * 0.5 ** (gap / half_life) + 1.0
-        else:
-            self.freq = 1.0
-        self.count += 1
-        self.last = now
-
-    def features(self, now: int, scale: float, wall: float) -> list[float]:
+    def features(self, now: int, scale: float, wall: float) -> tuple[float, ...]:
         """Return the ``FEATURES`` of this key at ``now``."""
         log1p = math.log1p
         gap1, gap2, count = self.gap1, self.gap2, self.count
         expires = self.expires
-        return [
+        return (
             log1p((now - self.last) / scale),
             log1p(count),
             log1p(gap1 / scale) if gap1 >= 0 else _FAR,
@@ -93,7 +98,7 @@ class KeyStats:
             log1p(self.freq * 0.5 ** ((now - self.last) / scale)),
             log1p(max(0.0, expires - wall)) if expires is not None else _FAR,
             1.0 if count <= 1 else 0.0,
-        ]
+        )
 
 
 class Ghost:
@@ -102,6 +107,8 @@ class Ghost:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._stats: OrderedDict[str, KeyStats] = OrderedDict()
+        #: ``pop(key, None)``: return and forget ``key``'s statistics.
+        self.pop = self._stats.pop
 
     def add(self, key: str, stats: KeyStats) -> None:
         """Remember an evicted key; forget the oldest beyond ``limit``."""
@@ -110,10 +117,6 @@ class Ghost:
         ghost.move_to_end(key)
         while len(ghost) > self.limit:
             ghost.popitem(last=False)
-
-    def pop(self, key: str) -> KeyStats | None:
-        """Return and forget ``key``'s statistics (``None`` if not remembered)."""
-        return self._stats.pop(key, None)
 
     def __contains__(self, key: str) -> bool:
         return key in self._stats

@@ -50,7 +50,7 @@ from .base import BasePolicy
 from .chooser import Chooser
 from .fit import Trainer
 from .hits import HIT_BUFFER, HitBuffer
-from .keystats import Ghost, KeyStats
+from .keystats import Ghost, KeyStats, group_of
 from .labels import Labeler
 from .model import ReuseModel
 from .scoreboard import Scoreboard
@@ -60,6 +60,13 @@ __all__ = ["LearnedPolicy"]
 logger = logging.getLogger("tiered_cache.policy.learned")
 
 MODES = ("model", "untrained", "stale", "losing")
+
+
+def _group(key: str, stats: KeyStats) -> int:
+    group = stats.group
+    if group < 0:
+        stats.group = group = group_of(key)
+    return group
 
 
 class LearnedPolicy(HitBuffer, BasePolicy):
@@ -123,12 +130,17 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         self._keys: list[str] = []  # resident keys, for random candidates
         self._index: dict[str, int] = {}
         self.ghost = Ghost(0)
+        self._ghost_pop = self.ghost.pop
         self.labels = Labeler()
+        self._pending = self.labels.pending  # keys waiting for a label
         self.board = Scoreboard()
+        self._dueling = self.board.by_key  # keys in an undecided duel
+        self._half_life = 1.0
         self.trainer = Trainer()
         self.model: ReuseModel | None = None
         self._model_at = 0  # logical time the model's samples end at
         self._fitted_at = 0  # labels count at the last fit submitted
+        self._fitting = False  # a fit was submitted and not picked up yet
         self._chooser: Chooser | None = None
         self._capacity = 0
         self._now = 0
@@ -176,7 +188,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         if (
             not self.train
             or labels.labelled - self._fitted_at < self.refit
-            or len(labels.samples) < self.min_samples
+            or labels.kept < self.min_samples
             or self.trainer.busy
         ):
             return
@@ -184,22 +196,35 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         if min(ys) == max(ys):
             return
         self._fitted_at = labels.labelled
-        self.trainer.submit(rows, groups, ys, {"at": self._now})
+        self._fitting = self.trainer.submit(rows, groups, ys, {"at": self._now})
 
     # -- bookkeeping ------------------------------------------------------------
 
     def _access(self, key: str) -> KeyStats:
-        """Record an access to ``key`` (hit or miss) at the next logical time."""
+        """Record an access to ``key`` (hit or miss) at the next logical time.
+
+        ``KeyStats``'s update is inlined: this runs once per access.
+        """
         self._now = now = self._now + 1
         stats = self._stats.get(key)
         if stats is None:
-            stats = self.ghost.pop(key) or KeyStats(key, now)
-        stats.touch(now, max(1.0, float(self._capacity)))
-        self.labels.accessed(key, now, self._window)
-        self.board.accessed(key)
+            stats = self._ghost_pop(key, None) or KeyStats(key, now)
+        if stats.count:
+            gap = now - stats.last
+            stats.gap2 = stats.gap1
+            stats.gap1 = gap
+            stats.freq = stats.freq * 0.5 ** (gap / self._half_life) + 1.0
+        else:
+            stats.freq = 1.0
+        stats.count += 1
+        stats.last = now
+        if key in self._pending:
+            self.labels.accessed(key, now, self._window)
+        if key in self._dueling:
+            self.board.accessed(key)
         chooser = self._chooser
-        if chooser is not None:
-            switch = chooser.access(key, stats.hash)
+        if chooser is not None and stats.hash < chooser.threshold:
+            switch = chooser.access(key)
             if switch is not None:
                 self._switch(switch)
         return stats
@@ -219,7 +244,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         new = self._registry[name]()
         stats = self._stats
         for key in sorted(stats, key=lambda k: stats[k].last):
-            new.on_insert(key, 1, stats[key].expires)
+            new.on_insert(key, stats[key].size, stats[key].expires)
         self.base = new
         self.base_name = name
         self.switches.append((self._now, name))
@@ -227,6 +252,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
 
     def _start_chooser(self) -> None:
         self._capacity = capacity = len(self._stats)
+        self._half_life = max(1.0, float(capacity))
         self.ghost.limit = int(self.ghost_ratio * capacity)
         self._window = float(capacity)
         if len(self.choices) > 1:
@@ -246,6 +272,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
             self.on_remove(key)
         stats = self._access(key)
         stats.expires = expires_at
+        stats.size = size
         self._stats[key] = stats
         self._index[key] = len(self._keys)
         self._keys.append(key)
@@ -295,15 +322,16 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         wall = time.time()
         stats = self._stats
         rows = [stats[key].features(now, scale, wall) for key in candidates]
+        groups = [_group(key, stats[key]) for key in candidates]
         if labelled:
             sample = self.labels.sample
-            for key, row in zip(candidates, rows, strict=True):
-                sample(key, now, row, stats[key].group)
+            for key, row, group in zip(candidates, rows, groups, strict=True):
+                sample(key, now, row, group)
             self.labels.expire(now, self._window)
             self._maybe_fit()
         if not asked or self.model is None:
             return victim
-        scores = self.model.score(rows, [stats[key].group for key in candidates])
+        scores = self.model.score(rows, groups)
         best = min(range(len(candidates)), key=scores.__getitem__)
         chosen = candidates[best]
         if (
@@ -321,13 +349,17 @@ class LearnedPolicy(HitBuffer, BasePolicy):
             self._window += (idle - self._window) / 64  # moving mean, ~64 evictions
         self._forget(key, evicted=True)
         self.base.on_evict(key)
-        self.board.expire(self._now, 2 * self._window)
-        if self.wait_for_fit and self.trainer.busy:
-            self.trainer.done.wait()
-        fitted = self.trainer.take()
-        if fitted is not None:
-            self.load_model(fitted)
-            self._model_at = fitted.meta.get("at", self._now)
+        if not self._evictions % 64:
+            self.board.expire(self._now, 2 * self._window)
+        if self._fitting:
+            if self.wait_for_fit:
+                self.trainer.done.wait()
+            if self.trainer.done.is_set():
+                self._fitting = False
+                fitted = self.trainer.take()
+                if fitted is not None:
+                    self.load_model(fitted)
+                    self._model_at = fitted.meta.get("at", self._now)
 
     def on_remove(self, key: str) -> None:
         self._forget(key, evicted=False)

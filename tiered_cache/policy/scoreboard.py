@@ -31,7 +31,8 @@ class Scoreboard:
         self.total = 0  # sum of results
         # duel id -> (heuristic's victim, model's victim, time)
         self._duels: OrderedDict[int, tuple[str, str, int]] = OrderedDict()
-        self._by_key: dict[str, list[int]] = {}
+        #: key -> its undecided duels (read-only outside).
+        self.by_key: dict[str, list[int]] = {}
         self._next = 0
 
     def duel(self, heuristic: str, model: str, now: int) -> None:
@@ -45,13 +46,13 @@ class Scoreboard:
             self._drop(next(iter(self._duels)))
         self._next += 1
         self._duels[self._next] = (heuristic, model, now)
-        by_key = self._by_key
+        by_key = self.by_key
         by_key.setdefault(heuristic, []).append(self._next)
         by_key.setdefault(model, []).append(self._next)
 
     def accessed(self, key: str) -> None:
         """``key`` was accessed: decide the duels it is in, if any."""
-        duels = self._by_key.get(key)
+        duels = self.by_key.get(key)
         if duels is None:
             return
         for duel in list(duels):
@@ -81,7 +82,7 @@ class Scoreboard:
             self._drop(duel)
 
     def _drop(self, duel: int) -> None:
-        by_key = self._by_key
+        by_key = self.by_key
         for key in self._duels.pop(duel)[:2]:
             duels = by_key[key]
             duels.remove(duel)
@@ -97,6 +98,6 @@ class Scoreboard:
 
     def clear(self) -> None:
         self._duels.clear()
-        self._by_key.clear()
+        self.by_key.clear()
         self.results.clear()
         self.total = 0
