@@ -80,6 +80,7 @@ class Trainer:
         self.done = threading.Event()
         self.fits = 0
         self.failures = 0
+        self.unavailable = False  # scikit-learn is missing: never submit again
 
     @property
     def busy(self) -> bool:
@@ -93,7 +94,7 @@ class Trainer:
         meta: dict,
     ) -> bool:
         """Start fitting these samples in the background; ``False`` if busy."""
-        if self.busy:
+        if self.busy or self.unavailable:
             return False
         self.done.clear()
         self._thread = threading.Thread(
@@ -109,6 +110,15 @@ class Trainer:
         try:
             self._result = fit(rows, groups, labels, meta=meta)
             self.fits += 1
+        except ImportError as exc:  # no [ml] extra: say it once, stop trying
+            self.failures += 1
+            self.unavailable = True
+            logger.warning(
+                "learned policy: cannot fit without scikit-learn and numpy "
+                "(pip install 'django-tiered-cache[ml]'): %s; staying on the "
+                "heuristic",
+                exc,
+            )
         except Exception:  # a failed fit leaves the policy on its heuristic
             self.failures += 1
             logger.exception("learned policy: fitting the reuse model failed")

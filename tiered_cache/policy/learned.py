@@ -13,7 +13,9 @@ Two layers, each able to fall back to the one below (issue 9):
    candidates; a logistic-regression reuse model (``model.py``) scores them
    from cheap per-key statistics (``keystats.py``) and the candidate least
    likely to be reused within the label window is evicted instead, when the
-   model is sure enough (``margin`` in log-odds).
+   model is sure enough (``margin`` in log-odds). With ``gate`` set, a
+   victim whose own score is below it is evicted without scoring the others
+   (cheaper, but it cost 0.1-0.3 point of hit ratio on web12).
 
 Learning: at every ``label_every``-th eviction the candidates' features are
 sampled; the stream labels them (``labels.py``: reused within the measured
@@ -78,11 +80,12 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         self,
         base: str = "s3fifo",
         choices: Sequence[str] = ("lru", "s3fifo", "tinylfu"),
-        shadow: int = 256,
-        tail: int = 4,
+        shadow: int = 128,
+        tail: int = 3,
         random_candidates: int = 1,
         margin: float = 0.5,
-        label_every: int = 4,
+        gate: float | None = None,
+        label_every: int = 8,
         refit: int = 5000,
         min_samples: int = 2000,
         stale_after: float = 200.0,
@@ -115,6 +118,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         self.tail = tail
         self.random_candidates = random_candidates
         self.margin = margin
+        self.gate = gate
         self.label_every = label_every
         self.refit = refit
         self.min_samples = min_samples
@@ -310,6 +314,17 @@ class LearnedPolicy(HitBuffer, BasePolicy):
 
     def _choose(self, victim: str, labelled: bool, asked: bool) -> str:
         """Sample candidates' features; return the model's pick among them."""
+        now, scale = self._now, max(1.0, float(self._capacity))
+        wall = time.time()
+        stats = self._stats
+        model = self.model
+        if not labelled and model is not None and self.gate is not None:
+            # A victim the model finds unlikely to be reused is evicted
+            # without scoring the other candidates (most victims, cheaply).
+            mine = stats[victim]
+            row = mine.features(now, scale, wall)
+            if model.score([row], [_group(victim, mine)])[0] < self.gate:
+                return victim
         candidates = self.base.tail(self.tail)
         keys = self._keys
         if keys:
@@ -318,9 +333,6 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         if victim not in candidates:
             candidates.append(victim)
         candidates = list(dict.fromkeys(candidates))
-        now, scale = self._now, max(1.0, float(self._capacity))
-        wall = time.time()
-        stats = self._stats
         rows = [stats[key].features(now, scale, wall) for key in candidates]
         groups = [_group(key, stats[key]) for key in candidates]
         if labelled:
@@ -329,9 +341,9 @@ class LearnedPolicy(HitBuffer, BasePolicy):
                 sample(key, now, row, group)
             self.labels.expire(now, self._window)
             self._maybe_fit()
-        if not asked or self.model is None:
+        if not asked or model is None:
             return victim
-        scores = self.model.score(rows, groups)
+        scores = model.score(rows, groups)
         best = min(range(len(candidates)), key=scores.__getitem__)
         chosen = candidates[best]
         if (
