@@ -21,33 +21,30 @@ def history_file(tmp_path):
     return path
 
 
-def test_trains_reports_and_writes_the_model(history_file, tmp_path):
-    out, model = StringIO(), tmp_path / "model.json"
+def train(history_file, model, **options) -> str:
+    out = StringIO()
     call_command(
         "train_cache_model",
         str(history_file),
         capacity=40,
         output=str(model),
         stdout=out,
+        **options,
     )
-    text = out.getvalue()
+    return out.getvalue()
+
+
+def test_trains_reports_and_writes_the_model(history_file, tmp_path):
+    model = tmp_path / "model.json"
+    text = train(history_file, model)
     assert "roc_auc" in text and "replay of the held-out part" in text
     assert ReuseModel.load(model).meta["capacity"] == 40
 
 
 def test_dry_run_writes_nothing_and_json_reports(history_file, tmp_path):
-    out, model = StringIO(), tmp_path / "model.json"
-    call_command(
-        "train_cache_model",
-        str(history_file),
-        capacity=40,
-        output=str(model),
-        dry_run=True,
-        json=True,
-        stdout=out,
-    )
+    model = tmp_path / "model.json"
+    report = json.loads(train(history_file, model, dry_run=True, json=True))
     assert not model.exists()
-    report = json.loads(out.getvalue())
     assert report["capacity"] == 40 and "heuristic_hit_ratio" in report["replay"]
 
 
