@@ -40,7 +40,7 @@ class Scoreboard:
 
         A key may be in several duels (the heuristic's victim stays first in
         line while the model keeps overriding it); its next access decides
-        them all.
+        them all (``accessed``).
         """
         if len(self._duels) >= self.max_open:
             self._drop(next(iter(self._duels)))
@@ -51,19 +51,28 @@ class Scoreboard:
         by_key.setdefault(model, []).append(self._next)
 
     def accessed(self, key: str) -> None:
-        """``key`` was accessed: decide the duels it is in, if any."""
+        """``key`` was accessed: decide the duels it is in, if any.
+
+        A key kept in several duels scores one win: its access is one hit
+        saved, whereas each key the model evicted for it is a miss of its own
+        (counting a win per duel had the model "winning" 3 to 1 on OLTP at
+        10% while it cost 0.45 point of hit ratio).
+        """
         duels = self.by_key.get(key)
         if duels is None:
             return
+        kept = False
         for duel in list(duels):
-            heuristic_victim = self._duels[duel][0]
+            kept_key = self._duels[duel][0]
             self._drop(duel)
-            if key == heuristic_victim:
-                self.wins += 1
-                self._result(1)
+            if key == kept_key:
+                kept = True
             else:
                 self.losses += 1
                 self._result(-1)
+        if kept:
+            self.wins += 1
+            self._result(1)
 
     def _result(self, value: int) -> None:
         results = self.results
