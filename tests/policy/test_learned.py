@@ -81,10 +81,15 @@ def test_a_losing_model_is_benched_counted_and_logged(caplog):
 
 
 def test_a_model_that_beats_its_heuristic_keeps_deciding():
-    # Over LRU, on scans: keeping keys read more than once wins the duels.
+    # Over LRU, on scans: evicting keys seen once wins the duels and hits.
     trace = zipf_with_scans(20000)
-    policy = LearnedPolicy(base="lru", choices=["lru"], train=False)
-    policy.load_model(model_of(age=-1.0, count=3.0))
+    policy = LearnedPolicy(
+        base="lru", choices=["lru"], train=False, random_candidates=3
+    )
+    coef = [0.0] * len(FEATURES)
+    coef[FEATURES.index("once")] = -5.0
+    coef[FEATURES.index("age")] = -1.0
+    policy.load_model(ReuseModel(coef=coef, intercept=0.0))
     hits = Store(policy, 40).run(trace)
     assert policy.board.wins > policy.board.losses
     assert policy.counts["model"] > policy.counts["losing"]
