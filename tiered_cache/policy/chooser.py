@@ -47,8 +47,14 @@ class Chooser:
         self.epoch = epoch
         self.margin = margin
         self.sampled = 0
-        mini = max(1, round(capacity * rate))
+        self.mini = mini = max(1, round(capacity * rate))
         self.shadows = [CountStore(p, mini, n) for n, p in policies.items()]
+        #: An optional extra shadow run by the current heuristic *with* the
+        #: model (``set_judge``): its lead over the plain shadow of the same
+        #: heuristic, in hits per 2 epochs, after each verdict (None: no
+        #: verdict yet since it was set).
+        self.judge: CountStore | None = None
+        self.model_lead: float | None = None
 
     def access(self, key: str) -> str | None:
         """Replay a sampled access; return a heuristic to switch to, or ``None``.
@@ -58,6 +64,8 @@ class Chooser:
         """
         for shadow in self.shadows:
             shadow.access(key)
+        if self.judge is not None:
+            self.judge.access(key)
         self.sampled += 1
         if self.sampled % self.epoch:
             return None
@@ -69,12 +77,28 @@ class Chooser:
         mine = next(s for s in shadows if s.name == self.current)
         # The halved counts weigh about 2 epochs of accesses.
         switch = best.hits - mine.hits > self.margin * 2 * self.epoch
+        judge = self.judge
+        if judge is not None:
+            self.model_lead = judge.hits - mine.hits
+            judge.hits /= 2
         for shadow in shadows:
             shadow.hits /= 2
         if switch:
             self.current = best.name
             return best.name
         return None
+
+    def set_judge(self, store: CountStore | None) -> None:
+        """Replay the sampled stream into ``store`` too (``None``: stop).
+
+        Its hits restart from those of the current heuristic's shadow, so
+        its lead counts from now on.
+        """
+        self.judge = store
+        self.model_lead = None
+        if store is not None:
+            mine = next(s for s in self.shadows if s.name == self.current)
+            store.hits = mine.hits
 
     def hit_ratios(self) -> dict[str, float]:
         """The shadows' recent hit counts per sampled access (for stats)."""

@@ -56,6 +56,7 @@ from .keystats import Ghost, KeyStats, group_of
 from .labels import Labeler
 from .model import ReuseModel
 from .scoreboard import Scoreboard
+from .store import CountStore
 
 __all__ = ["LearnedPolicy"]
 
@@ -92,6 +93,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         ghost_ratio: float = 1.0,
         probe_every: int = 4,
         min_duels: int = 30,
+        judged: bool = True,
         train: bool = True,
         wait_for_fit: bool = False,
         model_path: str | None = None,
@@ -126,6 +128,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         self.ghost_ratio = ghost_ratio
         self.probe_every = probe_every
         self.min_duels = min_duels
+        self.judged = judged
         self.train = train
         self.wait_for_fit = wait_for_fit
         self._rng = random.Random(seed)
@@ -164,6 +167,11 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         """Use ``model`` from now on (a newer one may replace it)."""
         self.model = model
         self._model_at = self._now
+        judge = self._chooser.judge if self._chooser is not None else None
+        if judge is not None:
+            judge.policy.load_model(model)  # type: ignore[attr-defined]
+        elif self.judged and self._chooser is not None:
+            self._set_judge()
 
     def mode(self) -> str:
         """Who decides evictions now: ``"model"`` or the fallback's reason."""
@@ -171,6 +179,10 @@ class LearnedPolicy(HitBuffer, BasePolicy):
             return "untrained"
         if self.train and self._now - self._model_at > self._stale_age():
             return "stale"
+        chooser = self._chooser
+        lead = chooser.model_lead if chooser is not None else None
+        if lead is not None:  # the shadow A/B has spoken: it decides
+            return "model" if lead >= 0 else "losing"
         if not self.board.leading(self.min_duels):
             return "losing"
         return "model"
@@ -251,8 +263,30 @@ class LearnedPolicy(HitBuffer, BasePolicy):
             new.on_insert(key, stats[key].size, stats[key].expires)
         self.base = new
         self.base_name = name
+        if self.judged:
+            self._set_judge()
         self.switches.append((self._now, name))
         logger.info("learned policy: base heuristic is now %s", name)
+
+    def _set_judge(self) -> None:
+        """Start the shadow A/B: the current heuristic with the model."""
+        chooser = self._chooser
+        if chooser is None or self.model is None:
+            return
+        name = self.base_name
+        judged = LearnedPolicy(
+            base=name,
+            choices=(name,),
+            tail=self.tail,
+            random_candidates=self.random_candidates,
+            margin=self.margin,
+            label_every=2**62,  # no labels, no duels that could bench it
+            min_duels=2**62,
+            train=False,
+            seed=self._rng.randrange(2**32),
+        )
+        judged.load_model(self.model)
+        chooser.set_judge(CountStore(judged, chooser.mini, "judge"))
 
     def _start_chooser(self) -> None:
         self._capacity = capacity = len(self._stats)
@@ -266,6 +300,8 @@ class LearnedPolicy(HitBuffer, BasePolicy):
                 self.base_name,
                 shadow=self.shadow,
             )
+            if self.judged:
+                self._set_judge()
 
     # -- the contract ------------------------------------------------------------
 
