@@ -80,6 +80,19 @@ def test_a_losing_model_is_benched_counted_and_logged(caplog):
     assert "model -> losing" in caplog.text
 
 
+def test_the_shadow_a_b_benches_a_model_that_costs_hits():
+    # With shadows (several choices) the judge is a shadow cache run with the
+    # model beside the plain one: its verdict, not the duels, decides.
+    policy = LearnedPolicy(train=False)
+    policy.load_model(model_of(age=3.0, count=-3.0))
+    Store(policy, 40).run(zipf_with_scans(20000))
+    chooser = policy.chooser
+    assert chooser is not None and chooser.judge is not None
+    assert chooser.judge.policy.model is policy.model
+    assert chooser.model_lead is not None and chooser.model_lead < 0
+    assert policy.mode() == "losing" and policy.counts["losing"] > 0
+
+
 def test_a_model_that_beats_its_heuristic_keeps_deciding():
     # Over LRU, on scans: evicting keys seen once wins the duels and hits.
     trace = zipf_with_scans(20000)

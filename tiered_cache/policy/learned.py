@@ -173,6 +173,11 @@ class LearnedPolicy(HitBuffer, BasePolicy):
         elif self.judged and self._chooser is not None:
             self._set_judge()
 
+    @property
+    def chooser(self) -> Chooser | None:
+        """The shadow caches (``None`` until the first eviction, or one choice)."""
+        return self._chooser
+
     def mode(self) -> str:
         """Who decides evictions now: ``"model"`` or the fallback's reason."""
         if self.model is None:
@@ -439,6 +444,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
             "labelled": self.labels.labelled,
             "window": round(self._window, 1),
             "shadows": chooser.hit_ratios() if chooser else {},
+            "model_lead": chooser.model_lead if chooser else None,
         }
 
     def clear(self) -> None:
