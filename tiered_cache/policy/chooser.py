@@ -11,6 +11,10 @@ tier drives them) and their hits are counted. At the end of every epoch
 the policy is told to change heuristic when another one leads the current by
 ``margin`` of the epoch's accesses, so it does not flap on noise.
 
+The same stream feeds the learned policy's A/B judge when it has a model
+(``set_judge``): one more mini cache run by the current heuristic with the
+model; ``model_lead`` is its hits minus the plain shadow's at each verdict.
+
 ``rate`` is ``shadow / capacity`` (at most 1): the mini caches hold about
 ``shadow`` entries whatever the L1's size, which bounds the memory and the
 work (a sampled access costs one replay per heuristic; an unsampled one, a

@@ -27,7 +27,11 @@ never fits and never imports scikit-learn; scoring is plain Python.
 Fallback: the base heuristic decides alone while there is no model
 (``untrained``), while the model is older than ``stale_after`` label windows
 (``stale``), or while it is losing the sampled shadow comparison against the
-heuristic (``scoreboard.py``: ``losing``). Each eviction is counted under the
+heuristic (``losing``): the chooser's sampled stream also feeds a shadow of
+the current heuristic run *with* the model (``judged``), and the model
+decides while that shadow is not behind the plain one (``Chooser.model_lead``).
+Before the first verdict, or without shadows, duels decide instead
+(``scoreboard.py``), a cheaper but poorer proxy. Each eviction is counted under the
 mode that decided it (``stats()``), and every change of mode is logged on the
 ``tiered_cache.policy.learned`` logger. ``model_path`` (or ``load_model``)
 starts from a model trained elsewhere, e.g. by ``tiered_cache.learning.train``.

@@ -1,4 +1,7 @@
-"""The sampled shadow comparison of the model against its base heuristic.
+"""Duels: a cheap proxy comparison of the model against its base heuristic.
+
+The learned policy's main judge is the shadow A/B (``chooser.py``); duels
+decide before its first verdict and when there are no shadows.
 
 Each time the model disagrees with the heuristic (the heuristic's victim
 ``v``, the model's choice ``c``), the pair is one duel, whichever of the two
