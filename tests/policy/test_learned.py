@@ -7,17 +7,13 @@ import logging
 import random
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from tests.clock import FakeClock
 from tests.policy.drive import Store
-from tiered_cache.envelope import Record
 from tiered_cache.policy import REGISTRY, LearnedPolicy, load_policy
 from tiered_cache.policy.keystats import FEATURES, GROUPS
 from tiered_cache.policy.model import ReuseModel
-from tiered_cache.tiers.memory import MemoryTier
 
 
 def zipf_with_scans(n: int, keys: int = 400, seed: int = 3) -> list[str]:
@@ -188,42 +184,3 @@ def test_importing_the_policies_does_not_import_sklearn():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "False"]
-
-
-def test_in_the_memory_tier_under_threads_while_it_fits():
-    options = {"refit": 300, "min_samples": 300, "label_every": 1}
-    tier = MemoryTier(
-        "",
-        {
-            "OPTIONS": {
-                "MAX_BYTES": 40_000,
-                "POLICY": "learned",
-                "POLICY_OPTIONS": options,
-            }
-        },
-        name="l1",
-        clock=FakeClock(),
-    )
-    trace = zipf_with_scans(6000)
-    errors = []
-
-    def worker(n: int) -> None:
-        try:
-            for i, key in enumerate(trace[n::4]):
-                if tier.get_value(key, None) is None:
-                    tier.set(key, Record.for_value("x" * (50 + i % 200), None))
-                if i % 97 == 0:
-                    tier.delete(key)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert tier.check() == []
-    policy = tier.policy
-    assert policy.trainer.done.wait(60)
-    assert policy.trainer.failures == 0 and policy.labels.labelled > 300
