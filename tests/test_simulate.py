@@ -124,6 +124,22 @@ def test_cli_json_one_line_per_policy_and_capacity(tmp_path, capsys):
     assert all(r["requests"] == 2000 for r in rows)
 
 
+def test_cli_replays_the_learned_policy_with_its_options(tmp_path, capsys):
+    path = tmp_path / "trace.txt"
+    path.write_text("\n".join(synthetic(20000, 2000)) + "\n")
+    options = '{"learned": {"wait_for_fit": true, "refit": 1000, "min_samples": 500}}'
+    argv = [str(path), "--capacity", "100", "--policy", "s3fifo,learned", "--json"]
+    assert main([*argv, "--policy-options", options]) == 0
+    rows = {
+        r["policy"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())
+    }
+    assert rows["learned"]["requests"] == 20000
+    assert rows["learned"]["evictions"] > 0
+    assert rows["learned"]["hit_ratio"] > 0.9 * rows["s3fifo"]["hit_ratio"]
+    with pytest.raises(SystemExit):
+        main([*argv, "--policy-options", "[1]"])
+
+
 def test_cli_table_with_absolute_capacity_runs_as_a_module(tmp_path):
     path = tmp_path / "trace.txt"
     path.write_text("a\nb\na\nc\na\nb\n")

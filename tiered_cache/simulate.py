@@ -24,6 +24,13 @@ over all requests. The simulator's own bookkeeping (the set standing for the
 store) is not counted. The machine's load moves these numbers: compare
 policies measured in the same run.
 
+``--policy learned`` replays the learned policy from an empty state: it
+learns only from the requests replayed so far (its labels wait for the
+stream to decide them; nothing looks ahead), and no shipped weights are used.
+``--policy-options '{"learned": {"wait_for_fit": true}}'`` makes it wait for
+each background fit at the eviction after it starts, so a replay does not
+depend on how busy the machine is (``bench/policies.py`` does this).
+
 This module is pure Python (no Django): it can run where the site does not.
 """
 
@@ -218,6 +225,18 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _options(text: str) -> dict[str, dict]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(v, dict) for v in value.values()
+    ):
+        raise argparse.ArgumentTypeError("give a JSON object of objects")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """Return the command line parser (``--help`` documents every option)."""
     cli = argparse.ArgumentParser(
@@ -241,6 +260,13 @@ def parser() -> argparse.ArgumentParser:
         default=["lru", "s3fifo", "sieve", "tinylfu"],
         help=f"policies, comma-separated (known: {', '.join(sorted(REGISTRY))}, "
         "or dotted paths)",
+    )
+    cli.add_argument(
+        "--policy-options",
+        type=_options,
+        default={},
+        help="JSON object of POLICY_OPTIONS by policy name, e.g. "
+        '\'{"learned": {"wait_for_fit": true}}\'',
     )
     cli.add_argument("--json", action="store_true", help="print JSON lines")
     return cli
@@ -278,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     keys,
                     name,
                     capacity,
+                    options=args.policy_options.get(name),
                     trace=Path(path).name,
                     capacity_ratio=ratio,
                     timer_cost=timer_cost,

@@ -13,6 +13,8 @@ from tiered_cache.sentinels import MISSING
 from tiered_cache.tiers.memory import MemoryTier
 
 POLICIES = sorted(REGISTRY)
+#: Options for the hammering test: the learned policy fits while threads run.
+HAMMER_OPTIONS = {"learned": {"refit": 300, "min_samples": 300, "label_every": 1}}
 
 
 def tier(clock=None, **options):
@@ -117,7 +119,7 @@ def test_tinylfu_without_window_refuses_a_cold_key_through_the_tier():
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_threads_hammering_one_store_keep_invariants(policy):
-    t = tier(MAX_ENTRIES=50, POLICY=policy)
+    t = tier(MAX_ENTRIES=50, POLICY=policy, POLICY_OPTIONS=HAMMER_OPTIONS.get(policy))
     errors = []
 
     def worker(n):
@@ -141,3 +143,6 @@ def test_threads_hammering_one_store_keep_invariants(policy):
     assert errors == []
     assert t.check() == []
     assert len(t) <= 50
+    if policy == "learned":  # it fitted in its own thread meanwhile
+        assert t.policy.trainer.done.wait(60)
+        assert t.policy.trainer.fits >= 1 and t.policy.trainer.failures == 0

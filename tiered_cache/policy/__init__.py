@@ -6,6 +6,7 @@ from importlib import import_module
 from typing import Any
 
 from .base import BasePolicy
+from .learned import LearnedPolicy
 from .lru import LRUPolicy
 from .s3fifo import S3FIFOPolicy
 from .sieve import SievePolicy
@@ -15,6 +16,7 @@ __all__ = [
     "REGISTRY",
     "BasePolicy",
     "LRUPolicy",
+    "LearnedPolicy",
     "S3FIFOPolicy",
     "SievePolicy",
     "TinyLFUPolicy",
@@ -24,7 +26,7 @@ __all__ = [
 #: Short names accepted in ``OPTIONS["POLICY"]``; a dotted path works too.
 REGISTRY: dict[str, type[BasePolicy]] = {
     policy.name: policy
-    for policy in (LRUPolicy, S3FIFOPolicy, SievePolicy, TinyLFUPolicy)
+    for policy in (LRUPolicy, S3FIFOPolicy, SievePolicy, TinyLFUPolicy, LearnedPolicy)
 }
 
 

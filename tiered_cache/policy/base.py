@@ -31,6 +31,7 @@ learned policy), so they can be replayed on traces in ``bench/``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import islice
 
 __all__ = ["BasePolicy"]
 
@@ -87,6 +88,16 @@ class BasePolicy:
     def victim(self) -> str | None:
         """Return the key to evict next, or ``None`` when nothing is tracked."""
         raise NotImplementedError
+
+    def tail(self, n: int) -> list[str]:
+        """Return up to ``n`` tracked keys, next to be evicted first.
+
+        The learned policy asks for its candidates here (issue 9): the keys
+        this heuristic would evict soon. Call it right after ``victim()``,
+        whose reorganising it relies on. The default walks ``__iter__``;
+        policies override it with a walk of their queue that stops after ``n``.
+        """
+        return list(islice(iter(self), n))
 
     def clear(self) -> None:
         """Forget every key."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from itertools import islice
 
 from .base import BasePolicy
 
@@ -39,6 +40,9 @@ class LRUPolicy(BasePolicy):
 
     def victim(self) -> str | None:
         return next(iter(self._order), None)
+
+    def tail(self, n: int) -> list[str]:
+        return list(islice(self._order, n))
 
     def clear(self) -> None:
         self._order.clear()  # the same OrderedDict: on_hit stays bound to it

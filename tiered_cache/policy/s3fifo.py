@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from itertools import islice
 
 from .base import BasePolicy
 from .hits import HIT_BUFFER, HitBuffer
@@ -82,11 +83,7 @@ class S3FIFOPolicy(HitBuffer, BasePolicy):
         self._drain()
         small, main, freq = self._small, self._main, self._freq
         while True:
-            if small and (
-                not main
-                or self._small_bytes
-                >= self.small_ratio * (self._small_bytes + self._main_bytes)
-            ):
+            if self._small_first():
                 key = next(iter(small))
                 if freq[key] < self.promote_at:
                     return key
@@ -105,6 +102,14 @@ class S3FIFOPolicy(HitBuffer, BasePolicy):
             else:
                 return None
 
+    def _small_first(self) -> bool:
+        """Return whether the small FIFO pays for the next eviction."""
+        return bool(self._small) and (
+            not self._main
+            or self._small_bytes
+            >= self.small_ratio * (self._small_bytes + self._main_bytes)
+        )
+
     def on_evict(self, key: str) -> None:
         if key in self._small:
             ghost = self._ghost
@@ -122,6 +127,15 @@ class S3FIFOPolicy(HitBuffer, BasePolicy):
             self._small_bytes -= size
         else:
             self._main_bytes -= self._main.pop(key)
+
+    def tail(self, n: int) -> list[str]:
+        # victim() left the queue it evicts from with its victim in front.
+        small, main = self._small, self._main
+        first, second = (small, main) if self._small_first() else (main, small)
+        keys = list(islice(first, n))
+        if len(keys) < n:
+            keys += islice(second, n - len(keys))
+        return keys
 
     def where(self, key: str) -> str | None:
         """Return ``"small"``, ``"main"``, ``"ghost"`` or ``None`` for ``key``."""

@@ -72,6 +72,16 @@ class SievePolicy(HitBuffer, BasePolicy):
         self._hand = hand
         return hand
 
+    def tail(self, n: int) -> list[str]:
+        # From the hand towards the head: the keys the hand reaches next.
+        keys: list[str] = []
+        newer = self._newer
+        key = self._hand if self._hand is not None else self._tail
+        while key is not None and len(keys) < n:
+            keys.append(key)
+            key = newer[key]
+        return keys
+
     def on_remove(self, key: str) -> None:
         if key not in self._older:
             return

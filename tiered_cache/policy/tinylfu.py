@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from itertools import islice
 
 from .base import BasePolicy
 from .hits import HIT_BUFFER, HitBuffer
@@ -76,6 +77,7 @@ class TinyLFUPolicy(HitBuffer, BasePolicy):
         self._bytes = [0, 0, 0]
         self._counted: str | None = None  # admit counted this key already
         self._incoming = 0
+        self._victim: str | None = None  # what victim() returned last (tail)
         self._init_hits(hit_buffer)
 
     # -- bookkeeping ------------------------------------------------------------
@@ -165,6 +167,10 @@ class TinyLFUPolicy(HitBuffer, BasePolicy):
         sketch.sample = sketch.sample_factor * max(16, resident)
 
     def victim(self) -> str | None:
+        self._victim = victim = self._pick()
+        return victim
+
+    def _pick(self) -> str | None:
         self._drain()
         if not self.window_ratio:
             return self._main_victim()
@@ -197,6 +203,19 @@ class TinyLFUPolicy(HitBuffer, BasePolicy):
         segment = self._where.pop(key, None)
         if segment is not None:
             self._bytes[segment] -= self._segments[segment].pop(key)
+
+    def tail(self, n: int) -> list[str]:
+        # The last victim (when still here), main's next victims (probation,
+        # then protected) and the window's oldest.
+        segments = self._segments
+        first = self._victim
+        keys = [first] if first is not None and first in self._where else []
+        keys += (key for key in islice(segments[_PROBATION], n + 1) if key != first)
+        del keys[n:]
+        for segment in (_WINDOW, _PROTECTED):
+            if len(keys) < n:
+                keys += islice(segments[segment], n - len(keys))
+        return keys
 
     def where(self, key: str) -> str | None:
         """Return ``"window"``, ``"probation"``, ``"protected"`` or ``None``."""
