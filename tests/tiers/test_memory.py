@@ -230,7 +230,7 @@ print(rss() - before, tier.size_bytes)
 """
 
 
-@pytest.mark.parametrize("policy", ["lru", "s3fifo", "sieve", "tinylfu"])
+@pytest.mark.parametrize("policy", ["lru", "s3fifo", "sieve", "tinylfu", "learned"])
 def test_max_bytes_counts_what_the_process_grows_by(policy):
     """MAX_BYTES bounds real memory: the bytes L1 accounts for 200 000 small
     entries are within 10 % of the process's RSS growth (they were 43 % under)."""

@@ -80,6 +80,7 @@ class LearnedPolicy(HitBuffer, BasePolicy):
     """Adaptive base heuristic (sampled shadows) with a learned victim choice."""
 
     name = "learned"
+    entry_bytes = 450  # its key statistics too: bench/memory.py, 200 000 entries
 
     def __init__(
         self,
