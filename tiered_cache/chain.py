@@ -197,6 +197,13 @@ class Chain:
             for key in missed:
                 if authority[key] is slot:
                     failed.add(key)
+        if failed:
+            # The authority did not take them: a local copy is now the value
+            # the journal replays (from any process of the machine), so it
+            # must be on disk before the call returns, not queued.
+            for slot in rest:
+                if implements(slot.tier, "settle"):
+                    slot.call("settle", list(failed))
         journal = self.journal
         if journal is not None and failed:  # journal the writes L2 missed
             slot = journal.authority

@@ -246,6 +246,12 @@ class OptionalMethods:
         """
         raise NotImplementedError
 
+    def settle(self, keys: list[str]) -> None:
+        """Store now what this tier holds queued for ``keys`` (written behind
+        the caller, ``tiers/disk/behind.py``): the authority did not take
+        them, so this copy is what the outage journal replays."""
+        raise NotImplementedError
+
     def incr_announced(
         self, key: str, delta: int, stream: Stream, fields: Mapping[str, str]
     ) -> tuple[int, bool]:

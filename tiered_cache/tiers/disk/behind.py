@@ -55,6 +55,14 @@ logger = logging.getLogger("tiered_cache")
 ATTEMPTS = 3
 #: Seconds between two attempts of a refused batch.
 RETRY_PAUSE = 0.02
+#: Seconds copies gather before the thread writes them, unless ``BATCH`` are
+#: waiting or a caller drains. Waking the thread on every write made it take
+#: the GIL while the request thread waited for Redis, and hand it back only at
+#: its next I/O: a ``set`` then waited for the thread's Python work (a
+#: convoy), and cost more wall time than writing the copy itself.
+INTERVAL = 0.05
+#: Copies waiting that wake the thread before ``INTERVAL`` is over.
+BATCH = 256
 #: What a record whose payload is not bytes counts against ``max_bytes``.
 _MIN_BYTES = 64
 
@@ -114,6 +122,7 @@ class WriteBehind:
         self._bytes = 0
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._urgent = False  # a caller drains: write without waiting
 
     # -- the caller's side ---------------------------------------------------------
 
@@ -136,8 +145,8 @@ class WriteBehind:
             self.stats.queued += 1
             if self._thread is None:
                 self._start()
-            elif older is None and len(self._pending) == 1:
-                self._cond.notify()
+            elif older is None and len(self._pending) in (1, BATCH):
+                self._cond.notify()  # start the interval; end it early
         return True
 
     def peek(self, key: str) -> Pending | None:
@@ -183,6 +192,7 @@ class WriteBehind:
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued copy is written; return whether it was."""
         with self._cond:
+            self._urgent = True
             self._cond.notify_all()
             return self._wait_for(
                 lambda: not self._pending and not self._in_flight,
@@ -225,11 +235,18 @@ class WriteBehind:
         self._thread.start()
 
     def _run(self) -> None:
+        cond = self._cond
         while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._closed)
+            with cond:
+                cond.wait_for(lambda: self._pending or self._closed)
+                cond.wait_for(
+                    lambda: self._closed or self._urgent or len(self._pending) >= BATCH,
+                    INTERVAL,
+                )
                 if not self._pending:
-                    return  # closed and drained
+                    if self._closed:
+                        return  # closed and drained
+                    continue  # what gathered was cancelled meanwhile
                 # In this order: ``peek`` takes no lock and must find the
                 # key in one dict or the other at every instant.
                 batch = self._in_flight = self._pending
@@ -238,9 +255,11 @@ class WriteBehind:
             try:
                 self._write_batch(batch)
             finally:
-                with self._cond:
+                with cond:
                     self._in_flight = {}
-                    self._cond.notify_all()
+                    if not self._pending:
+                        self._urgent = False
+                    cond.notify_all()
 
     def _write_batch(self, batch: Mapping[str, Pending]) -> None:
         for attempt in range(ATTEMPTS):

@@ -393,6 +393,11 @@ class DiskTier(BaseTier):
             with self.files.call("set", key) as shard:
                 shard.set(key, data, expire=expire, tag=tag)
 
+    def settle(self, keys: list[str]) -> None:
+        """See ``OptionalMethods.settle``."""
+        for key in keys:
+            self._settle(key)
+
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until the copies queued by this process are on disk; return
         whether they are (another process of the machine reads them then)."""
