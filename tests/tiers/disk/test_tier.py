@@ -395,11 +395,17 @@ def test_defaults_are_explicit(make):
         "timeout": 0.05,
         "size_limit": 2**30,
         "cull_limit": 10,
+        "sqlite_cache_size": 1024,
+        "sqlite_mmap_size": 2 * 2**20,
     }
     assert tier.compress_min_bytes == 1024 and tier.compressor == "zlib"
     tier.set("k", rec("v"))
-    assert tier.files.open().shards[0].timeout == 0.05
-    assert tier.files.open().shards[0].size_limit == 2**30 / 8  # as FanoutCache
+    shard = tier.files.open().shards[0]
+    assert shard.timeout == 0.05
+    assert shard.size_limit == 2**30 / 8  # as FanoutCache
+    # SQLite's memory per shard and process is bounded (bench/memory.py)
+    assert shard._sql("PRAGMA cache_size").fetchone()[0] == 1024
+    assert shard._sql("PRAGMA mmap_size").fetchone()[0] == 2 * 2**20
 
 
 def test_djangocache_top_level_params_are_accepted(location, clock):

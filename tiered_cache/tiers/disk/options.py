@@ -33,6 +33,12 @@ DEFAULTS: Mapping[str, Any] = {
     "timeout": 0.05,
     "size_limit": 2**30,
     "cull_limit": 10,
+    # Per shard and per process: diskcache's own 8192 pages and 64 MiB of
+    # mmap made L3 add ~600 MB of RSS to every process at 1M entries (8
+    # shards; bench/memory.py). 1024 pages (4 MiB) and 2 MiB of mmap per
+    # shard bound it near 64 MB.
+    "sqlite_cache_size": 1024,
+    "sqlite_mmap_size": 2 * 2**20,
 }
 
 #: Numeric settings: diskcache does arithmetic on them when the directory

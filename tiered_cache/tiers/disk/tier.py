@@ -79,6 +79,10 @@ class DiskTier(BaseTier):
         Bytes on disk beyond which writes evict entries (``eviction_policy``),
         split evenly across the shards. diskcache evicts silently at the same
         default; it is set explicitly so that the limit is a visible choice.
+    ``sqlite_cache_size`` (default ``1024`` pages), ``sqlite_mmap_size``
+    (default 2 MiB)
+        Per shard and per process (diskcache's defaults, 8192 pages and
+        64 MiB, let L3 add ~600 MB of RSS to a process at 1M entries).
     ``cull_limit`` (default ``10``)
         Most entries one write removes (expired ones first, then by policy),
         inside its transaction: it bounds how long a write holds the lock.
