@@ -337,8 +337,12 @@ def test_a_write_l2_missed_is_on_disk_before_the_call_returns(
 ):
     """L3's copies are written behind the call, but not one L2 did not take:
     it is the value the journal replays, from any process of the machine."""
+    behind = l3(str(tmp_path / "one"))
+    behind["OPTIONS"] = {**behind["OPTIONS"], "WRITE_BEHIND_MAX_BYTES": 2**25}
     one, other = (
-        machine(make_cache, server.url(1), tmp_path / "one", BREAKER={"WINDOW": w})
+        make_cache(
+            [L1, l2(server.url(1)), behind], KEY_PREFIX="j", BREAKER={"WINDOW": w}
+        )
         for w in (7, 8)
     )
     open_breaker(one)

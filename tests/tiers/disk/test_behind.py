@@ -29,6 +29,7 @@ def copies(make):
     """A tier below a wider tier that takes values under 1 000 bytes."""
 
     def factory(**options):
+        options.setdefault("WRITE_BEHIND_MAX_BYTES", 32 * 2**20)  # off by default
         tier = make(**options)
         tier.copies_of(lambda record: record.size < 1000)
         tier.bound_staleness(60.0)
@@ -217,7 +218,8 @@ def test_copies_queued_at_exit_are_written(make, location, settings):
         from tiered_cache.tiers.disk import DiskTier
         where = {str(location)!r}
         params = {{"BACKEND": "diskcache.DjangoCache", "LOCATION": where,
-                   "OPTIONS": {{"OPEN_TIMEOUT": 10.0}}}}
+                   "OPTIONS": {{"OPEN_TIMEOUT": 10.0,
+                               "WRITE_BEHIND_MAX_BYTES": 2**25}}}}
         tier = DiskTier(where, params, name="l3", clock=time.time)
         tier.copies_of(lambda record: True)
         tier.files.open().marked.wait(10)  # open, as in a process that served

@@ -115,13 +115,16 @@ class DiskTier(BaseTier):
         ones at the directory's path (deleted, replaced or quarantined by
         another process); then the directory is opened again. ``0`` checks
         on every call.
-    ``WRITE_BEHIND_MAX_BYTES`` (default ``32 MiB``)
+    ``WRITE_BEHIND_MAX_BYTES`` (default ``0``: off)
         Below an L2, the copies of L2's values are written by a background
         thread after the call returns (``behind.py``); this bounds the bytes
-        waiting. A write that finds the queue full is made by the caller.
-        ``0`` writes every copy on the caller's thread. Values L3 holds as
-        their own authority (no L2, or too big for it) are always written
-        before the call returns.
+        waiting (e.g. ``32 * 2**20``). A write that finds the queue full is
+        made by the caller. Off by default: a copy queued by one process can
+        land after another process of the machine deleted or replaced the
+        value, and is served if L2 stops answering in those milliseconds,
+        until the bus's first heartbeat of the outage drops it (~1 s). Values
+        L3 holds as their own authority (no L2, or too big for it) are always
+        written before the call returns.
     ``MAX_VALUE_BYTES`` (default ``16 MiB``)
         As for every tier: larger values skip L3. Three 50 MB values cost
         5 s and 300 MB of memory on their way in; ``None`` lifts the limit.
@@ -176,7 +179,7 @@ class DiskTier(BaseTier):
             name,
             self._write_copies,
             self._forget,
-            max_bytes=self.options.get("WRITE_BEHIND_MAX_BYTES", 32 * 2**20),
+            max_bytes=self.options.get("WRITE_BEHIND_MAX_BYTES", 0),
             clock=self.clock,
         )
 
