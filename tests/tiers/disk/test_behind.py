@@ -163,7 +163,7 @@ def test_a_change_waits_for_the_batch_being_written():
     assert behind.peek("k") is not None  # being written: still read here
 
     def change():
-        behind.cancel("k")
+        behind.take("k")
         order.append(("changed", "k"))
 
     changer = threading.Thread(target=change)

@@ -16,7 +16,7 @@ What keeps it correct:
 * **Nothing lands after what replaced it.** Every call of the tier that
   decides a key's row itself (``delete``, ``invalidate``, a synchronous
   ``set``, ``add``, ``incr``, ``touch``...) first takes the key out of the
-  queue (``cancel`` or ``take``) and waits while the thread is writing it.
+  queue (``take``) and waits while the thread is writing it.
 * **Reads see the queue.** ``peek`` returns a pending record, so this process
   never reads an older row than the copy it just queued. Other processes of
   the machine see it when it is written (milliseconds).
@@ -129,7 +129,7 @@ class WriteBehind:
     def put(self, key: str, record: Record, rising: bool | None = None) -> bool:
         """Queue ``record`` as the newest copy of ``key`` (a count to keep,
         moving up or down, when ``rising`` is given); False if the queue is
-        full (the caller then writes it itself, after ``cancel``)."""
+        full (the caller then writes it itself, after ``take``)."""
         size = _size(record)
         with self._cond:
             if self._closed or self._bytes + size > self.max_bytes:
@@ -157,29 +157,24 @@ class WriteBehind:
         """
         return self._pending.get(key) or self._in_flight.get(key)
 
-    def take(self, key: str) -> Pending | None:
-        """Remove ``key``'s pending copy and return it, once nothing of it is
-        being written: the caller then decides the row itself."""
-        with self._cond:
-            pending = self._pending.pop(key, None)
-            if pending is not None:
-                self._bytes -= _size(pending[0])
-            self._wait_for(lambda: key not in self._in_flight)
-        return pending
-
-    def cancel(self, key: str, older_than: int | None = None) -> bool:
-        """Drop ``key``'s pending copy (only one stamped before ``older_than``,
-        when given); return whether one was dropped."""
+    def take(self, key: str, older_than: int | None = None) -> Pending | None:
+        """Remove ``key``'s pending copy (only one stamped before ``older_than``,
+        when given) and return it, once nothing of it is being written: the
+        caller then decides the row itself. Takes no lock when nothing of
+        ``key`` is queued, the common case."""
+        if self.peek(key) is None:
+            return None
         with self._cond:
             pending = self._pending.get(key)
-            dropped = pending is not None and (
+            if pending is not None and (
                 older_than is None or pending[0].stamp < older_than
-            )
-            if dropped:
+            ):
                 del self._pending[key]
-                self._bytes -= _size(pending[0])  # type: ignore[index]
+                self._bytes -= _size(pending[0])
+            else:
+                pending = None
             self._wait_for(lambda: key not in self._in_flight)
-        return dropped
+        return pending
 
     def cancel_where(self, test: Callable[[str, Pending], bool]) -> None:
         """Drop every pending copy ``test`` selects; wait for the batch being

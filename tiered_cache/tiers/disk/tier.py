@@ -366,8 +366,7 @@ class DiskTier(BaseTier):
             and behind.put(key, record)
         ):
             return True
-        if behind.peek(key) is not None:
-            behind.cancel(key)
+        behind.take(key)
         return False
 
     def _write_copies(self, batch: Mapping[str, Pending]) -> None:
@@ -390,7 +389,7 @@ class DiskTier(BaseTier):
 
     def _settle(self, key: str) -> None:
         """Write ``key``'s queued copy now: the caller reads and changes the row."""
-        pending = self.behind.take(key) if self.behind.peek(key) else None
+        pending = self.behind.take(key)
         if pending is not None:
             record, queued_at, rising = pending
             if rising is not None:
@@ -414,7 +413,7 @@ class DiskTier(BaseTier):
         """As ``BaseTier.delete_many``, in one transaction per shard and batch."""
         keys = list(keys)
         for key in keys:
-            self.behind.cancel(key)
+            self.behind.take(key)
         batches.delete_many(self.files, keys)
 
     def add(self, key: str, record: Record) -> bool:
@@ -428,7 +427,7 @@ class DiskTier(BaseTier):
             return True
 
     def delete(self, key: str) -> bool:
-        pending = self.behind.take(key) if self.behind.peek(key) else None
+        pending = self.behind.take(key)
         with self.files.call("delete", key) as shard:
             record, tag = self._row(shard, key, take=True)
         return (
@@ -455,7 +454,7 @@ class DiskTier(BaseTier):
         """As ``BaseTier.invalidate``, without the memory of recent stamps: a
         promotion racing the message can still install an older copy here.
         """
-        dropped = self.behind.peek(key) and self.behind.cancel(key, stamp)
+        dropped = self.behind.take(key, older_than=stamp) is not None
         with self.files.call("invalidate", key) as shard, shard.transact():
             record = self._row(shard, key, take=False)[0]
             if record is MISSING or record.stamp >= stamp:
